@@ -1,0 +1,76 @@
+"""Turn a remote URL into a store. Network backends are imported only when a URL
+names them, so a directory sync never pays for s3fs, paramiko or webdavclient3."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Mapping
+from urllib.parse import unquote, urlsplit
+
+from vaultsync.errors import UsageError
+from vaultsync.store.base import Store
+
+# scheme -> module under vaultsync.store exposing `from_url(url, options) -> Store`
+NETWORK_SCHEMES = {"s3": "s3", "webdav": "webdav", "webdavs": "webdav", "sftp": "sftp"}
+
+
+def open_store(url: str, options: Mapping[str, str] | None = None) -> Store:
+    options = options or {}
+    if not url or not url.strip():
+        raise UsageError("empty remote URL")
+    if "://" not in url:
+        return _local(url)
+    scheme = url.split("://", 1)[0].lower()
+    if scheme == "file":
+        parts = urlsplit(url)
+        if parts.netloc not in ("", "localhost"):
+            raise UsageError(f"bad remote URL {display_url(url)}: file:// URLs take no host")
+        if not parts.path:
+            raise UsageError(f"bad remote URL {display_url(url)}: no path")
+        return _local(unquote(parts.path))
+    if scheme == "memory":
+        from vaultsync.store.memory import MemoryStore
+
+        return MemoryStore.named(url.split("://", 1)[1])
+    module_name = NETWORK_SCHEMES.get(scheme)
+    if module_name is None:
+        raise UsageError(
+            f"unsupported remote URL scheme {scheme!r} (use a path, file://, s3://, "
+            "webdav://, webdavs:// or sftp://)"
+        )
+    try:
+        module = importlib.import_module(f"vaultsync.store.{module_name}")
+    except ImportError as exc:
+        raise UsageError(
+            f"{scheme}:// remotes need extra packages ({exc.name} is missing): "
+            "pip install 'vaultsync[remotes]'"
+        ) from None
+    return module.from_url(url, options)  # type: ignore[no-any-return]
+
+
+def _local(path: str) -> Store:
+    from vaultsync.store.local import LocalStore
+
+    return LocalStore(os.path.expanduser(path))
+
+
+def display_url(url: str) -> str:
+    """The URL without any password or user-info secret, safe to print."""
+    if "://" not in url:
+        return url
+    parts = urlsplit(url)
+    if parts.password is None and "@" not in parts.netloc:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    user = f"{parts.username}@" if parts.username else ""
+    return f"{parts.scheme}://{user}{host}{parts.path}"
+
+
+def normalize_url(url: str) -> str:
+    """What to store in config: an absolute file:// path for bare paths, else as given."""
+    if "://" not in url:
+        return "file://" + os.path.abspath(os.path.expanduser(url))
+    return url
