@@ -120,3 +120,9 @@ def all_error_classes() -> list[type[VaultsyncError]]:
         seen.append(cls)
         stack.extend(cls.__subclasses__())
     return seen
+
+
+class ChangedDuringRun(VaultsyncError):
+    """A local file changed while the run was reading it; nothing was committed."""
+
+    exit_code = EXIT_ATTENTION

@@ -1,0 +1,170 @@
+"""`vaultsync`: the typer app and the one place where errors become exit codes."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import click
+import typer
+
+from vaultsync.cli.output import emit_json, err, out, print_report, short
+from vaultsync.errors import EXIT_INTERRUPTED, EXIT_USAGE, VaultsyncError
+
+app = typer.Typer(
+    name="vaultsync",
+    help="Sync a folder of notes through a content-addressed remote, never losing a version.",
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="List every file action.")]
+
+
+def _root(ctx: typer.Context) -> str:
+    return str((ctx.obj or {}).get("dir") or os.getcwd())
+
+
+@app.callback()
+def _main(
+    ctx: typer.Context,
+    directory: Annotated[str | None, typer.Option(
+        "-C", "--directory", help="Run as if started in DIR.", metavar="DIR")] = None,
+) -> None:
+    ctx.obj = {"dir": directory}
+
+
+@app.command()
+def init(
+    ctx: typer.Context,
+    remote: Annotated[str | None, typer.Option(help="Remote URL or path.")] = None,
+    device: Annotated[str | None, typer.Option(help="A name for this device.")] = None,
+) -> int:
+    """Make the current folder a vault (creating or joining the repository at --remote)."""
+    from vaultsync.engine.oneway import init as do_init
+
+    return print_report(do_init(_root(ctx), remote, device), False)
+
+
+@app.command()
+def clone(
+    url: Annotated[str, typer.Argument(help="Remote URL or path.")],
+    directory: Annotated[str, typer.Argument(metavar="DIR", help="New folder for the vault.")],
+    device: Annotated[str | None, typer.Option(help="A name for this device.")] = None,
+    json_: JsonOpt = False,
+) -> int:
+    """New device: fetch the vault at URL into DIR."""
+    from vaultsync.engine.oneway import clone as do_clone
+
+    return print_report(do_clone(url, directory, device), json_)
+
+
+@app.command()
+def push(ctx: typer.Context, json_: JsonOpt = False, verbose: VerboseOpt = False) -> int:
+    """One way: the remote takes local state; local files are never touched."""
+    from vaultsync.engine.oneway import push as do_push
+
+    return print_report(do_push(_root(ctx)), json_, verbose)
+
+
+@app.command()
+def pull(ctx: typer.Context, json_: JsonOpt = False, verbose: VerboseOpt = False) -> int:
+    """One way: local takes remote state; the remote is never written."""
+    from vaultsync.engine.oneway import pull as do_pull
+
+    return print_report(do_pull(_root(ctx)), json_, verbose)
+
+
+@app.command()
+def status(ctx: typer.Context, json_: JsonOpt = False) -> int:
+    """What has changed locally and remotely since the last sync."""
+    from vaultsync.engine.oneway import status as do_status
+
+    st = do_status(_root(ctx))
+    if json_:
+        emit_json(st.to_json())
+        return 0
+    out(f"base snapshot {short(st.base)}")
+    for label, paths in (("added", st.local_added), ("changed", st.local_changed),
+                         ("deleted", st.local_deleted)):
+        for p in paths:
+            out(f"  {label:8}{p}")
+    if not (st.local_added or st.local_changed or st.local_deleted):
+        out("no local changes")
+    for name in st.remote_ahead:
+        out(f"remote: new changes from {name}")
+    for path, reason in st.skipped:
+        out(f"skipped: {path} ({reason})")
+    return 0
+
+
+@app.command()
+def log(
+    ctx: typer.Context,
+    path: Annotated[str | None, typer.Argument(help="Show this file's versions.")] = None,
+    json_: JsonOpt = False,
+) -> int:
+    """Snapshots, newest first, or one file's versions."""
+    from vaultsync.engine.history import log as do_log
+
+    lines = do_log(_root(ctx), path)
+    if json_:
+        emit_json([line.to_json() for line in lines])
+        return 0
+    for line in lines:
+        doc = line.to_json()
+        extra = (f"{line.entry.size} bytes" if line.entry is not None
+                 else f"{doc['files']} files, {doc['size']} bytes")
+        out(f"{short(line.id)}  {doc['time']}  {doc['device']:<16} {extra}")
+    return 0
+
+
+@app.command()
+def restore(
+    ctx: typer.Context,
+    path: Annotated[str, typer.Argument(help="File or folder to restore ('.' for all).")],
+    at: Annotated[str | None, typer.Option(help="Snapshot id or time (default: last sync).")] = None,
+    to: Annotated[str | None, typer.Option(help="Write here instead of into the vault.")] = None,
+) -> int:
+    """Bring back a file or folder as it was at a snapshot or time."""
+    from vaultsync.engine.history import restore as do_restore
+
+    return print_report(do_restore(_root(ctx), path, at, to), False)
+
+
+@app.command()
+def checkout(
+    url: Annotated[str, typer.Argument(help="Remote URL or path.")],
+    directory: Annotated[str, typer.Argument(metavar="DIR", help="New or empty folder.")],
+    at: Annotated[str | None, typer.Option(help="Snapshot id or time (default: newest).")] = None,
+    json_: JsonOpt = False,
+) -> int:
+    """Read-only export of a snapshot (CI fixtures): no device, no writes to the remote."""
+    from vaultsync.engine.history import checkout as do_checkout
+
+    return print_report(do_checkout(url, directory, at), json_)
+
+
+def main(argv: list[str] | None = None) -> None:
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=argv, prog_name="vaultsync", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        code = exc.exit_code if exc.exit_code else EXIT_USAGE
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        err("vaultsync: interrupted")
+        code = EXIT_INTERRUPTED
+    except VaultsyncError as exc:
+        err(f"vaultsync: {exc.message}")
+        code = exc.exit_code
+    except OSError as exc:
+        err(f"vaultsync: {exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}")
+        code = 1
+    sys.exit(code if isinstance(code, int) else 0)

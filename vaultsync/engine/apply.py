@@ -1,0 +1,163 @@
+"""Atomic writes into the vault, and the trash that keeps what a run replaces or deletes.
+
+Every file lands through: temporary name in its own folder -> write verified chunks ->
+fsync -> mode and mtime -> re-check that the target is what the scan saw -> (old version
+hard-linked into the trash) -> rename into place. A run killed at any moment leaves
+either the old file or the new one, plus at most a stale temporary file that the next
+scan ignores and removes.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Iterable
+
+from vaultsync.engine.scan import TMP_PREFIX
+from vaultsync.errors import BadName
+from vaultsync.model import Entry
+
+DiskKey = tuple[int, int, int]  # size, mtime_ns, inode as the scan saw them
+
+
+class TargetChanged(Exception):
+    """The file at the target path is not the one the scan saw (edited during the run)."""
+
+
+def disk_key(path: str) -> DiskKey | None:
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+    return (st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+class VaultWriter:
+    def __init__(self, root: str, trash_root: str) -> None:
+        self.root = root
+        self.trash_dir = os.path.join(
+            trash_root, time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
+        )
+
+    def abspath(self, rel: str) -> str:
+        parts = rel.split("/")
+        if any(p in ("", ".", "..") for p in parts):
+            raise BadName(f"refusing vault path {rel!r}")
+        return os.path.join(self.root, *parts)
+
+    def check_no_links(self, rel: str) -> None:
+        """Refuse a path whose existing folders include a symbolic link: a write must
+        never escape the vault through one."""
+        path = self.root
+        for part in rel.split("/")[:-1]:
+            path = os.path.join(path, part)
+            if os.path.islink(path):
+                raise BadName(f"refusing to write through symbolic link {rel!r}")
+            if not os.path.isdir(path):
+                return
+
+    def make_dirs(self, rel: str) -> None:
+        path = self.abspath(rel)
+        self.check_no_links(rel + "/x")
+        os.makedirs(path, exist_ok=True)
+
+    def write_file(self, rel: str, entry: Entry, pieces: Iterable[bytes],
+                   expect: DiskKey | None) -> os.stat_result:
+        """Write `pieces` as `rel` atomically; `expect` is the target as scanned (None:
+        absent). Raises TargetChanged, leaving the target untouched, if it differs."""
+        target = self.abspath(rel)
+        self.check_no_links(rel)
+        folder = os.path.dirname(target)
+        os.makedirs(folder, exist_ok=True)
+        tmp = os.path.join(folder, TMP_PREFIX + secrets.token_hex(6))
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                for piece in pieces:
+                    f.write(piece)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, entry.mode & 0o7777)
+            os.utime(tmp, ns=(entry.mtime_ns, entry.mtime_ns))
+            if disk_key(target) != expect:
+                raise TargetChanged(rel)
+            if expect is not None:
+                self._keep_in_trash(rel, target, link=True)
+            os.replace(tmp, target)
+        except BaseException:
+            _unlink_quiet(tmp)
+            raise
+        _fsync_dir(folder)
+        return os.stat(target)
+
+    def delete_file(self, rel: str, expect: DiskKey) -> None:
+        """Move `rel` to the trash, if it is still what the scan saw."""
+        target = self.abspath(rel)
+        self.check_no_links(rel)
+        if disk_key(target) != expect:
+            raise TargetChanged(rel)
+        self._keep_in_trash(rel, target, link=False)
+
+    def remove_dir_if_empty(self, rel: str) -> bool:
+        try:
+            os.rmdir(self.abspath(rel))
+            return True
+        except OSError:
+            return False
+
+    def _keep_in_trash(self, rel: str, target: str, link: bool) -> None:
+        dest = os.path.join(self.trash_dir, *rel.split("/"))
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        if link:
+            try:
+                os.link(target, dest)
+                return
+            except OSError:
+                shutil.copy2(target, dest)
+                return
+        os.replace(target, dest)
+
+
+def remove_stale_temps(paths: Iterable[str]) -> None:
+    for p in paths:
+        if os.path.basename(p).startswith(TMP_PREFIX) and os.path.isfile(p):
+            _unlink_quiet(p)
+
+
+def empty_trash(trash_root: str, days: int) -> int:
+    """Remove trash folders older than `days`; returns how many went."""
+    if not os.path.isdir(trash_root):
+        return 0
+    cutoff = time.time() - days * 86400
+    removed = 0
+    for name in os.listdir(trash_root):
+        path = os.path.join(trash_root, name)
+        try:
+            if os.stat(path).st_mtime < cutoff:
+                shutil.rmtree(path)
+                removed += 1
+        except OSError:
+            continue
+    return removed
+
+
+def _unlink_quiet(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _fsync_dir(folder: str) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

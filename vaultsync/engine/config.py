@@ -1,0 +1,81 @@
+"""`VAULT/.vaultsync/config.toml`: remote URL, device id and name, options."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import tomllib
+from dataclasses import dataclass, field, replace
+
+from vaultsync.errors import ConfigError
+
+DEFAULT_OPTIONS: dict[str, int] = {"max_delete": 50, "trash_days": 30}
+
+
+def new_device_id() -> str:
+    return secrets.token_hex(16)
+
+
+def default_device_name() -> str:
+    name = socket.gethostname().split(".")[0] or "device"
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in name)[:40]
+
+
+def binding(root: str) -> str:
+    """What ties a device id to one folder on one machine: copying `.vaultsync/`
+    elsewhere changes it, and the copy registers as a new device."""
+    return f"{socket.gethostname()}:{os.path.realpath(root)}"
+
+
+@dataclass(frozen=True)
+class VaultConfig:
+    device_id: str
+    device_name: str
+    bound_to: str
+    remote: str = ""
+    options: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_OPTIONS))
+
+    def with_remote(self, remote: str) -> VaultConfig:
+        return replace(self, remote=remote)
+
+    def encode(self) -> str:
+        lines = [
+            "# vaultsync vault configuration",
+            f"remote = {json.dumps(self.remote)}",
+            f"device_id = {json.dumps(self.device_id)}",
+            f"device_name = {json.dumps(self.device_name, ensure_ascii=False)}",
+            f"bound_to = {json.dumps(self.bound_to, ensure_ascii=False)}",
+            "",
+            "[options]",
+        ]
+        lines += [f"{k} = {int(v)}" for k, v in sorted(self.options.items())]
+        return "\n".join(lines) + "\n"
+
+
+def parse_config(text: str, path: str) -> VaultConfig:
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is malformed: {exc}") from None
+    for key in ("device_id", "device_name", "bound_to"):
+        if not isinstance(doc.get(key), str) or not doc[key]:
+            raise ConfigError(f"{path} has no valid {key!r}; re-create it with 'vaultsync init'")
+    device_id = doc["device_id"]
+    if len(device_id) != 32 or any(c not in "0123456789abcdef" for c in device_id):
+        raise ConfigError(f"{path} has a malformed device_id")
+    remote = doc.get("remote", "")
+    if not isinstance(remote, str):
+        raise ConfigError(f"{path}: 'remote' must be a string")
+    options = dict(DEFAULT_OPTIONS)
+    raw_opts = doc.get("options", {})
+    if not isinstance(raw_opts, dict):
+        raise ConfigError(f"{path}: [options] must be a table")
+    for key, value in raw_opts.items():
+        if key not in DEFAULT_OPTIONS:
+            raise ConfigError(f"{path}: unknown option {key!r}")
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ConfigError(f"{path}: option {key!r} must be a whole number")
+        options[key] = value
+    return VaultConfig(device_id, doc["device_name"], doc["bound_to"], remote, options)

@@ -1,0 +1,181 @@
+"""Looking back: log, a file's versions, restore, and read-only checkout."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from vaultsync.engine.apply import VaultWriter, disk_key
+from vaultsync.engine.materialize import spelling, stat_row
+from vaultsync.engine.report import Report
+from vaultsync.engine.session import Session
+from vaultsync.engine.transfer import batches, pieces, prefetch
+from vaultsync.errors import UsageError
+from vaultsync.model import Entry, Flat, ObjectId, Snapshot, flatten, nfc
+from vaultsync.repository.repo import Repository
+from vaultsync.store.counting import CountingStore
+from vaultsync.store.url import normalize_url, open_store
+
+
+@dataclass(frozen=True)
+class LogLine:
+    id: ObjectId
+    snapshot: Snapshot
+    entry: Entry | None = None  # for a file's history: its version in this snapshot
+
+    def to_json(self) -> dict[str, object]:
+        snap = self.snapshot
+        doc: dict[str, object] = {
+            "id": self.id, "time": _iso(snap.time_ns), "device": snap.device_name,
+            "parents": list(snap.parents), "files": snap.files, "size": snap.size,
+        }
+        if self.entry is not None:
+            doc["file"] = {"size": self.entry.size, "mtime": _iso(self.entry.mtime_ns),
+                           "chunks": len(self.entry.chunks)}
+        return doc
+
+
+def _iso(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def all_snapshots(repo: Repository) -> list[tuple[ObjectId, Snapshot]]:
+    """Every snapshot reachable from a head, newest first."""
+    ids: set[ObjectId] = set()
+    for sid in repo.read_heads().values():
+        ids |= repo.ancestors(sid)
+    snaps = [(sid, repo.get_snapshot(sid)) for sid in ids]
+    snaps.sort(key=lambda x: (x[1].time_ns, x[0]), reverse=True)
+    return snaps
+
+
+def resolve(repo: Repository, at: str | None, default: ObjectId | None) -> ObjectId:
+    """A snapshot from an id (or unique prefix of 6+ hex digits) or a time."""
+    if at is None:
+        if default is None:
+            snaps = all_snapshots(repo)
+            if not snaps:
+                raise UsageError("the repository has no snapshots yet")
+            return snaps[0][0]
+        return default
+    snaps = all_snapshots(repo)
+    text = at.strip().lower()
+    if len(text) >= 6 and all(c in "0123456789abcdef" for c in text):
+        found = [sid for sid, _ in snaps if sid.startswith(text)]
+        if len(found) == 1:
+            return found[0]
+        if len(found) > 1:
+            raise UsageError(f"snapshot prefix {at!r} is ambiguous")
+    when = _parse_time(at)
+    if when is None:
+        raise UsageError(f"no snapshot {at!r} (give a snapshot id or a time like 2026-11-22T14:30)")
+    older = [sid for sid, snap in snaps if snap.time_ns <= when]
+    if not older:
+        raise UsageError(f"no snapshot at or before {at}")
+    return older[0]
+
+
+def _parse_time(text: str) -> int | None:
+    try:
+        dt = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.astimezone()  # local time, as the user typed it
+    return int(dt.timestamp() * 1e9) + 999_999_999  # inclusive of that second
+
+
+def log(root: str, path: str | None) -> list[LogLine]:
+    with Session(root, "log", write=False) as s:
+        snaps = all_snapshots(s.repo)
+        if path is None:
+            return [LogLine(sid, snap) for sid, snap in snaps]
+        key = nfc(path.strip("/"))
+        lines: list[LogLine] = []
+        last: Entry | None = None
+        for sid, snap in reversed(snaps):  # oldest first, to spot each new version
+            entry = flatten(snap.tree, s.repo.get_tree).get(key)
+            if entry is not None and not entry.is_dir and not entry.same_version(last):
+                lines.append(LogLine(sid, snap, entry))
+            last = entry
+        return list(reversed(lines))
+
+
+def _select(flat: Flat, key: str) -> Flat:
+    if key in ("", "."):
+        return dict(flat)
+    return {k: e for k, e in flat.items() if k == key or k.startswith(key + "/")}
+
+
+def restore(root: str, path: str, at: str | None, to: str | None) -> Report:
+    with Session(root, "restore", write=False) as s:
+        sid = resolve(s.repo, at, s.base)
+        key = nfc(os.path.relpath(os.path.abspath(path), s.vault.root)
+                  if os.path.isabs(path) else path.strip("/"))
+        if key.startswith(".."):
+            raise UsageError(f"{path} is outside the vault")
+        chosen = _select(s.flat_of(sid), "" if key == "." else key)
+        if not chosen:
+            raise UsageError(f"{path} is not in snapshot {sid[:12]}")
+        s.report.snapshot = sid
+        if to is None:
+            vw = VaultWriter(s.vault.root, s.vault.trash)
+            _write_all(s.repo, vw, chosen, lambda k: spelling(k, {}, chosen), s.report)
+        else:
+            vw, rel, chosen = _destination(os.path.abspath(to), key, chosen, s.vault.trash)
+            _write_all(s.repo, vw, chosen, rel, s.report)
+        return s.report.finish()
+
+
+def _destination(dest: str, key: str, chosen: Flat, trash: str):  # type: ignore[no-untyped-def]
+    """Where `restore --to DEST` puts things: a single file goes to DEST (or inside it, if
+    DEST is a folder); a folder's contents go below DEST."""
+    entry = chosen.get(key)
+    if entry is not None and not entry.is_dir:
+        if os.path.isdir(dest):
+            dest = os.path.join(dest, entry.name)
+        name = os.path.basename(dest)
+        return VaultWriter(os.path.dirname(dest), trash), lambda k: name, chosen
+    strip = len(key) + 1 if key not in ("", ".") else 0
+    os.makedirs(dest, exist_ok=True)
+    inside = {k: e for k, e in chosen.items() if k != key}
+    return VaultWriter(dest, trash), lambda k: k[strip:], inside
+
+
+def _write_all(repo: Repository, vw: VaultWriter, flat: Flat, rel_of, report: Report) -> None:
+    for key, entry in sorted(flat.items()):
+        if entry.is_dir:
+            vw.make_dirs(rel_of(key))
+    files = [(k, e) for k, e in sorted(flat.items()) if not e.is_dir]
+    for batch in batches(files):
+        blobs = prefetch(repo, batch)
+        for key, entry in batch:
+            rel = rel_of(key)
+            current = disk_key(vw.abspath(rel))
+            vw.write_file(rel, entry, pieces(repo, entry, blobs), current)
+            report.downloaded.append(key)
+
+
+def checkout(url: str, dest: str, at: str | None) -> Report:
+    """Export a snapshot into DEST with read access only: no device, no state, no writes."""
+    report = Report("checkout")
+    dest = os.path.abspath(dest)
+    if os.path.exists(dest) and (not os.path.isdir(dest) or os.listdir(dest)):
+        raise UsageError(f"{dest} exists and is not empty; check out into a new or empty folder")
+    store = CountingStore(open_store(normalize_url(url)))
+    report.traffic = store.traffic
+    try:
+        repo = Repository.open(store)
+        sid = resolve(repo, at, None)
+        flat = flatten(repo.get_snapshot(sid).tree, repo.get_tree)
+        os.makedirs(dest, exist_ok=True)
+        vw = VaultWriter(dest, os.path.join(dest, ".vaultsync-trash-unused"))
+        _write_all(repo, vw, flat, lambda k: spelling(k, {}, flat), report)
+        report.snapshot = sid
+    finally:
+        store.close()
+    return report.finish()
+
+
+__all__ = ["checkout", "log", "restore", "resolve", "all_snapshots", "stat_row"]

@@ -1,0 +1,199 @@
+"""init, clone, push, pull and status: the one-way paths.
+
+Until two-way sync exists, push refuses when the remote moved past this vault's base and
+pull refuses when local files changed since base: neither ever overwrites a version the
+other side has not seen.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+
+from vaultsync.engine.apply import VaultWriter
+from vaultsync.engine.commit import commit
+from vaultsync.engine.config import default_device_name
+from vaultsync.engine.materialize import materialize
+from vaultsync.engine.report import Report
+from vaultsync.engine.session import Session, new_format_from_env
+from vaultsync.engine.vault import Vault
+from vaultsync.errors import Diverged, NotARepository, UsageError
+from vaultsync.model import STATE_DIR, Flat, ObjectId
+from vaultsync.repository.repo import Repository
+from vaultsync.store.url import display_url, normalize_url, open_store
+
+
+def init(root: str, remote: str | None, device_name: str | None) -> Report:
+    report = Report("init")
+    root = os.path.abspath(root)
+    if os.path.isdir(os.path.join(root, STATE_DIR)):
+        raise UsageError(f"{root} is already a vault")
+    if not os.path.isdir(root):
+        raise UsageError(f"{root} does not exist")
+    url = ""
+    if remote:
+        url = normalize_url(remote)
+        store = open_store(url)
+        try:
+            if store.exists() and store.stat("vaultsync.json") is not None:
+                Repository.open(store)
+                report.notices.append(f"joined the existing repository at {display_url(url)}")
+            else:
+                Repository.create(store, new_format_from_env())
+                report.notices.append(f"created a new repository at {display_url(url)}")
+        finally:
+            store.close()
+    vault = Vault.create(root, device_name or default_device_name(), url)
+    report.notices.append(f"device {vault.config.device_name} ({vault.config.device_id[:8]})")
+    return report.finish()
+
+
+def clone(url: str, dest: str, device_name: str | None) -> Report:
+    dest = os.path.abspath(dest)
+    if os.path.exists(dest) and (not os.path.isdir(dest) or os.listdir(dest)):
+        raise UsageError(f"{dest} exists and is not empty; clone into a new or empty folder")
+    url = normalize_url(url)
+    store = open_store(url)
+    try:
+        Repository.open(store)  # fail before creating anything locally
+    finally:
+        store.close()
+    created = not os.path.exists(dest)
+    os.makedirs(dest, exist_ok=True)
+    try:
+        Vault.create(dest, device_name or default_device_name(), url)
+    except BaseException:
+        if created:
+            shutil.rmtree(dest, ignore_errors=True)
+        raise
+    report = pull(dest)
+    report.command = "clone"
+    return report
+
+
+def push(root: str) -> Report:
+    with Session(root, "push", write=True) as s:
+        scan = s.scan()
+        base = s.base
+        _refuse_if_remote_moved(s, base)
+        if base is not None and s.repo.get_snapshot(base).tree == scan.root:
+            s.vault.state.save_stat_rows(scan.rows.values(), replace_all=True)
+            s.report.up_to_date = True
+            s.report.snapshot = base
+            return s.report.finish()
+        base_flat = s.flat_of(base)
+        s.report.uploaded = [k for k in changed_paths(base_flat, scan.flat)
+                             if not scan.flat[k].is_dir]
+        s.report.deleted = sorted(k for k, e in base_flat.items()
+                                  if k not in scan.flat and not e.is_dir)
+        sid, s.report.new_chunks, s.report.packs = commit(
+            s.repo, scan, (base,) if base else (), s.device, s.vault.config.device_name)
+        with s.vault.state.transaction():
+            s.vault.state.set("base", sid)
+        s.vault.state.save_stat_rows(scan.rows.values(), replace_all=True)
+        s.report.snapshot = sid
+        return s.report.finish()
+
+
+def pull(root: str) -> Report:
+    with Session(root, "pull", write=False) as s:
+        scan = s.scan()
+        base = s.base
+        base_flat = s.flat_of(base)
+        local_changes = changed_paths(base_flat, scan.flat) + sorted(
+            k for k in base_flat if k not in scan.flat)
+        target = _pull_target(s, base)
+        if target is None or target == base:
+            s.vault.state.save_stat_rows(scan.rows.values(), replace_all=True)
+            s.report.up_to_date = True
+            s.report.snapshot = base
+            return s.report.finish()
+        if local_changes:
+            raise Diverged(
+                f"{len(local_changes)} local change(s) since the last sync (first: "
+                f"{local_changes[0]}); push them first, or move them aside, then pull"
+            )
+        target_flat = s.flat_of(target)
+        vw = VaultWriter(s.vault.root, s.vault.trash)
+        updates = materialize(s.repo, vw, scan.flat, target_flat, scan.disk, s.report,
+                              s.vault.config.device_name)
+        rows = dict(scan.rows)
+        for key, row in updates.items():
+            if row is None:
+                rows.pop(key, None)
+            else:
+                rows[key] = row
+        s.vault.state.save_stat_rows(rows.values(), replace_all=True)
+        with s.vault.state.transaction():
+            s.vault.state.set("base", target)
+        s.report.snapshot = target
+        return s.report.finish()
+
+
+def changed_paths(base: Flat, local: Flat) -> list[str]:
+    """Paths added or changed (content or executable bit) from `base` to `local`."""
+    return sorted(k for k, e in local.items() if not e.same_version(base.get(k)))
+
+
+def _refuse_if_remote_moved(s: Session, base: ObjectId | None) -> None:
+    heads = s.repo.read_heads()
+    seen = s.repo.ancestors(base) if base else set()
+    foreign = sorted(d for d, sid in heads.items() if sid not in seen)
+    if foreign:
+        raise Diverged(
+            f"the remote has changes this vault has not seen (from {len(foreign)} device(s)); "
+            "run 'vaultsync pull' first, then push"
+        )
+
+
+def _pull_target(s: Session, base: ObjectId | None) -> ObjectId | None:
+    """The newest remote head, which must descend from every other head and from base."""
+    heads = set(s.repo.read_heads().values())
+    if not heads:
+        return None
+    ancestry = {h: s.repo.ancestors(h) for h in heads}
+    tops = [h for h in heads if all(other in ancestry[h] for other in heads)]
+    if not tops:
+        raise Diverged(
+            "devices have pushed diverging histories; two-way 'vaultsync sync' is needed "
+            "to merge them"
+        )
+    top = tops[0]
+    if base is not None and base not in ancestry[top]:
+        if top in s.repo.ancestors(base):
+            return base  # we are ahead: nothing to pull
+        raise Diverged("this vault and the remote have diverged; use 'vaultsync sync'")
+    return top
+
+
+@dataclass
+class Status:
+    base: ObjectId | None
+    local_added: list[str] = field(default_factory=list)
+    local_changed: list[str] = field(default_factory=list)
+    local_deleted: list[str] = field(default_factory=list)
+    remote_ahead: list[str] = field(default_factory=list)  # device names with unseen heads
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, object]:
+        return {"base": self.base, "local": {"added": self.local_added,
+                "changed": self.local_changed, "deleted": self.local_deleted},
+                "remote_ahead": self.remote_ahead,
+                "skipped": [{"path": p, "reason": r} for p, r in self.skipped]}
+
+
+def status(root: str) -> Status:
+    with Session(root, "status", write=False) as s:
+        scan = s.scan()
+        base = s.base
+        base_flat = s.flat_of(base)
+        st = Status(base, skipped=list(scan.skipped))
+        for key in changed_paths(base_flat, scan.flat):
+            (st.local_changed if key in base_flat else st.local_added).append(key)
+        st.local_deleted = sorted(k for k in base_flat if k not in scan.flat)
+        seen = s.repo.ancestors(base) if base else set()
+        for device, sid in sorted(s.repo.read_heads().items()):
+            if sid not in seen:
+                st.remote_ahead.append(s.repo.get_snapshot(sid).device_name)
+        return st

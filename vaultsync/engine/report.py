@@ -1,0 +1,52 @@
+"""What a run did, for the CLI to print (and for --json)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from vaultsync.store.counting import Traffic
+
+
+@dataclass
+class Report:
+    command: str
+    snapshot: str | None = None
+    up_to_date: bool = False
+    uploaded: list[str] = field(default_factory=list)  # paths whose new content went up
+    downloaded: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    conflicts: list[tuple[str, str]] = field(default_factory=list)  # (path, copy kept)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    notices: list[str] = field(default_factory=list)
+    new_chunks: int = 0
+    packs: int = 0
+    traffic: Traffic = field(default_factory=Traffic)
+    started: float = field(default_factory=time.monotonic)
+    duration: float = 0.0
+
+    def finish(self) -> Report:
+        self.duration = time.monotonic() - self.started
+        return self
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if (self.conflicts or self.skipped) else 0
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "command": self.command,
+            "snapshot": self.snapshot,
+            "up_to_date": self.up_to_date,
+            "uploaded": len(self.uploaded),
+            "downloaded": len(self.downloaded),
+            "deleted": len(self.deleted),
+            "conflicts": [{"path": p, "copy": c} for p, c in self.conflicts],
+            "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
+            "notices": self.notices,
+            "new_chunks": self.new_chunks,
+            "packs": self.packs,
+            "traffic": self.traffic.to_json(),
+            "duration_s": round(self.duration, 3),
+            "exit_code": self.exit_code,
+        }

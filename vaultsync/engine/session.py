@@ -1,0 +1,86 @@
+"""One command's hold on a vault: lock, config, remote repository, scan."""
+
+from __future__ import annotations
+
+import os
+
+from vaultsync.chunking import ChunkerParams
+from vaultsync.engine.apply import remove_stale_temps
+from vaultsync.engine.report import Report
+from vaultsync.engine.scan import Scanner, ScanResult
+from vaultsync.engine.vault import Vault
+from vaultsync.errors import NoRemote
+from vaultsync.model import Flat, ObjectId, flatten
+from vaultsync.repository.format import DEFAULT_PACK_SIZE, RepoFormat
+from vaultsync.repository.repo import Repository
+from vaultsync.store.counting import CountingStore
+from vaultsync.store.url import open_store
+
+
+def new_format_from_env() -> RepoFormat:
+    """Repository parameters for `init`; VAULTSYNC_PACK_SIZE and VAULTSYNC_CHUNK_{MIN,AVG,MAX}
+    tune them (tests shrink them so small data spans several packs and chunks)."""
+    env = os.environ
+    defaults = ChunkerParams()
+    chunker = ChunkerParams(
+        int(env.get("VAULTSYNC_CHUNK_MIN", defaults.min_size)),
+        int(env.get("VAULTSYNC_CHUNK_AVG", defaults.avg_size)),
+        int(env.get("VAULTSYNC_CHUNK_MAX", defaults.max_size)),
+    )
+    return RepoFormat.new(chunker, int(env.get("VAULTSYNC_PACK_SIZE", DEFAULT_PACK_SIZE)))
+
+
+class Session:
+    def __init__(self, root: str, command: str, write: bool) -> None:
+        self.report = Report(command)
+        self.vault = Vault.find(root)
+        try:
+            self.vault.lock()
+            self.vault.check_binding()
+            self.report.notices.extend(self.vault.notices)
+            cfg = self.vault.config
+            if not cfg.remote:
+                raise NoRemote(
+                    f"{self.vault.root} has no remote; set one with 'vaultsync init --remote URL'"
+                )
+            self.store = CountingStore(open_store(cfg.remote))
+            self.report.traffic = self.store.traffic
+            self.repo = Repository.open(self.store, cache=self.vault.state)
+            if write:
+                self.repo.format.check_writable()
+        except BaseException:
+            self.vault.close()
+            raise
+
+    @property
+    def device(self) -> str:
+        return self.vault.config.device_id
+
+    @property
+    def base(self) -> ObjectId | None:
+        return self.vault.state.base
+
+    def scan(self) -> ScanResult:
+        scanner = Scanner(self.vault.root, self.device, self.vault.state.stat_rows(),
+                          self.repo.format.chunker, self.repo.hasher)
+        result = scanner.scan()
+        remove_stale_temps(result.stale_temps)
+        self.report.skipped.extend(result.skipped)
+        return result
+
+    def flat_of(self, sid: ObjectId | None) -> Flat:
+        if sid is None:
+            return {}
+        return flatten(self.repo.get_snapshot(sid).tree, self.repo.get_tree)
+
+    def close(self) -> None:
+        try:
+            self.store.close()
+        finally:
+            self.vault.close()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()

@@ -1,0 +1,137 @@
+"""The local state database (`VAULT/.vaultsync/state.db`).
+
+Holds the stat cache (path -> size, mtime_ns, inode, ctime_ns, mode, author, chunk ids),
+the base snapshot id, the known index segments with their blob references, and a cache
+of immutable tree and snapshot objects.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from vaultsync.model import ObjectId
+from vaultsync.repository.packs import BlobRef
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS files (
+    path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, ino INTEGER, ctime_ns INTEGER,
+    mode INTEGER, author TEXT, chunks BLOB);
+CREATE TABLE IF NOT EXISTS objects (id TEXT PRIMARY KEY, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS segments (id TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS blobs (
+    id TEXT PRIMARY KEY, type INTEGER, pack TEXT, offset INTEGER, length INTEGER,
+    raw INTEGER);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class StatRow:
+    """What the stat cache remembers of one file."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    ino: int
+    ctime_ns: int
+    mode: int
+    author: str
+    chunks: tuple[ObjectId, ...]
+
+    def matches(self, size: int, mtime_ns: int, ino: int, ctime_ns: int) -> bool:
+        return (self.size, self.mtime_ns, self.ino, self.ctime_ns) == (size, mtime_ns, ino, ctime_ns)
+
+
+def _pack_ids(ids: Iterable[ObjectId]) -> bytes:
+    return b"".join(bytes.fromhex(i) for i in ids)
+
+
+def _unpack_ids(blob: bytes) -> tuple[ObjectId, ...]:
+    return tuple(blob[i : i + 32].hex() for i in range(0, len(blob), 32))
+
+
+class State:
+    def __init__(self, path: str) -> None:
+        self.db = sqlite3.connect(path, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=DELETE")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # ---- meta ------------------------------------------------------------------------
+    def get(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set(self, key: str, value: str | None) -> None:
+        if value is None:
+            self.db.execute("DELETE FROM meta WHERE key=?", (key,))
+        else:
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    @property
+    def base(self) -> ObjectId | None:
+        return self.get("base")
+
+    # ---- stat cache ------------------------------------------------------------------
+    def stat_rows(self) -> dict[str, StatRow]:
+        return {
+            r[0]: StatRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], _unpack_ids(r[7]))
+            for r in self.db.execute("SELECT * FROM files")
+        }
+
+    def save_stat_rows(self, rows: Iterable[StatRow], replace_all: bool = False) -> None:
+        with self.transaction():
+            if replace_all:
+                self.db.execute("DELETE FROM files")
+            self.db.executemany(
+                "INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?)",
+                [(r.path, r.size, r.mtime_ns, r.ino, r.ctime_ns, r.mode, r.author,
+                  _pack_ids(r.chunks)) for r in rows],
+            )
+
+    def transaction(self) -> _Tx:
+        return _Tx(self.db)
+
+    # ---- object cache (repository.ObjectCache) ---------------------------------------
+    def get_object(self, oid: ObjectId) -> bytes | None:
+        row = self.db.execute("SELECT data FROM objects WHERE id=?", (oid,)).fetchone()
+        return bytes(row[0]) if row else None
+
+    def put_object(self, oid: ObjectId, data: bytes) -> None:
+        self.db.execute("INSERT OR IGNORE INTO objects VALUES (?, ?)", (oid, data))
+
+    def index_segments(self) -> set[ObjectId]:
+        return {r[0] for r in self.db.execute("SELECT id FROM segments")}
+
+    def index_refs(self) -> Iterator[BlobRef]:
+        for r in self.db.execute("SELECT id, type, pack, offset, length, raw FROM blobs"):
+            yield BlobRef(*r)
+
+    def add_index_segment(self, sid: ObjectId, refs: list[BlobRef]) -> None:
+        with self.transaction():
+            self.db.executemany(
+                "INSERT OR IGNORE INTO blobs VALUES (?,?,?,?,?,?)",
+                [(r.id, r.type, r.pack, r.offset, r.length, r.raw_length) for r in refs],
+            )
+            self.db.execute("INSERT OR IGNORE INTO segments VALUES (?)", (sid,))
+
+    def clear_index(self) -> None:
+        with self.transaction():
+            self.db.execute("DELETE FROM blobs")
+            self.db.execute("DELETE FROM segments")
+
+
+class _Tx:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN")
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        self.db.execute("ROLLBACK" if exc_type else "COMMIT")

@@ -1,0 +1,93 @@
+"""Moving blobs: new chunks and trees up into packs, file contents down into the vault."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+
+from vaultsync.engine.scan import ChunkLocation, ScanResult
+from vaultsync.errors import ChangedDuringRun
+from vaultsync.model import Entry, ObjectId
+from vaultsync.repository.packs import CHUNK
+from vaultsync.repository.repo import Repository, RepoWriter
+
+BATCH_BYTES = 32 * 1024 * 1024
+STREAM_CHUNKS = 16  # chunks fetched at a time for a file larger than BATCH_BYTES
+
+
+def upload_scan(repo: Repository, writer: RepoWriter, scan: ScanResult) -> int:
+    """Pack every chunk and tree of `scan` that the repository lacks; returns new chunks.
+
+    Chunk bytes are re-read from the files the scan hashed and verified again, so a file
+    edited since the scan is never committed under a stale id."""
+    missing: dict[ObjectId, ChunkLocation] = {}
+    unlocated: list[ObjectId] = []
+    for entry in scan.flat.values():
+        for cid in entry.chunks:
+            if cid in missing or repo.has_blob(cid):
+                continue
+            loc = scan.locations.get(cid)
+            if loc is None:
+                unlocated.append(cid)
+            else:
+                missing[cid] = loc
+    if unlocated:
+        raise ChangedDuringRun(
+            f"{len(unlocated)} chunk(s) known to the local cache are missing from the "
+            "repository; run again to rescan (the stat cache was reset)"
+        )
+    by_file: dict[str, list[tuple[ObjectId, ChunkLocation]]] = defaultdict(list)
+    for cid, loc in missing.items():
+        by_file[loc.path].append((cid, loc))
+    for path, items in sorted(by_file.items()):
+        items.sort(key=lambda x: x[1].offset)
+        try:
+            with open(path, "rb") as f:
+                for cid, loc in items:
+                    f.seek(loc.offset)
+                    data = f.read(loc.length)
+                    if repo.hasher.id(data) != cid:
+                        raise ChangedDuringRun(f"{path} changed while uploading; run again")
+                    writer.add(cid, CHUNK, data)
+        except OSError as exc:
+            raise ChangedDuringRun(f"{path} could not be read: {exc.strerror}; run again") from None
+    for tree_id, encoded in scan.trees.items():
+        writer.add_tree(tree_id, encoded)
+    return len(missing)
+
+
+def batches(entries: list[tuple[str, Entry]]) -> Iterator[list[tuple[str, Entry]]]:
+    """Group small files so their chunks are fetched together (coalesced reads)."""
+    batch: list[tuple[str, Entry]] = []
+    size = 0
+    for item in entries:
+        if item[1].size > BATCH_BYTES:
+            yield [item]
+            continue
+        batch.append(item)
+        size += item[1].size
+        if size >= BATCH_BYTES:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
+
+
+def prefetch(repo: Repository, batch: list[tuple[str, Entry]]) -> dict[ObjectId, bytes]:
+    if len(batch) == 1 and batch[0][1].size > BATCH_BYTES:
+        return {}
+    ids = [c for _, e in batch for c in e.chunks]
+    return dict(repo.read_blobs(ids))
+
+
+def pieces(repo: Repository, entry: Entry, blobs: dict[ObjectId, bytes]) -> Iterator[bytes]:
+    """A file's bytes, chunk by chunk, each verified (streamed for large files)."""
+    if all(c in blobs for c in entry.chunks):
+        for c in entry.chunks:
+            yield blobs[c]
+        return
+    for i in range(0, len(entry.chunks), STREAM_CHUNKS):
+        part = entry.chunks[i : i + STREAM_CHUNKS]
+        got = dict(repo.read_blobs(part))
+        for c in part:
+            yield got[c]

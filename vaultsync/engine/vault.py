@@ -1,0 +1,118 @@
+"""A vault on disk: its folder, `.vaultsync/` state, config and lock."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from dataclasses import replace
+
+from vaultsync.engine.config import VaultConfig, binding, new_device_id, parse_config
+from vaultsync.engine.state import State
+from vaultsync.errors import ConfigError, LockHeld, NotAVault
+from vaultsync.model import STATE_DIR
+
+TRASH = "trash"
+
+
+class Vault:
+    def __init__(self, root: str) -> None:
+        self.root = os.path.abspath(root)
+        self.meta = os.path.join(self.root, STATE_DIR)
+        self.config_path = os.path.join(self.meta, "config.toml")
+        self.trash = os.path.join(self.meta, TRASH)
+        self._config: VaultConfig | None = None
+        self._state: State | None = None
+        self._lock_fd: int | None = None
+        self.notices: list[str] = []
+
+    # ---- finding and creating --------------------------------------------------------
+    @classmethod
+    def find(cls, root: str) -> Vault:
+        vault = cls(root)
+        if not os.path.isdir(vault.root):
+            raise NotAVault(f"{vault.root} does not exist")
+        if not os.path.isdir(vault.meta):
+            raise NotAVault(
+                f"{vault.root} is not a vault (no {STATE_DIR}/ here); run 'vaultsync init "
+                "--remote URL' to make it one, or pass -C DIR"
+            )
+        return vault
+
+    @classmethod
+    def create(cls, root: str, device_name: str, remote: str = "") -> Vault:
+        vault = cls(root)
+        os.makedirs(vault.meta, exist_ok=True)
+        cfg = VaultConfig(new_device_id(), device_name, binding(vault.root), remote)
+        vault.save_config(cfg)
+        return vault
+
+    # ---- config ----------------------------------------------------------------------
+    @property
+    def config(self) -> VaultConfig:
+        if self._config is None:
+            try:
+                with open(self.config_path, encoding="utf-8") as f:
+                    text = f.read()
+            except FileNotFoundError:
+                raise ConfigError(
+                    f"{self.config_path} is missing; run 'vaultsync init' in {self.root}"
+                ) from None
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"cannot read {self.config_path}: {exc}") from None
+            self._config = parse_config(text, self.config_path)
+        return self._config
+
+    def save_config(self, cfg: VaultConfig) -> None:
+        tmp = self.config_path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(cfg.encode())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.config_path)
+        self._config = cfg
+
+    def check_binding(self) -> None:
+        """A `.vaultsync/` copied to another path or machine becomes a new device."""
+        cfg = self.config
+        here = binding(self.root)
+        if cfg.bound_to != here:
+            self.save_config(replace(cfg, device_id=new_device_id(), bound_to=here))
+            self.notices.append(
+                "this vault's state was copied from another folder or machine: "
+                "registered as a new device"
+            )
+
+    # ---- state and lock --------------------------------------------------------------
+    @property
+    def state(self) -> State:
+        if self._state is None:
+            self._state = State(os.path.join(self.meta, "state.db"))
+        return self._state
+
+    def lock(self) -> Vault:
+        fd = os.open(os.path.join(self.meta, "lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise LockHeld(
+                f"another vaultsync run is using {self.root}; try again when it finishes"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+        return self
+
+    def close(self) -> None:
+        if self._state is not None:
+            self._state.close()
+            self._state = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> Vault:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()

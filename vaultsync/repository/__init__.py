@@ -1,0 +1,1 @@
+"""The repository on a remote: format, packs, index segments, trees, snapshots, heads."""

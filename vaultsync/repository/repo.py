@@ -1,0 +1,283 @@
+"""The repository: one object that reads and writes a format-1 repository on a store.
+
+It knows the object kinds (packs, index segments, trees, snapshots, heads) and verifies
+every object it reads against its id. It does not decide what to commit or in which
+order: that is `engine`'s job (see `engine/commit.py`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from typing import Protocol
+
+from vaultsync import codec
+from vaultsync.chunking import Hasher
+from vaultsync.errors import (
+    IntegrityError,
+    NotARepository,
+    ObjectNotFound,
+    RemoteUnreachable,
+)
+from vaultsync.model import ObjectId, Snapshot, Tree, canonical_json, decode_snapshot, decode_tree
+from vaultsync.model import is_object_id
+from vaultsync.repository.format import CONFIG_NAME, RepoFormat, decode_format
+from vaultsync.repository.index import decode_segment, encode_segment
+from vaultsync.repository.packs import TREE, BlobRef, PackWriter, decode_blob, pack_name
+from vaultsync.store.base import Store
+
+DEVICE_RE = re.compile(r"[0-9a-f]{32}\Z")
+COALESCE_GAP = 256 * 1024
+COALESCE_MAX = 16 * 1024 * 1024
+MAX_SNAPSHOT = 1024 * 1024
+MAX_HEAD = 4096
+
+
+class ObjectCache(Protocol):
+    """Local cache of immutable objects (trees, snapshots) and of index segments."""
+
+    def get_object(self, oid: ObjectId) -> bytes | None: ...
+    def put_object(self, oid: ObjectId, data: bytes) -> None: ...
+    def index_segments(self) -> set[ObjectId]: ...
+    def index_refs(self) -> Iterable[BlobRef]: ...
+    def add_index_segment(self, sid: ObjectId, refs: list[BlobRef]) -> None: ...
+    def clear_index(self) -> None: ...
+
+
+class MemoryCache:
+    def __init__(self) -> None:
+        self.objects: dict[ObjectId, bytes] = {}
+        self.segments: dict[ObjectId, list[BlobRef]] = {}
+
+    def get_object(self, oid: ObjectId) -> bytes | None:
+        return self.objects.get(oid)
+
+    def put_object(self, oid: ObjectId, data: bytes) -> None:
+        self.objects[oid] = data
+
+    def index_segments(self) -> set[ObjectId]:
+        return set(self.segments)
+
+    def index_refs(self) -> Iterable[BlobRef]:
+        for refs in self.segments.values():
+            yield from refs
+
+    def add_index_segment(self, sid: ObjectId, refs: list[BlobRef]) -> None:
+        self.segments[sid] = refs
+
+    def clear_index(self) -> None:
+        self.segments.clear()
+
+
+def check_device_id(device: str) -> str:
+    if not DEVICE_RE.match(device):
+        raise IntegrityError(f"invalid device id {device!r}")
+    return device
+
+
+class Repository:
+    def __init__(self, store: Store, fmt: RepoFormat, cache: ObjectCache | None = None) -> None:
+        self.store = store
+        self.format = fmt
+        self.hasher = Hasher()
+        self.cache: ObjectCache = cache or MemoryCache()
+        self._index: dict[ObjectId, BlobRef] | None = None
+
+    # ---- opening -------------------------------------------------------------------
+    @classmethod
+    def open(cls, store: Store, cache: ObjectCache | None = None) -> Repository:
+        try:
+            data = store.get(CONFIG_NAME)
+        except ObjectNotFound:
+            if not store.exists():
+                raise RemoteUnreachable(f"{store.url} does not exist") from None
+            raise NotARepository(
+                f"no vaultsync repository at {store.url} (create one with "
+                "'vaultsync init --remote URL')"
+            ) from None
+        fmt = decode_format(data)
+        fmt.check_readable()
+        return cls(store, fmt, cache)
+
+    @classmethod
+    def create(cls, store: Store, fmt: RepoFormat, cache: ObjectCache | None = None) -> Repository:
+        """Create a repository in an empty location (or open the one already there)."""
+        store.prepare()
+        if store.stat(CONFIG_NAME) is not None:
+            return cls.open(store, cache)
+        if next(iter(store.list("")), None) is not None:
+            raise NotARepository(
+                f"{store.url} is not empty and holds no vaultsync repository; "
+                "choose an empty location"
+            )
+        store.put(CONFIG_NAME, fmt.encode())
+        return cls(store, fmt, cache)
+
+    # ---- index ---------------------------------------------------------------------
+    @property
+    def index(self) -> dict[ObjectId, BlobRef]:
+        if self._index is None:
+            self._index = self._load_index()
+        return self._index
+
+    def _load_index(self) -> dict[ObjectId, BlobRef]:
+        remote = {i.name.split("/", 1)[1] for i in self.store.list("index/")}
+        remote = {s for s in remote if is_object_id(s)}
+        known = self.cache.index_segments()
+        if not known <= remote:  # segments vanished (prune): rebuild from scratch
+            self.cache.clear_index()
+            known = set()
+        for sid in sorted(remote - known):
+            stored = self.store.get(f"index/{sid}")
+            self.hasher.verify(stored, sid, f"index segment {sid[:12]}")
+            self.cache.add_index_segment(sid, decode_segment(stored, f"index segment {sid[:12]}"))
+        return {r.id: r for r in self.cache.index_refs()}
+
+    def has_blob(self, blob_id: ObjectId) -> bool:
+        return blob_id in self.index
+
+    def ref(self, blob_id: ObjectId) -> BlobRef:
+        ref = self.index.get(blob_id)
+        if ref is None:
+            raise IntegrityError(f"blob {blob_id[:12]} is not in the repository index")
+        return ref
+
+    # ---- blobs ---------------------------------------------------------------------
+    def read_blob(self, blob_id: ObjectId) -> bytes:
+        ref = self.ref(blob_id)
+        return decode_blob(ref, self.store.get_range(pack_name(ref.pack), ref.offset, ref.length),
+                           self.hasher)
+
+    def read_blobs(self, blob_ids: Iterable[ObjectId]) -> Iterator[tuple[ObjectId, bytes]]:
+        """Read many blobs with coalesced ranged reads, each verified, in pack order."""
+        by_pack: dict[ObjectId, list[BlobRef]] = defaultdict(list)
+        for bid in dict.fromkeys(blob_ids):
+            ref = self.ref(bid)
+            by_pack[ref.pack].append(ref)
+        for pack, refs in sorted(by_pack.items()):
+            refs.sort(key=lambda r: r.offset)
+            group: list[BlobRef] = []
+            for ref in refs:
+                if group and (ref.offset - (group[-1].offset + group[-1].length) > COALESCE_GAP
+                              or ref.offset + ref.length - group[0].offset > COALESCE_MAX):
+                    yield from self._read_group(pack, group)
+                    group = []
+                group.append(ref)
+            if group:
+                yield from self._read_group(pack, group)
+
+    def _read_group(self, pack: ObjectId, group: list[BlobRef]) -> Iterator[tuple[ObjectId, bytes]]:
+        start = group[0].offset
+        end = max(r.offset + r.length for r in group)
+        data = self.store.get_range(pack_name(pack), start, end - start)
+        for ref in group:
+            stored = data[ref.offset - start : ref.offset - start + ref.length]
+            yield ref.id, decode_blob(ref, stored, self.hasher)
+
+    def writer(self) -> RepoWriter:
+        return RepoWriter(self)
+
+    # ---- trees -----------------------------------------------------------------------
+    def get_tree(self, tree_id: ObjectId) -> Tree:
+        data = self.cache.get_object(tree_id)
+        if data is None or self.hasher.id(data) != tree_id:
+            data = self.read_blob(tree_id)
+            self.cache.put_object(tree_id, data)
+        return decode_tree(data, f"tree {tree_id[:12]}")
+
+    # ---- snapshots -------------------------------------------------------------------
+    def get_snapshot(self, sid: ObjectId) -> Snapshot:
+        stored = self.cache.get_object(sid)
+        if stored is None or self.hasher.id(stored) != sid:
+            stored = self.store.get(f"snapshots/{sid}")
+            self.hasher.verify(stored, sid, f"snapshot {sid[:12]}")
+            self.cache.put_object(sid, stored)
+        return decode_snapshot(codec.decode(stored, MAX_SNAPSHOT, f"snapshot {sid[:12]}"))
+
+    def put_snapshot(self, snap: Snapshot) -> ObjectId:
+        stored = codec.encode(snap.encode())
+        sid = self.hasher.id(stored)
+        self.store.put(f"snapshots/{sid}", stored)
+        self.cache.put_object(sid, stored)
+        return sid
+
+    def list_snapshots(self) -> list[ObjectId]:
+        names = (i.name.split("/", 1)[1] for i in self.store.list("snapshots/"))
+        return sorted(n for n in names if is_object_id(n))
+
+    def ancestors(self, sid: ObjectId) -> set[ObjectId]:
+        """`sid` and every snapshot it descends from."""
+        seen: set[ObjectId] = set()
+        todo = [sid]
+        while todo:
+            cur = todo.pop()
+            if cur in seen:
+                continue
+            seen.add(cur)
+            todo.extend(self.get_snapshot(cur).parents)
+        return seen
+
+    # ---- heads -----------------------------------------------------------------------
+    def read_heads(self) -> dict[str, ObjectId]:
+        heads = {}
+        for info in self.store.list("heads/"):
+            device = info.name.split("/", 1)[1]
+            if not DEVICE_RE.match(device):
+                continue
+            stored = self.store.get(info.name)
+            doc = json.loads(codec.decode(stored, MAX_HEAD, f"head {device}").decode() or "null")
+            if not isinstance(doc, dict) or not is_object_id(doc.get("snapshot")):
+                raise IntegrityError(f"head of device {device} is malformed")
+            heads[device] = doc["snapshot"]
+        return heads
+
+    def write_head(self, device: str, sid: ObjectId) -> None:
+        doc = canonical_json({"snapshot": sid})
+        self.store.put(f"heads/{check_device_id(device)}", codec.encode(doc, compress=False))
+
+
+class RepoWriter:
+    """Buffers new blobs into packs; `commit_index` writes the index segment."""
+
+    def __init__(self, repo: Repository) -> None:
+        self.repo = repo
+        self.packs = PackWriter(repo.hasher, repo.format.pack_size)
+        self.refs: list[BlobRef] = []
+        self.pending: set[ObjectId] = set()
+        self.packs_written = 0
+
+    def add(self, blob_id: ObjectId, blob_type: int, raw: bytes) -> None:
+        if blob_id in self.pending or self.repo.has_blob(blob_id):
+            return
+        self.packs.add(blob_id, blob_type, raw)
+        self.pending.add(blob_id)
+        if self.packs.full:
+            self.flush()
+
+    def add_tree(self, tree_id: ObjectId, encoded: bytes) -> None:
+        self.add(tree_id, TREE, encoded)
+        self.repo.cache.put_object(tree_id, encoded)
+
+    def flush(self) -> None:
+        if not len(self.packs):
+            return
+        pack_id, data, refs = self.packs.finish()
+        self.repo.store.put(pack_name(pack_id), data)
+        self.refs.extend(refs)
+        self.packs_written += 1
+
+    def commit_index(self) -> ObjectId | None:
+        """Flush the last pack and write one index segment naming every new blob."""
+        self.flush()
+        if not self.refs:
+            return None
+        stored = encode_segment(self.refs)
+        sid = self.repo.hasher.id(stored)
+        self.repo.store.put(f"index/{sid}", stored)
+        self.repo.cache.add_index_segment(sid, list(self.refs))
+        for r in self.refs:
+            self.repo.index[r.id] = r
+        self.refs = []
+        return sid
