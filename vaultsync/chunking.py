@@ -36,7 +36,8 @@ class Hasher:
         """Raise IntegrityError unless `data` hashes to `expected`."""
         actual = self.id(data)
         if actual != expected:
-            raise IntegrityError(f"{what}: hash mismatch (expected {expected[:12]}, got {actual[:12]})")
+            raise IntegrityError(
+                f"{what}: hash mismatch (expected {expected[:12]}, got {actual[:12]})")
 
 
 @dataclass(frozen=True)

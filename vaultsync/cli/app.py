@@ -127,7 +127,8 @@ def log(
 def restore(
     ctx: typer.Context,
     path: Annotated[str, typer.Argument(help="File or folder to restore ('.' for all).")],
-    at: Annotated[str | None, typer.Option(help="Snapshot id or time (default: last sync).")] = None,
+    at: Annotated[str | None, typer.Option(
+        help="Snapshot id or time (default: last sync).")] = None,
     to: Annotated[str | None, typer.Option(help="Write here instead of into the vault.")] = None,
 ) -> int:
     """Bring back a file or folder as it was at a snapshot or time."""

@@ -18,7 +18,7 @@ from vaultsync.engine.materialize import materialize
 from vaultsync.engine.report import Report
 from vaultsync.engine.session import Session, new_format_from_env
 from vaultsync.engine.vault import Vault
-from vaultsync.errors import Diverged, NotARepository, UsageError
+from vaultsync.errors import Diverged, UsageError
 from vaultsync.model import STATE_DIR, Flat, ObjectId
 from vaultsync.repository.repo import Repository
 from vaultsync.store.url import display_url, normalize_url, open_store
@@ -193,7 +193,7 @@ def status(root: str) -> Status:
             (st.local_changed if key in base_flat else st.local_added).append(key)
         st.local_deleted = sorted(k for k in base_flat if k not in scan.flat)
         seen = s.repo.ancestors(base) if base else set()
-        for device, sid in sorted(s.repo.read_heads().items()):
+        for _device, sid in sorted(s.repo.read_heads().items()):
             if sid not in seen:
                 st.remote_ahead.append(s.repo.get_snapshot(sid).device_name)
         return st

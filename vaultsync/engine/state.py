@@ -41,7 +41,8 @@ class StatRow:
     chunks: tuple[ObjectId, ...]
 
     def matches(self, size: int, mtime_ns: int, ino: int, ctime_ns: int) -> bool:
-        return (self.size, self.mtime_ns, self.ino, self.ctime_ns) == (size, mtime_ns, ino, ctime_ns)
+        mine = (self.size, self.mtime_ns, self.ino, self.ctime_ns)
+        return mine == (size, mtime_ns, ino, ctime_ns)
 
 
 def _pack_ids(ids: Iterable[ObjectId]) -> bytes:

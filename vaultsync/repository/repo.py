@@ -21,8 +21,15 @@ from vaultsync.errors import (
     ObjectNotFound,
     RemoteUnreachable,
 )
-from vaultsync.model import ObjectId, Snapshot, Tree, canonical_json, decode_snapshot, decode_tree
-from vaultsync.model import is_object_id
+from vaultsync.model import (
+    ObjectId,
+    Snapshot,
+    Tree,
+    canonical_json,
+    decode_snapshot,
+    decode_tree,
+    is_object_id,
+)
 from vaultsync.repository.format import CONFIG_NAME, RepoFormat, decode_format
 from vaultsync.repository.index import decode_segment, encode_segment
 from vaultsync.repository.packs import TREE, BlobRef, PackWriter, decode_blob, pack_name

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from vaultsync.errors import BadName, IntegrityError
 
-_NAME_RE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}(/[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}){0,7}\Z")
+_PART = r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}"
+_NAME_RE = re.compile(rf"{_PART}(/{_PART}){{0,7}}\Z")
 MAX_OBJECT_SIZE = 1 << 40
 
 
