@@ -53,7 +53,7 @@ class Scanner:
         cache: dict[str, StatRow],
         params: ChunkerParams,
         hasher: Hasher | None = None,
-        opener: Callable[[str], BinaryIO] = _open,
+        opener: Callable[[str], BinaryIO] | None = None,
     ) -> None:
         self.root = root
         self.device = device
@@ -156,7 +156,7 @@ class Scanner:
         res = self.result
         for _attempt in range(3):
             try:
-                with self.opener(abspath) as f:
+                with (self.opener or _open)(abspath) as f:
                     before = os.fstat(f.fileno())
                     chunks = []
                     for c in self.chunker.chunks(f):
