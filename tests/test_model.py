@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from vaultsync.chunking import Hasher
@@ -44,8 +46,8 @@ def test_tree_id_changes_exactly_with_content_or_metadata() -> None:
 
 @pytest.mark.parametrize("name", ["..", ".", "", "a/b", "x\x00y", ".vaultsync"])
 def test_hostile_names_are_refused_when_decoding(name: str) -> None:
-    raw = ('{"e":[{"a":"d","c":[],"k":"f","m":420,"n":%s,"s":0,"t":0}],"v":1}'
-           % __import__("json").dumps(name)).encode()
+    entry = {"a": "d", "c": [], "k": "f", "m": 420, "n": name, "s": 0, "t": 0}
+    raw = json.dumps({"e": [entry], "v": 1}).encode()
     with pytest.raises(IntegrityError):
         decode_tree(raw)
 

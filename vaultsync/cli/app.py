@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
+from collections.abc import Callable
 from typing import Annotated
 
-import click
 import typer
 
 from vaultsync.cli.output import emit_json, err, out, print_report, short
-from vaultsync.errors import EXIT_INTERRUPTED, EXIT_USAGE, VaultsyncError
+from vaultsync.errors import EXIT_INTERRUPTED, Interrupted, VaultsyncError
 
 app = typer.Typer(
     name="vaultsync",
@@ -23,6 +24,21 @@ app = typer.Typer(
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="List every file action.")]
+
+
+def command(fn: Callable[..., int]) -> Callable[..., None]:
+    """Register a command whose return value is its exit code."""
+
+    @functools.wraps(fn)
+    def run(*args: object, **kwargs: object) -> None:
+        try:
+            code = fn(*args, **kwargs)
+        except KeyboardInterrupt:
+            raise Interrupted("interrupted") from None
+        if code:
+            raise typer.Exit(code)
+
+    return app.command()(run)
 
 
 def _root(ctx: typer.Context) -> str:
@@ -38,7 +54,7 @@ def _main(
     ctx.obj = {"dir": directory}
 
 
-@app.command()
+@command
 def init(
     ctx: typer.Context,
     remote: Annotated[str | None, typer.Option(help="Remote URL or path.")] = None,
@@ -50,7 +66,7 @@ def init(
     return print_report(do_init(_root(ctx), remote, device), False)
 
 
-@app.command()
+@command
 def clone(
     url: Annotated[str, typer.Argument(help="Remote URL or path.")],
     directory: Annotated[str, typer.Argument(metavar="DIR", help="New folder for the vault.")],
@@ -63,7 +79,7 @@ def clone(
     return print_report(do_clone(url, directory, device), json_)
 
 
-@app.command()
+@command
 def push(ctx: typer.Context, json_: JsonOpt = False, verbose: VerboseOpt = False) -> int:
     """One way: the remote takes local state; local files are never touched."""
     from vaultsync.engine.oneway import push as do_push
@@ -71,7 +87,7 @@ def push(ctx: typer.Context, json_: JsonOpt = False, verbose: VerboseOpt = False
     return print_report(do_push(_root(ctx)), json_, verbose)
 
 
-@app.command()
+@command
 def pull(ctx: typer.Context, json_: JsonOpt = False, verbose: VerboseOpt = False) -> int:
     """One way: local takes remote state; the remote is never written."""
     from vaultsync.engine.oneway import pull as do_pull
@@ -79,7 +95,7 @@ def pull(ctx: typer.Context, json_: JsonOpt = False, verbose: VerboseOpt = False
     return print_report(do_pull(_root(ctx)), json_, verbose)
 
 
-@app.command()
+@command
 def status(ctx: typer.Context, json_: JsonOpt = False) -> int:
     """What has changed locally and remotely since the last sync."""
     from vaultsync.engine.oneway import status as do_status
@@ -102,7 +118,7 @@ def status(ctx: typer.Context, json_: JsonOpt = False) -> int:
     return 0
 
 
-@app.command()
+@command
 def log(
     ctx: typer.Context,
     path: Annotated[str | None, typer.Argument(help="Show this file's versions.")] = None,
@@ -123,7 +139,7 @@ def log(
     return 0
 
 
-@app.command()
+@command
 def restore(
     ctx: typer.Context,
     path: Annotated[str, typer.Argument(help="File or folder to restore ('.' for all).")],
@@ -137,7 +153,7 @@ def restore(
     return print_report(do_restore(_root(ctx), path, at, to), False)
 
 
-@app.command()
+@command
 def checkout(
     url: Annotated[str, typer.Argument(help="Remote URL or path.")],
     directory: Annotated[str, typer.Argument(metavar="DIR", help="New or empty folder.")],
@@ -151,21 +167,17 @@ def checkout(
 
 
 def main(argv: list[str] | None = None) -> None:
-    command = typer.main.get_command(app)
+    """Entry point: typer reports its own usage errors (exit 2); every VaultsyncError
+    becomes one line on stderr and its exit code."""
     try:
-        code = command.main(args=argv, prog_name="vaultsync", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        code = exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        code = exc.exit_code if exc.exit_code else EXIT_USAGE
-    except (click.exceptions.Abort, KeyboardInterrupt):
-        err("vaultsync: interrupted")
-        code = EXIT_INTERRUPTED
+        app(args=argv, prog_name="vaultsync")
     except VaultsyncError as exc:
         err(f"vaultsync: {exc.message}")
-        code = exc.exit_code
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err("vaultsync: interrupted")
+        sys.exit(EXIT_INTERRUPTED)
     except OSError as exc:
-        err(f"vaultsync: {exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}")
-        code = 1
-    sys.exit(code if isinstance(code, int) else 0)
+        where = f": {exc.filename}" if exc.filename else ""
+        err(f"vaultsync: {exc.strerror or exc}{where}")
+        sys.exit(1)
