@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from vaultsync.cli.output import emit_json, err, out, print_report, short
-from vaultsync.errors import EXIT_INTERRUPTED, Interrupted, VaultsyncError
+from vaultsync.errors import EXIT_INTERRUPTED, Interrupted, NotAVault, VaultsyncError
 
 app = typer.Typer(
     name="vaultsync",
@@ -41,29 +41,27 @@ def command(fn: Callable[..., int]) -> Callable[..., None]:
     return app.command()(run)
 
 
-def _root(ctx: typer.Context) -> str:
-    return str((ctx.obj or {}).get("dir") or os.getcwd())
-
-
 @app.callback()
 def _main(
-    ctx: typer.Context,
     directory: Annotated[str | None, typer.Option(
-        "-C", "--directory", help="Run as if started in DIR.", metavar="DIR")] = None,
+        "-C", "--directory", help="Run as if started in DIR (like git -C).",
+        metavar="DIR")] = None,
 ) -> None:
-    ctx.obj = {"dir": directory}
+    if directory is not None:
+        if not os.path.isdir(directory):
+            raise NotAVault(f"{os.path.abspath(directory)} does not exist")
+        os.chdir(directory)
 
 
 @command
 def init(
-    ctx: typer.Context,
     remote: Annotated[str | None, typer.Option(help="Remote URL or path.")] = None,
     device: Annotated[str | None, typer.Option(help="A name for this device.")] = None,
 ) -> int:
     """Make the current folder a vault (creating or joining the repository at --remote)."""
     from vaultsync.engine.oneway import init as do_init
 
-    return print_report(do_init(_root(ctx), remote, device), False)
+    return print_report(do_init(os.getcwd(), remote, device), False)
 
 
 @command
@@ -80,27 +78,27 @@ def clone(
 
 
 @command
-def push(ctx: typer.Context, json_: JsonOpt = False, verbose: VerboseOpt = False) -> int:
+def push(json_: JsonOpt = False, verbose: VerboseOpt = False) -> int:
     """One way: the remote takes local state; local files are never touched."""
     from vaultsync.engine.oneway import push as do_push
 
-    return print_report(do_push(_root(ctx)), json_, verbose)
+    return print_report(do_push(os.getcwd()), json_, verbose)
 
 
 @command
-def pull(ctx: typer.Context, json_: JsonOpt = False, verbose: VerboseOpt = False) -> int:
+def pull(json_: JsonOpt = False, verbose: VerboseOpt = False) -> int:
     """One way: local takes remote state; the remote is never written."""
     from vaultsync.engine.oneway import pull as do_pull
 
-    return print_report(do_pull(_root(ctx)), json_, verbose)
+    return print_report(do_pull(os.getcwd()), json_, verbose)
 
 
 @command
-def status(ctx: typer.Context, json_: JsonOpt = False) -> int:
+def status(json_: JsonOpt = False) -> int:
     """What has changed locally and remotely since the last sync."""
     from vaultsync.engine.oneway import status as do_status
 
-    st = do_status(_root(ctx))
+    st = do_status(os.getcwd())
     if json_:
         emit_json(st.to_json())
         return 0
@@ -120,14 +118,13 @@ def status(ctx: typer.Context, json_: JsonOpt = False) -> int:
 
 @command
 def log(
-    ctx: typer.Context,
     path: Annotated[str | None, typer.Argument(help="Show this file's versions.")] = None,
     json_: JsonOpt = False,
 ) -> int:
     """Snapshots, newest first, or one file's versions."""
     from vaultsync.engine.history import log as do_log
 
-    lines = do_log(_root(ctx), path)
+    lines = do_log(os.getcwd(), path)
     if json_:
         emit_json([line.to_json() for line in lines])
         return 0
@@ -141,7 +138,6 @@ def log(
 
 @command
 def restore(
-    ctx: typer.Context,
     path: Annotated[str, typer.Argument(help="File or folder to restore ('.' for all).")],
     at: Annotated[str | None, typer.Option(
         help="Snapshot id or time (default: last sync).")] = None,
@@ -150,7 +146,7 @@ def restore(
     """Bring back a file or folder as it was at a snapshot or time."""
     from vaultsync.engine.history import restore as do_restore
 
-    return print_report(do_restore(_root(ctx), path, at, to), False)
+    return print_report(do_restore(os.getcwd(), path, at, to), False)
 
 
 @command

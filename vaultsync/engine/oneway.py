@@ -75,7 +75,7 @@ def clone(url: str, dest: str, device_name: str | None) -> Report:
 def push(root: str) -> Report:
     with Session(root, "push", write=True) as s:
         scan = s.scan()
-        base = s.base
+        base = s.adopt_own_head()
         _refuse_if_remote_moved(s, base)
         if base is not None and s.repo.get_snapshot(base).tree == scan.root:
             s.vault.state.save_stat_rows(scan.rows.values(), replace_all=True)
@@ -99,22 +99,25 @@ def push(root: str) -> Report:
 def pull(root: str) -> Report:
     with Session(root, "pull", write=False) as s:
         scan = s.scan()
-        base = s.base
-        base_flat = s.flat_of(base)
-        local_changes = changed_paths(base_flat, scan.flat) + sorted(
-            k for k in base_flat if k not in scan.flat)
+        base = s.adopt_own_head()
         target = _pull_target(s, base)
         if target is None or target == base:
             s.vault.state.save_stat_rows(scan.rows.values(), replace_all=True)
             s.report.up_to_date = True
             s.report.snapshot = base
             return s.report.finish()
+        base_flat, target_flat = s.flat_of(base), s.flat_of(target)
+        # A path that already holds the target's version (say, written by a pull that
+        # was killed) is no local change to protect.
+        local_changes = [
+            k for k in changed_paths(base_flat, scan.flat)
+            if not scan.flat[k].same_version(target_flat.get(k))
+        ] + sorted(k for k in base_flat if k not in scan.flat and k in target_flat)
         if local_changes:
             raise Diverged(
                 f"{len(local_changes)} local change(s) since the last sync (first: "
                 f"{local_changes[0]}); push them first, or move them aside, then pull"
             )
-        target_flat = s.flat_of(target)
         vw = VaultWriter(s.vault.root, s.vault.trash)
         updates = materialize(s.repo, vw, scan.flat, target_flat, scan.disk, s.report,
                               s.vault.config.device_name)

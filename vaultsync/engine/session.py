@@ -60,6 +60,17 @@ class Session:
     def base(self) -> ObjectId | None:
         return self.vault.state.base
 
+    def adopt_own_head(self) -> ObjectId | None:
+        """Base, moved forward to this device's own head when a run committed that head
+        but was killed before recording it locally (crash between steps 5 and 7)."""
+        base = self.base
+        own = self.repo.read_heads().get(self.device)
+        if own is not None and own != base and (base is None or base in self.repo.ancestors(own)):
+            with self.vault.state.transaction():
+                self.vault.state.set("base", own)
+            return own
+        return base
+
     def scan(self) -> ScanResult:
         scanner = Scanner(self.vault.root, self.device, self.vault.state.stat_rows(),
                           self.repo.format.chunker, self.repo.hasher)
