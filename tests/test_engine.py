@@ -55,6 +55,23 @@ def test_push_clone_edit_pull_round_trip(tmp_path: Path) -> None:
     assert trashed == {"x.md": "x\n", "Note.md": "# hello\n"}
 
 
+def test_trash_older_than_the_configured_days_is_emptied(tmp_path: Path) -> None:
+    a = make_vault(tmp_path)
+    oneway.push(str(a))
+    b = tmp_path / "b"
+    oneway.clone(str(tmp_path / "remote"), str(b), "b")
+    old = b / ".vaultsync/trash/20200101-000000-abcdef"
+    write(old / "gone.md", "old")
+    os.utime(old, (OLD, OLD))
+    recent = b / ".vaultsync/trash/20991231-000000-abcdef"
+    write(recent / "kept.md", "recent")
+    write(a / "Note.md", "v2", mtime=OLD + 1)
+    oneway.push(str(a))
+    oneway.pull(str(b))
+    assert not old.exists() and (recent / "kept.md").exists()
+    assert any(p.name == "Note.md" for p in (b / ".vaultsync/trash").rglob("*"))
+
+
 def test_second_scan_reads_no_file_contents(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     a = make_vault(tmp_path, files={f"n{i}.md": f"note {i}" for i in range(50)})
     oneway.push(str(a))
@@ -121,11 +138,11 @@ def test_corrupt_pack_fails_pull_and_leaves_the_vault_untouched(tmp_path: Path) 
     oneway.push(str(a))
     oneway.clone(str(tmp_path / "remote"), str(tmp_path / "b"), "b")
     write(a / "a.md", "changed alpha " * 100, mtime=OLD + 1)
+    before_packs = set((tmp_path / "remote/packs").rglob("*"))
     r = oneway.push(str(a))
     assert r.packs == 1
-    pack = next(p for p in (tmp_path / "remote/packs").rglob("*") if p.is_file()
-                and p.stat().st_mtime_ns == max(q.stat().st_mtime_ns for q in
-                                                 (tmp_path / "remote/packs").rglob("*")))
+    [pack] = [p for p in (tmp_path / "remote/packs").rglob("*")
+              if p.is_file() and p not in before_packs]
     data = bytearray(pack.read_bytes())
     data[5] ^= 0xFF
     pack.write_bytes(bytes(data))

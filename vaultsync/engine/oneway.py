@@ -11,7 +11,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 
-from vaultsync.engine.apply import VaultWriter
+from vaultsync.engine.apply import VaultWriter, empty_trash
 from vaultsync.engine.commit import commit
 from vaultsync.engine.config import default_device_name
 from vaultsync.engine.materialize import materialize
@@ -130,6 +130,7 @@ def pull(root: str) -> Report:
         s.vault.state.save_stat_rows(rows.values(), replace_all=True)
         with s.vault.state.transaction():
             s.vault.state.set("base", target)
+        empty_trash(s.vault.trash, s.vault.config.options["trash_days"])
         s.report.snapshot = target
         return s.report.finish()
 
