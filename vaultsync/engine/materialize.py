@@ -15,6 +15,7 @@ from vaultsync.engine.report import Report
 from vaultsync.engine.scan import RACY_NS
 from vaultsync.engine.state import StatRow
 from vaultsync.engine.transfer import batches, pieces, prefetch
+from vaultsync.errors import IntegrityError
 from vaultsync.model import Entry, Flat
 from vaultsync.repository.repo import Repository
 
@@ -48,11 +49,45 @@ def stat_row(key: str, entry: Entry, st: os.stat_result) -> StatRow:
                    st.st_mode & 0o7777, entry.author, entry.chunks)
 
 
+def check_entries(repo: Repository, entries: list[tuple[str, Entry]]) -> None:
+    """Before anything is written: every chunk is indexed and the sizes add up, so a
+    hostile tree claiming absurd sizes or unknown chunks is refused up front."""
+    for key, entry in entries:
+        total = sum(repo.ref(c).raw_length for c in entry.chunks)
+        if total != entry.size:
+            raise IntegrityError(f"{key}: chunks add up to {total} bytes, the tree says "
+                                 f"{entry.size}")
+
+
 def materialize(repo: Repository, vw: VaultWriter, local: Flat, target: Flat,
                 disk: dict[str, DiskKey], report: Report,
                 device_name: str) -> dict[str, StatRow | None]:
-    """Apply `target` over `local`; returns stat-cache updates (None: path gone)."""
+    """Apply `target` over `local`; returns stat-cache updates (None: path gone).
+
+    Every new file is downloaded, verified and staged before the vault changes at all:
+    a corrupt or missing remote object stops the run with the vault untouched."""
     rows: dict[str, StatRow | None] = {}
+    todo: list[tuple[str, Entry]] = []
+    same: list[tuple[str, Entry]] = []
+    for key, te in sorted(target.items()):
+        le = local.get(key)
+        if te.is_dir:
+            continue
+        if le is not None and not le.is_dir and le.same_content(te):
+            same.append((key, te))
+        else:
+            todo.append((key, te))
+    check_entries(repo, todo)
+    staged: list[tuple[str, Entry, str]] = []
+    try:
+        for batch in batches(todo):
+            blobs = prefetch(repo, batch)
+            for key, te in batch:
+                staged.append((key, te, vw.stage(key, te, pieces(repo, te, blobs))))
+    except BaseException:
+        for _, _, tmp in staged:
+            vw.discard(tmp)
+        raise
     # 1. files that go away (or turn into folders): to the trash, deepest first
     for key in sorted(local, reverse=True):
         le, te = local[key], target.get(key)
@@ -74,30 +109,22 @@ def materialize(repo: Repository, vw: VaultWriter, local: Flat, target: Flat,
         le = local.get(key)
         if le is None or not le.is_dir:
             vw.make_dirs(spelling(key, local, target))
-    # 4. files: new content is written atomically; same bytes only get mode and mtime
-    todo: list[tuple[str, Entry]] = []
-    for key, te in sorted(target.items()):
-        if te.is_dir:
-            continue
+    # 4. staged files into place; a file edited during the run keeps its place and the
+    #    incoming version lands beside it as a conflict copy
+    for key, te, tmp in staged:
+        rel = spelling(key, local, target)
         le = local.get(key)
-        if le is not None and not le.is_dir and le.same_content(te):
-            _fix_metadata(vw, key, spelling(key, local, target), le, te, disk[key], rows)
-        else:
-            todo.append((key, te))
-    for batch in batches(todo):
-        blobs = prefetch(repo, batch)
-        for key, te in batch:
-            rel = spelling(key, local, target)
-            le = local.get(key)
-            expect = disk.get(key) if le is not None and not le.is_dir else None
-            try:
-                st = vw.write_file(rel, te, pieces(repo, te, blobs), expect)
-                rows[key] = stat_row(key, te, st)
-                report.downloaded.append(key)
-            except TargetChanged:
-                copy = conflict_name(rel, te.mtime_ns, device_name)
-                vw.write_file(copy, te, pieces(repo, te, blobs), None)
-                report.conflicts.append((key, copy))
+        expect = disk.get(key) if le is not None and not le.is_dir else None
+        try:
+            rows[key] = stat_row(key, te, vw.install(tmp, rel, expect))
+            report.downloaded.append(key)
+        except TargetChanged:
+            copy = conflict_name(rel, te.mtime_ns, device_name)
+            vw.install(tmp, copy, None)
+            report.conflicts.append((key, copy))
+    # 5. same bytes: only mode and mtime
+    for key, te in same:
+        _fix_metadata(vw, key, spelling(key, local, target), local[key], te, disk[key], rows)
     return rows
 
 

@@ -11,7 +11,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 
-from vaultsync.engine.apply import VaultWriter, empty_trash
+from vaultsync.engine.apply import empty_trash
 from vaultsync.engine.commit import commit
 from vaultsync.engine.config import default_device_name
 from vaultsync.engine.materialize import materialize
@@ -118,7 +118,7 @@ def pull(root: str) -> Report:
                 f"{len(local_changes)} local change(s) since the last sync (first: "
                 f"{local_changes[0]}); push them first, or move them aside, then pull"
             )
-        vw = VaultWriter(s.vault.root, s.vault.trash)
+        vw = s.writer()
         updates = materialize(s.repo, vw, scan.flat, target_flat, scan.disk, s.report,
                               s.vault.config.device_name)
         rows = dict(scan.rows)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from vaultsync.chunking import ChunkerParams
-from vaultsync.engine.apply import remove_stale_temps
+from vaultsync.engine.apply import VaultWriter, remove_stale_temps
 from vaultsync.engine.report import Report
 from vaultsync.engine.scan import Scanner, ScanResult
 from vaultsync.engine.vault import Vault
@@ -75,9 +75,12 @@ class Session:
         scanner = Scanner(self.vault.root, self.device, self.vault.state.stat_rows(),
                           self.repo.format.chunker, self.repo.hasher)
         result = scanner.scan()
-        remove_stale_temps(result.stale_temps)
+        remove_stale_temps(result.stale_temps, self.vault.staging)
         self.report.skipped.extend(result.skipped)
         return result
+
+    def writer(self) -> VaultWriter:
+        return VaultWriter(self.vault.root, self.vault.trash, self.vault.staging)
 
     def flat_of(self, sid: ObjectId | None) -> Flat:
         if sid is None:
