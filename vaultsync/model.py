@@ -282,3 +282,31 @@ def disk_path(flat: Flat, key: str) -> str:
         entry = flat.get("/".join(parts[: i + 1]))
         out.append(entry.name if entry is not None else parts[i])
     return "/".join(out)
+
+
+Change = tuple[str, Entry | None, Entry | None]  # (NFC path, entry in a, entry in b)
+
+
+def diff_trees(
+    a: ObjectId | None, b: ObjectId | None, get_tree: Callable[[ObjectId], Tree],
+    prefix: str = "",
+) -> Iterator[Change]:
+    """Every path whose entry differs between trees `a` and `b` (None: empty tree).
+    Subtrees with equal ids are skipped without being loaded: the Merkle property."""
+    if a == b:
+        return
+    ea = {nfc(e.name): e for e in get_tree(a).entries} if a else {}
+    eb = {nfc(e.name): e for e in get_tree(b).entries} if b else {}
+    for name in sorted(ea.keys() | eb.keys()):
+        x, y = ea.get(name), eb.get(name)
+        if x == y:
+            continue
+        key = prefix + name
+        if x is not None and y is not None and x.is_dir and y.is_dir:
+            yield from diff_trees(x.tree, y.tree, get_tree, key + "/")
+            continue
+        yield key, x, y
+        if x is not None and x.is_dir and x.tree:
+            yield from ((k, e, None) for k, e in walk(x.tree, get_tree, key + "/"))
+        if y is not None and y.is_dir and y.tree:
+            yield from ((k, None, e) for k, e in walk(y.tree, get_tree, key + "/"))

@@ -16,10 +16,10 @@ from vaultsync.engine.commit import commit
 from vaultsync.engine.config import default_device_name
 from vaultsync.engine.materialize import materialize
 from vaultsync.engine.report import Report
-from vaultsync.engine.session import Session, new_format_from_env
+from vaultsync.engine.session import Changes, Session, new_format_from_env
 from vaultsync.engine.vault import Vault
 from vaultsync.errors import Diverged, UsageError
-from vaultsync.model import STATE_DIR, Flat, ObjectId
+from vaultsync.model import STATE_DIR, Change, ObjectId
 from vaultsync.repository.repo import Repository
 from vaultsync.store.url import display_url, normalize_url, open_store
 
@@ -82,11 +82,9 @@ def push(root: str) -> Report:
             s.report.up_to_date = True
             s.report.snapshot = base
             return s.report.finish()
-        base_flat = s.flat_of(base)
-        s.report.uploaded = [k for k in changed_paths(base_flat, scan.flat)
-                             if not scan.flat[k].is_dir]
-        s.report.deleted = sorted(k for k, e in base_flat.items()
-                                  if k not in scan.flat and not e.is_dir)
+        changes = s.local_changes(scan, base)
+        s.report.uploaded = Changes.files(changes.added + changes.changed)
+        s.report.deleted = Changes.files(changes.deleted)
         sid, s.report.new_chunks, s.report.packs = commit(
             s.repo, scan, (base,) if base else (), s.device, s.vault.config.device_name)
         with s.vault.state.transaction():
@@ -106,13 +104,14 @@ def pull(root: str) -> Report:
             s.report.up_to_date = True
             s.report.snapshot = base
             return s.report.finish()
-        base_flat, target_flat = s.flat_of(base), s.flat_of(target)
+        target_flat = s.flat_of(target)
         # A path that already holds the target's version (say, written by a pull that
         # was killed) is no local change to protect.
         local_changes = [
-            k for k in changed_paths(base_flat, scan.flat)
-            if not scan.flat[k].same_version(target_flat.get(k))
-        ] + sorted(k for k in base_flat if k not in scan.flat and k in target_flat)
+            k for k, _old, new in s.local_changes(scan, base).all()
+            if not (target_flat.get(k) is None if new is None else new.same_version(
+                target_flat.get(k)))
+        ]
         if local_changes:
             raise Diverged(
                 f"{len(local_changes)} local change(s) since the last sync (first: "
@@ -133,11 +132,6 @@ def pull(root: str) -> Report:
         empty_trash(s.vault.trash, s.vault.config.options["trash_days"])
         s.report.snapshot = target
         return s.report.finish()
-
-
-def changed_paths(base: Flat, local: Flat) -> list[str]:
-    """Paths added or changed (content or executable bit) from `base` to `local`."""
-    return sorted(k for k, e in local.items() if not e.same_version(base.get(k)))
 
 
 def _refuse_if_remote_moved(s: Session, base: ObjectId | None) -> None:
@@ -171,6 +165,13 @@ def _pull_target(s: Session, base: ObjectId | None) -> ObjectId | None:
     return top
 
 
+def _shown(change: Change) -> str:
+    """A path as status lists it: folders end with '/'."""
+    key, old, new = change
+    entry = new if new is not None else old
+    return key + "/" if entry is not None and entry.is_dir else key
+
+
 @dataclass
 class Status:
     base: ObjectId | None
@@ -191,11 +192,11 @@ def status(root: str) -> Status:
     with Session(root, "status", write=False) as s:
         scan = s.scan()
         base = s.base
-        base_flat = s.flat_of(base)
+        changes = s.local_changes(scan, base)
         st = Status(base, skipped=list(scan.skipped))
-        for key in changed_paths(base_flat, scan.flat):
-            (st.local_changed if key in base_flat else st.local_added).append(key)
-        st.local_deleted = sorted(k for k in base_flat if k not in scan.flat)
+        st.local_added = [_shown(c) for c in changes.added]
+        st.local_changed = [_shown(c) for c in changes.changed]
+        st.local_deleted = [_shown(c) for c in changes.deleted]
         seen = s.repo.ancestors(base) if base else set()
         for _device, sid in sorted(s.repo.read_heads().items()):
             if sid not in seen:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
 from vaultsync.chunking import ChunkerParams
 from vaultsync.engine.apply import VaultWriter, remove_stale_temps
@@ -10,11 +12,41 @@ from vaultsync.engine.report import Report
 from vaultsync.engine.scan import Scanner, ScanResult
 from vaultsync.engine.vault import Vault
 from vaultsync.errors import NoRemote
-from vaultsync.model import Flat, ObjectId, flatten
+from vaultsync.model import Change, Flat, ObjectId, Tree, decode_tree, diff_trees, flatten
 from vaultsync.repository.format import DEFAULT_PACK_SIZE, RepoFormat
 from vaultsync.repository.repo import Repository
 from vaultsync.store.counting import CountingStore
 from vaultsync.store.url import open_store
+
+
+@dataclass
+class Changes:
+    """What changed from one tree to another: paths added, changed (content, executable
+    bit or kind) and deleted. A new mtime on the same bytes is no change."""
+
+    added: list[Change] = field(default_factory=list)
+    changed: list[Change] = field(default_factory=list)
+    deleted: list[Change] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, diff: Iterable[Change]) -> Changes:
+        out = cls()
+        for change in diff:
+            _, old, new = change
+            if old is None:
+                out.added.append(change)
+            elif new is None:
+                out.deleted.append(change)
+            elif not old.same_version(new):
+                out.changed.append(change)
+        return out
+
+    def all(self) -> list[Change]:
+        return sorted(self.added + self.changed + self.deleted)
+
+    @staticmethod
+    def files(changes: list[Change]) -> list[str]:
+        return [k for k, old, new in changes if not (new or old).is_dir]  # type: ignore[union-attr]
 
 
 def new_format_from_env() -> RepoFormat:
@@ -81,6 +113,22 @@ class Session:
 
     def writer(self) -> VaultWriter:
         return VaultWriter(self.vault.root, self.vault.trash, self.vault.staging)
+
+    def root_of(self, sid: ObjectId | None) -> ObjectId | None:
+        return self.repo.get_snapshot(sid).tree if sid is not None else None
+
+    def tree_loader(self, scan: ScanResult | None = None) -> Callable[[ObjectId], Tree]:
+        """Trees from this scan, else from the repository (and its local cache)."""
+        local = scan.trees if scan is not None else {}
+
+        def get(tid: ObjectId) -> Tree:
+            encoded = local.get(tid)
+            return decode_tree(encoded) if encoded is not None else self.repo.get_tree(tid)
+
+        return get
+
+    def local_changes(self, scan: ScanResult, base: ObjectId | None) -> Changes:
+        return Changes.of(diff_trees(self.root_of(base), scan.root, self.tree_loader(scan)))
 
     def flat_of(self, sid: ObjectId | None) -> Flat:
         if sid is None:
