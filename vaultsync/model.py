@@ -168,7 +168,7 @@ def decode_tree(data: bytes, what: str = "tree") -> Tree:
             raise IntegrityError(f"{what} has a malformed entry")
         name = raw.get("n")
         problem = name_problem(name)
-        if problem:
+        if problem or not isinstance(name, str):
             raise IntegrityError(f"{what} refused: {problem}")
         if name in seen:
             raise IntegrityError(f"{what} names {name!r} twice")

@@ -90,8 +90,8 @@ def materialize(repo: Repository, vw: VaultWriter, local: Flat, target: Flat,
         raise
     # 1. files that go away (or turn into folders): to the trash, deepest first
     for key in sorted(local, reverse=True):
-        le, te = local[key], target.get(key)
-        if le.is_dir or (te is not None and not te.is_dir):
+        gone = target.get(key)
+        if local[key].is_dir or (gone is not None and not gone.is_dir):
             continue
         try:
             vw.delete_file(spelling(key, local, {}), disk[key])
@@ -101,8 +101,8 @@ def materialize(repo: Repository, vw: VaultWriter, local: Flat, target: Flat,
             report.skipped.append((key, "changed during the run; kept, will sync next run"))
     # 2. folders that go away, if nothing is left in them
     for key in sorted((k for k, e in local.items() if e.is_dir), key=lambda k: -k.count("/")):
-        te = target.get(key)
-        if te is None or not te.is_dir:
+        kept = target.get(key)
+        if kept is None or not kept.is_dir:
             vw.remove_dir_if_empty(spelling(key, local, {}))
     # 3. folders that appear
     for key in sorted(k for k, e in target.items() if e.is_dir):

@@ -88,7 +88,7 @@ def push(root: str) -> Report:
         sid, s.report.new_chunks, s.report.packs = commit(
             s.repo, scan, (base,) if base else (), s.device, s.vault.config.device_name)
         with s.vault.state.transaction():
-            s.vault.state.set("base", sid)
+            s.vault.state.set_meta("base", sid)
         s.vault.state.save_stat_rows(scan.rows.values(), replace_all=True)
         s.report.snapshot = sid
         return s.report.finish()
@@ -128,7 +128,7 @@ def pull(root: str) -> Report:
                 rows[key] = row
         s.vault.state.save_stat_rows(rows.values(), replace_all=True)
         with s.vault.state.transaction():
-            s.vault.state.set("base", target)
+            s.vault.state.set_meta("base", target)
         empty_trash(s.vault.trash, s.vault.config.options["trash_days"])
         s.report.snapshot = target
         return s.report.finish()

@@ -99,7 +99,7 @@ class Session:
         own = self.repo.read_heads().get(self.device)
         if own is not None and own != base and (base is None or base in self.repo.ancestors(own)):
             with self.vault.state.transaction():
-                self.vault.state.set("base", own)
+                self.vault.state.set_meta("base", own)
             return own
         return base
 
