@@ -94,10 +94,13 @@ class Session:
 
     def adopt_own_head(self) -> ObjectId | None:
         """Base, moved forward to this device's own head when a run committed that head
-        but was killed before recording it locally (crash between steps 5 and 7)."""
+        but was killed before recording it locally (crash between steps 5 and 7). Only a
+        snapshot of local state (its one parent is base) is adopted: a merge snapshot may
+        not have reached the vault yet, so it stays a head to merge."""
         base = self.base
         own = self.repo.read_heads().get(self.device)
-        if own is not None and own != base and (base is None or base in self.repo.ancestors(own)):
+        parents = () if base is None else (base,)
+        if own is not None and own != base and self.repo.get_snapshot(own).parents == parents:
             with self.vault.state.transaction():
                 self.vault.state.set_meta("base", own)
             return own
