@@ -161,3 +161,22 @@ def test_restore_at_time(vault: Path) -> None:
     assert (vault / "Welcome.md").read_bytes() == (SAMPLE / "Welcome.md").read_bytes()
     one_line_error(run_cli("restore", "Welcome.md", "--at", "1999-01-01", cwd=vault), 2,
                    r"no snapshot at or before")
+
+
+def test_verify_finds_damage(vault: Path, tmp_path: Path) -> None:
+    assert run_cli("push", cwd=vault).code == 0
+    res = run_cli("verify", "--read-data", "100", cwd=vault)
+    assert res.code == 0, res.out
+    assert re.fullmatch(r"ok: 1 snapshots, \d+ trees, 7 file versions, \d+ chunks, "
+                        r"(\d+) packs \(\1 read in full\)\n", res.out), res.out
+    pack = next(p for p in (tmp_path / "remote/packs").rglob("*") if p.is_file())
+    data = bytearray(pack.read_bytes())
+    data[1] ^= 0xFF
+    pack.write_bytes(bytes(data))
+    assert run_cli("verify", cwd=vault).code == 0  # structure alone cannot see it
+    res = run_cli("verify", "--read-data", "100", "--json", cwd=vault)
+    doc = json.loads(res.out)
+    assert res.code == 5 and not doc["ok"] and "hash mismatch" in doc["problems"][0]
+    pack.unlink()
+    res = run_cli("verify", cwd=vault)
+    assert res.code == 5 and "is missing" in res.out

@@ -11,7 +11,13 @@ from typing import Annotated
 import typer
 
 from vaultsync.cli.output import emit_json, err, out, print_report, short
-from vaultsync.errors import EXIT_INTERRUPTED, Interrupted, NotAVault, VaultsyncError
+from vaultsync.errors import (
+    EXIT_INTEGRITY,
+    EXIT_INTERRUPTED,
+    Interrupted,
+    NotAVault,
+    VaultsyncError,
+)
 
 app = typer.Typer(
     name="vaultsync",
@@ -160,6 +166,28 @@ def checkout(
     from vaultsync.engine.history import checkout as do_checkout
 
     return print_report(do_checkout(url, directory, at), json_)
+
+
+@command
+def verify(
+    read_data: Annotated[float, typer.Option(
+        "--read-data", min=0, max=100, metavar="PCT",
+        help="Also read this percentage of the packs and check every blob.")] = 0.0,
+    json_: JsonOpt = False,
+) -> int:
+    """Check the repository's integrity (structure always, data with --read-data)."""
+    from vaultsync.engine.history import verify_remote
+
+    rep = verify_remote(os.getcwd(), read_data)
+    if json_:
+        emit_json(rep.to_json())
+    else:
+        for problem in rep.problems:
+            out(f"problem: {problem}")
+        out(f"{'ok' if not rep.problems else f'{len(rep.problems)} problem(s)'}: "
+            f"{rep.snapshots} snapshots, {rep.trees} trees, {rep.files} file versions, "
+            f"{rep.chunks} chunks, {rep.packs} packs ({rep.packs_read} read in full)")
+    return EXIT_INTEGRITY if rep.problems else 0
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -14,6 +14,7 @@ from vaultsync.engine.transfer import batches, pieces, prefetch
 from vaultsync.errors import UsageError
 from vaultsync.model import Entry, Flat, ObjectId, Snapshot, flatten, nfc
 from vaultsync.repository.repo import Repository
+from vaultsync.repository.verify import VerifyReport, verify
 from vaultsync.store.counting import CountingStore
 from vaultsync.store.url import normalize_url, open_store
 
@@ -184,6 +185,11 @@ def checkout(url: str, dest: str, at: str | None) -> Report:
     finally:
         store.close()
     return report.finish()
+
+
+def verify_remote(root: str, read_data: float) -> VerifyReport:
+    with Session(root, "verify", write=False) as s:
+        return verify(s.repo, read_data)
 
 
 __all__ = ["checkout", "log", "restore", "resolve", "all_snapshots", "stat_row"]
