@@ -119,7 +119,12 @@ def _outputs(
         where = tl if tl != key else tr
         yield from _at(where, merge_one(b, lv, rv, lmoved, rmoved), hints)
     for side, own, other in ((local, lmoves, rmoves), (remote, rmoves, lmoves)):
-        landed = {t for k in base if (t := own.locate(k)) != k}
+        # paths where this side's version of a moved base identity was taken
+        landed = {
+            t
+            for k, b in base.items()
+            if (t := own.locate(k)) != k and _version(side, t, b) is not None
+        }
         for key, entry in side.items():
             b = base.get(key)
             if (b is not None and b.kind == entry.kind) or key in landed:
