@@ -447,3 +447,29 @@ def test_result_records_the_device_and_merged_folders_carry_no_tree_id():
     result = merge(base, base, base, local_device=LAPTOP)
     assert result.device == LAPTOP
     assert result.merged["d"].tree is None
+
+
+def test_added_both_sides_equal_bytes_differing_exec_bit_is_one_executable_file():
+    local = tree({"run.sh": F("echo", 10, LAPTOP, x=True)})
+    remote = tree({"run.sh": F("echo", 20, DESK)})
+    result = run(tree({}), local, remote)
+    assert files(result.merged) == {"run.sh": "echo"} and result.conflicts == ()
+    assert result.merged["run.sh"].executable and result.merged["run.sh"].author == DESK
+
+
+def test_two_folders_moved_into_one_are_file_moves_not_folder_moves():
+    base = tree({"d/x.md": "1", "e/y.md": "2"})
+    local = tree({"f/x.md": "1", "f/y.md": "2"})
+    remote = tree({"d/x.md": "1", "e/y.md": "2", "d/new.md": F("N", 20, DESK)})
+    result = run(base, local, remote)
+    assert result.moves == (Move("d/x.md", "f/x.md", "local"), Move("e/y.md", "f/y.md", "local"))
+    assert files(result.merged) == {"d/new.md": "N", "f/x.md": "1", "f/y.md": "2"}
+
+
+def test_a_copy_name_taken_by_a_folder_gets_the_next_number():
+    taken = copy("a.md", 10, LAPTOP)
+    base = tree({"a.md": "A", taken + "/inner.md": "I"})
+    local = tree({"a.md": F("X", 10, LAPTOP), taken + "/inner.md": "I"})
+    remote = tree({"a.md": F("Y", 20, DESK), taken + "/inner.md": "I"})
+    result = run(base, local, remote)
+    assert files(result.merged)[conflict_name("a.md", T0 + 10 * 10**9, LAPTOP, 2)] == "X"
