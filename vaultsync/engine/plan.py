@@ -91,21 +91,29 @@ def diff(old: Flat, new: Flat, hints: Iterable[Move] = ()) -> Plan:
     content alone cannot (several files with equal bytes)."""
     gone = {k for k, e in old.items() if not e.is_dir and not _is_file(new.get(k))}
     came = {k for k, e in new.items() if not e.is_dir and not _is_file(old.get(k))}
-    # a rename never lands on a folder that must go first, nor leaves one to be made
-    sources = {k for k in gone if not _is_dir(new.get(k))}
+    rewritten = {
+        k
+        for k, e in old.items()
+        if not e.is_dir and _is_file(new.get(k)) and not e.same_content(new[k])
+    }
+    # a rename never lands on a folder that must go first, nor leaves one to be made; a
+    # file about to be rewritten may move away first (a losing version to its copy name)
+    sources = {k for k in gone if not _is_dir(new.get(k))} | rewritten
     targets = {k for k in came if not _is_dir(old.get(k))}
     pairs = _pair(old, new, sources, targets, hints)
     moved_from = set(pairs.values())
     moves = tuple(Action(MOVE, dst, new[dst], old[src], src) for dst, src in sorted(pairs.items()))
     deletes = tuple(Action(DELETE, k, None, old[k]) for k in sorted(gone - moved_from))
-    adds = tuple(Action(ADD, k, new[k]) for k in sorted(came - pairs.keys()))
+    adds = [Action(ADD, k, new[k]) for k in sorted(came - pairs.keys())]
     updates, chmods = [], []
     for key, entry in sorted(new.items()):
         before = old.get(key)
         if entry.is_dir or not _is_file(before):
             continue
         assert before is not None
-        if not entry.same_content(before):
+        if key in moved_from:
+            adds.append(Action(ADD, key, entry))  # its old bytes moved away just before
+        elif not entry.same_content(before):
             updates.append(Action(UPDATE, key, entry, before))
         elif entry.executable != before.executable:
             chmods.append(Action(CHMOD, key, entry, before))
@@ -119,7 +127,8 @@ def diff(old: Flat, new: Flat, hints: Iterable[Move] = ()) -> Plan:
         for k in sorted(old, key=_depth, reverse=True)
         if old[k].is_dir and not _is_dir(new.get(k))
     )
-    return Plan(mkdirs, moves, deletes, rmdirs, adds, tuple(updates), tuple(chmods))
+    adds.sort(key=lambda a: a.path)
+    return Plan(mkdirs, moves, deletes, rmdirs, tuple(adds), tuple(updates), tuple(chmods))
 
 
 def _pair(
