@@ -175,6 +175,9 @@ def _folder(
 
 
 def _files(files: list[Out], alias: dict) -> tuple[str, Entry, list[_Copy]]:
+    if len(files) == 1:  # the common case: nothing else wants this path
+        key = _moved(files[0].key, alias)
+        return key, _respell(files[0].entry, key), []
     classes: dict[tuple, list[Out]] = defaultdict(list)
     for o in files:
         classes[content_key(o.entry)].append(o)

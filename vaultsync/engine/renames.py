@@ -52,6 +52,8 @@ class SideMoves:
 
     def locate_below(self, key: str) -> str:
         """`key` moved only by a folder move of one of its strict ancestors (innermost)."""
+        if not self.folders:
+            return key
         cut = key.rfind("/")
         while cut > 0:
             moved = self.folders.get(key[:cut])
