@@ -473,3 +473,39 @@ def test_a_copy_name_taken_by_a_folder_gets_the_next_number():
     remote = tree({"a.md": F("Y", 20, DESK), taken + "/inner.md": "I"})
     result = run(base, local, remote)
     assert files(result.merged)[conflict_name("a.md", T0 + 10 * 10**9, LAPTOP, 2)] == "X"
+
+
+def test_folder_move_against_folder_delete_keeps_the_moved_folder():
+    base = tree({"d/x.md": "X", "d/y.md": "Y"})
+    result = run(base, tree({"e/x.md": "X", "e/y.md": "Y"}), tree({}))
+    assert files(result.merged) == {"e/x.md": "X", "e/y.md": "Y"}
+
+
+def test_new_subfolder_inside_a_folder_moved_on_the_other_side_follows_it():
+    base = tree({"d/x.md": "X"})
+    local = tree({"e/x.md": "X"})
+    remote = tree({"d/x.md": "X", "d/new/n.md": F("N", 20, DESK)})
+    assert view(run(base, local, remote).merged) == {
+        "e/": None,
+        "e/new/": None,
+        "e/new/n.md": "N",
+        "e/x.md": "X",
+    }
+
+
+def test_case_only_rename_carries_the_other_sides_edit_when_case_insensitive():
+    base = tree({"note.md": "A"})
+    local = tree({"Note.md": "A"})
+    remote = tree({"note.md": F("A2", 20, DESK)})
+    result = run(base, local, remote, ci=True)
+    assert files(result.merged) == {"Note.md": "A2"}
+    assert result.merged["Note.md"].name == "Note.md"
+
+
+def test_spelling_of_a_moved_file_is_the_movers():
+    base = tree({"a.md": "A"})
+    local = tree({NFD_NAME: "A"})  # moved a.md -> Café.md, spelled decomposed on disk
+    remote = tree({"a.md": F("A2", 20, DESK)})
+    result = run(base, local, remote)
+    assert files(result.merged) == {NFC_NAME: "A2"}
+    assert result.merged[NFC_NAME].name == NFD_NAME
