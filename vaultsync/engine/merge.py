@@ -126,14 +126,16 @@ def _outputs(
             if (t := own.locate(k)) != k and _version(side, t, b) is not None
         }
         for key, entry in side.items():
-            b = base.get(key)
-            if (b is not None and b.kind == entry.kind) or key in landed:
+            before = base.get(key)
+            if (before is not None and before.kind == entry.kind) or key in landed:
                 continue
             # new on this side; inside a folder the other side moved, it follows the folder
             yield Out(other.locate_below(key), entry, NEW)
 
 
-def _at(key: str, results: list[tuple[Entry, str]], hints: tuple[Entry | None, ...]):
+def _at(
+    key: str, results: list[tuple[Entry, str]], hints: tuple[Entry | None, ...]
+) -> Iterator[Out]:
     for entry, tag in results:
         yield Out(key, _named(entry, key, hints), tag)
 
