@@ -13,7 +13,8 @@ Properties, for every generated (base, local, remote) and both case modes:
 (b') nothing vanishes unasked: a base file present with its base bytes on both sides is
     the content of some merged file; and nothing is invented: every merged file's bytes
     come from base, local or remote.
-(c) fixpoint: merge(m, m, m) == m.
+(c) fixpoint: merge(m, m, m) == m; and (c') merge(base, m, m) == m with no conflicts
+    (a sync re-run after a crash that left the base unrecorded creates nothing new).
 (d) convergence: once a side adopts m (base = local = what it had, remote = m), a second
     merge gives m again: merge(L, L, m) == m and merge(R, R, m) == m.
 (e) shape: every parent of a merged path is a merged folder; keys are NFC; with
@@ -25,6 +26,7 @@ Examples: VAULTSYNC_HYPOTHESIS_EXAMPLES (default 200).
 from __future__ import annotations
 
 import os
+import unicodedata
 from dataclasses import replace
 
 from flatkit import T0, F
@@ -40,23 +42,25 @@ SETTINGS = settings(
     max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 
-NAMES = ["a.md", "Note.md", "note.md", "x"]
+CAFE_NFD = unicodedata.normalize("NFD", "Café.md")
+NAMES = ["a.md", "Note.md", "note.md", "x", "Café.md", CAFE_NFD]
 FOLDERS = ["d", "D", "d/s"]
 PATHS = NAMES + ["d/a.md", "d/b.md", "D/a.md", "d/s/a.md", "e/a.md"]  # small: sides collide
 TEXTS = ["", "1", "2", "3"]
 
 
-def _put(flat: Flat, key: str, entry: Entry) -> bool:
-    parts = key.split("/")
+def _put(flat: Flat, path: str, entry: Entry) -> bool:
+    """Add `entry` at `path` (spelled as on disk; keyed NFC) and any missing folders."""
+    parts, key = path.split("/"), nfc(path)
     for i in range(1, len(parts)):
-        anc = "/".join(parts[:i])
+        anc = nfc("/".join(parts[:i]))
         there = flat.get(anc)
         if there is not None and not there.is_dir:
             return False
     if key in flat or any(k.startswith(key + "/") for k in flat):
         return False
     for i in range(1, len(parts)):
-        anc = "/".join(parts[:i])
+        anc = nfc("/".join(parts[:i]))
         flat.setdefault(anc, Entry(name=parts[i - 1], kind=DIR, mode=0o755))
     flat[key] = replace(entry, name=parts[-1])
     return True
@@ -81,6 +85,7 @@ ops = st.one_of(
     edits,  # edits weigh triple so that both sides often edit one file
     edits,
     st.tuples(st.just("add"), st.sampled_from(PATHS), st.sampled_from(TEXTS)),
+    st.tuples(st.just("addx"), st.sampled_from(PATHS), st.sampled_from(TEXTS)),
     st.tuples(st.just("delete"), st.sampled_from(PATHS + FOLDERS), st.just("")),
     st.tuples(st.just("touch"), st.sampled_from(PATHS), st.just("")),
     st.tuples(st.just("chmod"), st.sampled_from(PATHS), st.just("")),
@@ -100,19 +105,20 @@ def build_base(spec: dict) -> Flat:
 
 def apply(base: Flat, script: list, dev: str, times: list[int]) -> Flat:
     flat = dict(base)
-    for (op, p, arg), t in zip(script, times, strict=False):
+    for (op, path, arg), t in zip(script, times, strict=False):
+        p = nfc(path)
         there = flat.get(p)
         if op == "edit" and there is not None and not there.is_dir:
             flat[p] = replace(_file(arg, t, dev, there.executable), name=there.name)
-        elif op == "add":
-            _put(flat, p, _file(arg, t, dev))
+        elif op in ("add", "addx"):
+            _put(flat, path, _file(arg, t, dev, op == "addx"))
         elif op == "delete" and there is not None:
             _drop(flat, p)
         elif op == "touch" and there is not None and not there.is_dir:
             flat[p] = replace(there, mtime_ns=T0 + t * 10**9, author=dev)
         elif op == "chmod" and there is not None and not there.is_dir:
             flat[p] = replace(there, mode=there.mode ^ 0o111, author=dev)
-        elif op == "move" and there is not None and not there.is_dir and arg not in flat:
+        elif op == "move" and there is not None and not there.is_dir and nfc(arg) not in flat:
             _drop(flat, p)
             if not _put(flat, arg, there):
                 flat[p] = there  # target unusable: undo
@@ -199,6 +205,8 @@ def test_merge_properties(spec, shared, lscript, rscript, ltimes, rtimes, ci):
 
     again = merge(merged, merged, merged, local_device="x", case_insensitive=ci)
     assert again.merged == merged and again.conflicts == ()  # (c)
+    rerun = merge(base, merged, merged, local_device="x", case_insensitive=ci)
+    assert rerun.merged == merged and rerun.conflicts == ()  # (c') a re-run after a crash
     for side in (local, remote):  # (d)
         if ci and len({k.lower() for k in side}) < len(side):
             continue  # a case-insensitive device never holds two such names
