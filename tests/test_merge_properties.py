@@ -9,7 +9,9 @@ Properties, for every generated (base, local, remote) and both case modes:
     S[p] are the content of some file in `merged` (at p, at a move target, or in a conflict
     copy). A version equal to base may go only because a side deleted it having seen
     exactly those bytes (or because the other side's edit or move superseded it).
-    Executable bits are covered by example tests, not here.
+    And a chmod is never lost: a file whose executable bit one side changed while both
+    sides kept its base bytes has that bit in `merged` (exec merges apart from content;
+    with a content conflict each version is kept whole, tested by example).
 (b') nothing vanishes unasked: a base file present with its base bytes on both sides is
     the content of some merged file; and nothing is invented: every merged file's bytes
     come from base, local or remote.
@@ -169,6 +171,26 @@ def changed_versions(base: Flat, side: Flat) -> list[Entry]:
     return out
 
 
+def _unmoved(base: Flat, local: Flat, remote: Flat, ci: bool) -> set[str]:
+    """Base paths that are one file on every side: no move touched them, no case twin."""
+    lm, rm = detect_moves(base, local), detect_moves(base, remote)
+    keys = {k for k in base if lm.locate(k) == k and rm.locate(k) == k}
+    if ci:
+        for flat in (base, local, remote):
+            count: dict[str, int] = {}
+            for k in flat:
+                count[k.lower()] = count.get(k.lower(), 0) + 1
+            keys = {k for k in keys if count.get(k.lower(), 0) <= 1}
+    return keys
+
+
+def _folded(merged: Flat, key: str, ci: bool) -> Entry:
+    """The merged entry at `key`, where a case-insensitive merge may have re-cased it."""
+    assert ci, f"{key} missing"
+    (entry,) = [e for k, e in merged.items() if k.lower() == key.lower() and not e.is_dir]
+    return entry
+
+
 def check_shape(merged: Flat, ci: bool) -> None:
     for key, entry in merged.items():
         assert key == nfc(key)
@@ -196,6 +218,16 @@ def test_merge_properties(spec, shared, lscript, rscript, ltimes, rtimes, ci):
     for side in (local, remote):  # (b)
         for entry in changed_versions(base, side):
             assert content_key(entry) in have, f"lost {entry}"
+    still = _unmoved(base, local, remote, ci)
+    for side, other in ((local, remote), (remote, local)):  # (b) for executable bits
+        for key, entry in side.items():
+            before, theirs = base.get(key), other.get(key)
+            if key not in still or before is None or theirs is None:
+                continue
+            if entry.same_content(before):
+                if entry.executable != before.executable and theirs.same_content(before):
+                    there = merged.get(key) or _folded(merged, key, ci)
+                    assert there.executable == entry.executable, f"lost chmod {key}"
     for key, entry in base.items():  # (b')
         if entry.is_dir:
             continue
