@@ -324,6 +324,13 @@ def test_conflict_name_attempts_and_unsafe_device_ids():
     assert original_name("a.conflict-20261122-143005-laptop-2.md") == "a.md"
 
 
+def test_conflict_names_stay_within_255_bytes():
+    long = "é" * 125 + ".md"  # 253 bytes
+    name = conflict_name(long, STAMP, "laptop")
+    assert len(name.encode()) <= 255
+    assert name.endswith(".conflict-20261122-143005-laptop.md") and name.startswith("éé")
+
+
 def test_a_copy_edited_differently_on_two_devices_is_not_copied_into_a_copy_of_a_copy():
     old = copy("Note.md", 1, "phone")
     base = tree({"Note.md": "N", old: "P"})

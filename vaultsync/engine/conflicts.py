@@ -18,6 +18,7 @@ _MARKER = re.compile(r"\.conflict-\d{8}-\d{6}-[A-Za-z0-9_-]+")
 # A "suffix": a dot then 1..16 characters without dots or whitespace (".md", ".gz").
 _SUFFIX = re.compile(r"\.[^.\s]{1,16}\Z")
 MAX_TOKEN = 32
+MAX_NAME_BYTES = 255  # what most filesystems allow for one name
 
 
 def device_token(author: str) -> str:
@@ -59,4 +60,7 @@ def conflict_name(name: str, mtime_ns: int, author: str, attempt: int = 1) -> st
     marker = f".conflict-{utc_stamp(mtime_ns)}-{device_token(author)}"
     if attempt > 1:
         marker += f"-{attempt}"
+    room = MAX_NAME_BYTES - len((marker + suffix).encode())
+    while len(stem.encode()) > room and stem:
+        stem = stem[:-1]  # a long name is shortened, never left unwritable
     return stem + marker + suffix
