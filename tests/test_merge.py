@@ -516,3 +516,18 @@ def test_spelling_of_a_moved_file_is_the_movers():
     result = run(base, local, remote)
     assert files(result.merged) == {NFC_NAME: "A2"}
     assert result.merged[NFC_NAME].name == NFD_NAME
+
+
+def test_folder_moved_with_an_edit_inside_still_carries_the_other_sides_edits():
+    base = tree({"d/x.md": "X", "d/y.md": "Y"})
+    local = tree({"e/x.md": F("X-laptop", 10, LAPTOP), "e/y.md": "Y"})  # moved d->e, edited x
+    remote = tree({"d/x.md": F("X-desk", 20, DESK), "d/y.md": F("Y2", 20, DESK)})
+    result = run(base, local, remote)
+    assert files(result.merged) == {
+        "e/x.md": "X-desk",
+        "e/" + copy("x.md", 10, LAPTOP): "X-laptop",
+        "e/y.md": "Y2",
+    }
+    assert result.moves == (Move("d", "e", "local", folder=True),)
+    assert Move("d", "e", "local", folder=True).covers("d/x.md")
+    assert not Move("d", "e", "local", folder=True).covers("dx.md")
