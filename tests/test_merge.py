@@ -276,6 +276,20 @@ def test_a_device_spelling_of_an_unchanged_file_is_no_change():
     assert files(result.merged) == {NFC_NAME: "C2"}
 
 
+def test_a_respelled_name_alone_is_no_change_and_keeps_the_base_spelling():
+    base = tree({NFC_NAME: "C"})
+    result = run(base, tree({NFD_NAME: "C"}), base)
+    assert result.merged == base
+
+
+def test_a_device_that_respelled_a_name_keeps_its_spelling_after_adopting_the_merge():
+    base, local = tree({NFC_NAME: "C"}), tree({NFD_NAME: "C"})
+    merged = run(base, local, tree({NFC_NAME: "C", "x.md": "X"})).merged
+    assert merged[NFC_NAME].name == NFC_NAME
+    adopted = merge(local, local, merged, local_device=LAPTOP).merged
+    assert adopted[NFC_NAME].name == NFD_NAME and adopted.keys() == merged.keys()
+
+
 def test_case_collision_equal_bytes_is_one_file_when_case_insensitive():
     local, remote = tree({"Note.md": F("S", 10, LAPTOP)}), tree({"note.md": F("S", 20, DESK)})
     assert files(run(tree({}), local, remote, ci=True).merged) == {"note.md": "S"}

@@ -181,9 +181,15 @@ def merge_one(
 
 
 def _metadata(b: Entry, lv: Entry, rv: Entry) -> Entry:
-    """Same version on both sides: take a side that touched it, else base."""
-    if lv == b:
-        return rv
-    if rv == b:
-        return lv
+    """Same version on both sides: take a side that touched it, else base.
+
+    A different Unicode spelling of the name alone is no touch: each device keeps its own
+    spelling on disk, and treating it as a change would flip the tree back and forth."""
+    lsame, rsame = _same_metadata(lv, b), _same_metadata(rv, b)
+    if lsame or rsame:
+        return b if lsame and rsame else rv if lsame else lv
     return max(lv, rv, key=rank)
+
+
+def _same_metadata(entry: Entry, base: Entry) -> bool:
+    return entry == replace(base, name=entry.name)
