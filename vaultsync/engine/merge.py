@@ -79,12 +79,15 @@ def merge(
 def count_deletes(base: Flat, local: Flat, moves: Iterable[Move] = ()) -> int:
     """Base files this device's own changes delete (its moves excluded): for --max-delete."""
     own = [m for m in moves if m.side == LOCAL]
+    files = {m.src for m in own if not m.folder}
+    folders = {m.src for m in own if m.folder}
     count = 0
     for key, entry in base.items():
         there = local.get(key)
-        if entry.is_dir or (there is not None and not there.is_dir):
+        if entry.is_dir or (there is not None and not there.is_dir) or key in files:
             continue
-        if not any(m.covers(key) for m in own):
+        parts = key.split("/")
+        if not any("/".join(parts[:i]) in folders for i in range(1, len(parts))):
             count += 1
     return count
 
