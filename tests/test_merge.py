@@ -10,8 +10,8 @@ import unicodedata
 from datetime import UTC, datetime
 
 import pytest
-from flatkit import T0, D, F, files, text, tree, view
 
+from tests.flatkit import T0, D, F, files, text, tree, view
 from vaultsync.engine.conflicts import conflict_name, device_token, original_name
 from vaultsync.engine.merge import MergeResult, count_deletes, merge
 from vaultsync.engine.renames import Move

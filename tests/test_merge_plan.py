@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from flatkit import F, files, tree
 from hypothesis import given
-from test_merge_properties import SETTINGS, base_files, both, build_base, scripts, sides, times
 
+from tests.flatkit import F, files, tree
+from tests.test_merge_properties import (
+    SETTINGS,
+    base_files,
+    both,
+    build_base,
+    scripts,
+    sides,
+    times,
+)
 from vaultsync.engine.merge import merge
 from vaultsync.engine.plan import (
     ADD,

@@ -33,10 +33,10 @@ import os
 import unicodedata
 from dataclasses import replace
 
-from flatkit import T0, F
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.flatkit import T0, F
 from vaultsync.engine.merge import merge
 from vaultsync.engine.renames import content_key, detect_moves
 from vaultsync.model import DIR, Entry, Flat, nfc
