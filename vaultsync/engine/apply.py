@@ -130,6 +130,22 @@ class VaultWriter:
             raise TargetChanged(rel)
         self._keep_in_trash(rel, target, link=False)
 
+    def move(self, src_rel: str, dst_rel: str, expect: DiskKey) -> os.stat_result:
+        """Rename a file within the vault if it is still what the scan saw and nothing
+        is at the destination; otherwise raise TargetChanged and touch nothing."""
+        src, dst = self.abspath(src_rel), self.abspath(dst_rel)
+        self.check_no_links(src_rel)
+        self.check_no_links(dst_rel)
+        if disk_key(src) != expect:
+            raise TargetChanged(src_rel)
+        if os.path.lexists(dst):
+            raise TargetChanged(dst_rel)
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        os.rename(src, dst)
+        _fsync_dir(os.path.dirname(dst))
+        _fsync_dir(os.path.dirname(src))
+        return os.stat(dst)
+
     def remove_dir_if_empty(self, rel: str) -> bool:
         try:
             os.rmdir(self.abspath(rel))

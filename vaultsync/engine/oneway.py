@@ -44,9 +44,16 @@ def init(root: str, remote: str | None, device_name: str | None) -> Report:
                 report.notices.append(f"created a new repository at {display_url(url)}")
         finally:
             store.close()
-    vault = Vault.create(root, device_name or default_device_name(), url)
+    vault = Vault.create(root, _device_name(device_name), url)
     report.notices.append(f"device {vault.config.device_name} ({vault.config.device_id[:8]})")
     return report.finish()
+
+
+def _device_name(name: str | None) -> str:
+    name = (name or default_device_name()).strip()
+    if not name or len(name) > 64 or any(c in name for c in "/\\\x00\n"):
+        raise UsageError(f"device name {name!r} must be 1-64 characters, without / or \\")
+    return name
 
 
 def clone(url: str, dest: str, device_name: str | None) -> Report:
@@ -62,7 +69,7 @@ def clone(url: str, dest: str, device_name: str | None) -> Report:
     created = not os.path.exists(dest)
     os.makedirs(dest, exist_ok=True)
     try:
-        Vault.create(dest, device_name or default_device_name(), url)
+        Vault.create(dest, _device_name(device_name), url)
     except BaseException:
         if created:
             shutil.rmtree(dest, ignore_errors=True)
@@ -118,8 +125,7 @@ def pull(root: str) -> Report:
                 f"{local_changes[0]}); push them first, or move them aside, then pull"
             )
         vw = s.writer()
-        updates = materialize(s.repo, vw, scan.flat, target_flat, scan.disk, s.report,
-                              s.vault.config.device_name)
+        updates = materialize(s.repo, vw, scan.flat, target_flat, scan.disk, s.report)
         rows = dict(scan.rows)
         for key, row in updates.items():
             if row is None:

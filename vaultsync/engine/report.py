@@ -16,6 +16,7 @@ class Report:
     uploaded: list[str] = field(default_factory=list)  # paths whose new content went up
     downloaded: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
+    moved: list[tuple[str, str]] = field(default_factory=list)  # (from, to)
     conflicts: list[tuple[str, str]] = field(default_factory=list)  # (path, copy kept)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     notices: list[str] = field(default_factory=list)
@@ -41,6 +42,7 @@ class Report:
             "uploaded": len(self.uploaded),
             "downloaded": len(self.downloaded),
             "deleted": len(self.deleted),
+            "moved": len(self.moved),
             "conflicts": [{"path": p, "copy": c} for p, c in self.conflicts],
             "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
             "notices": self.notices,

@@ -107,7 +107,10 @@ class Session:
         return base
 
     def scan(self) -> ScanResult:
-        scanner = Scanner(self.vault.root, self.device, self.vault.state.stat_rows(),
+        # entries record the device *name* as their author: it is what conflict copies
+        # are named after (Note.conflict-20261122-143005-laptop.md)
+        scanner = Scanner(self.vault.root, self.vault.config.device_name,
+                          self.vault.state.stat_rows(),
                           self.repo.format.chunker, self.repo.hasher)
         result = scanner.scan()
         remove_stale_temps(result.stale_temps, self.vault.staging)
