@@ -84,6 +84,26 @@ def clone(
 
 
 @command
+def sync(
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Show what would happen; write nothing anywhere.")] = False,
+    max_delete: Annotated[float | None, typer.Option(
+        "--max-delete", min=0, max=100, metavar="PCT",
+        help="Stop if this device's changes delete more than PCT% of the files "
+             "(default 50, or the vault's max_delete option).")] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Override the delete and empty-vault safety stops.")] = False,
+    json_: JsonOpt = False,
+    verbose: VerboseOpt = False,
+) -> int:
+    """Two-way sync: merge local and remote changes, keeping conflicts side by side."""
+    from vaultsync.engine.sync import sync as do_sync
+
+    return print_report(do_sync(os.getcwd(), dry_run=dry_run, max_delete=max_delete,
+                                force=force), json_, verbose)
+
+
+@command
 def push(json_: JsonOpt = False, verbose: VerboseOpt = False) -> int:
     """One way: the remote takes local state; local files are never touched."""
     from vaultsync.engine.oneway import push as do_push

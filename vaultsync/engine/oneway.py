@@ -12,7 +12,6 @@ import shutil
 from dataclasses import dataclass, field
 
 from vaultsync.engine.apply import empty_trash
-from vaultsync.engine.commit import commit
 from vaultsync.engine.config import default_device_name
 from vaultsync.engine.materialize import materialize
 from vaultsync.engine.report import Report
@@ -92,8 +91,8 @@ def push(root: str) -> Report:
         changes = s.local_changes(scan, base)
         s.report.uploaded = Changes.files(changes.added + changes.changed)
         s.report.deleted = Changes.files(changes.deleted)
-        sid, s.report.new_chunks, s.report.packs = commit(
-            s.repo, scan, (base,) if base else (), s.device, s.vault.config.device_name)
+        sid, s.report.new_chunks, s.report.packs = s.commit(scan.root, scan.trees, scan,
+                                                            (base,) if base else ())
         with s.vault.state.transaction():
             s.vault.state.set_meta("base", sid)
         s.vault.state.save_stat_rows(scan.rows.values(), replace_all=True)

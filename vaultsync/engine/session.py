@@ -6,13 +6,24 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from vaultsync.chunking import ChunkerParams
+from vaultsync.chunking import Chunker, ChunkerParams
 from vaultsync.engine.apply import VaultWriter, remove_stale_temps
+from vaultsync.engine.commit import commit
 from vaultsync.engine.report import Report
-from vaultsync.engine.scan import Scanner, ScanResult
+from vaultsync.engine.scan import ChunkLocation, Scanner, ScanResult
+from vaultsync.engine.transfer import Relocate
 from vaultsync.engine.vault import Vault
 from vaultsync.errors import NoRemote
-from vaultsync.model import Change, Flat, ObjectId, Tree, decode_tree, diff_trees, flatten
+from vaultsync.model import (
+    Change,
+    Flat,
+    ObjectId,
+    Tree,
+    decode_tree,
+    diff_trees,
+    disk_path,
+    flatten,
+)
 from vaultsync.repository.format import DEFAULT_PACK_SIZE, RepoFormat
 from vaultsync.repository.repo import Repository
 from vaultsync.store.counting import CountingStore
@@ -92,7 +103,7 @@ class Session:
     def base(self) -> ObjectId | None:
         return self.vault.state.base
 
-    def adopt_own_head(self) -> ObjectId | None:
+    def adopt_own_head(self, persist: bool = True) -> ObjectId | None:
         """Base, moved forward to this device's own head when a run committed that head
         but was killed before recording it locally (crash between steps 5 and 7). Only a
         snapshot of local state (its one parent is base) is adopted: a merge snapshot may
@@ -101,8 +112,9 @@ class Session:
         own = self.repo.read_heads().get(self.device)
         parents = () if base is None else (base,)
         if own is not None and own != base and self.repo.get_snapshot(own).parents == parents:
-            with self.vault.state.transaction():
-                self.vault.state.set_meta("base", own)
+            if persist:
+                with self.vault.state.transaction():
+                    self.vault.state.set_meta("base", own)
             return own
         return base
 
@@ -135,6 +147,34 @@ class Session:
 
     def local_changes(self, scan: ScanResult, base: ObjectId | None) -> Changes:
         return Changes.of(diff_trees(self.root_of(base), scan.root, self.tree_loader(scan)))
+
+    def relocate(self, scan: ScanResult) -> Relocate:
+        """Find chunks again by re-reading the local files whose entries name them."""
+
+        def find(cids: set[ObjectId]) -> dict[ObjectId, ChunkLocation]:
+            found: dict[ObjectId, ChunkLocation] = {}
+            chunker = Chunker(self.repo.format.chunker, self.repo.hasher)
+            for key, entry in scan.flat.items():
+                if entry.is_dir or cids.isdisjoint(entry.chunks):
+                    continue
+                path = os.path.join(self.vault.root, *disk_path(scan.flat, key).split("/"))
+                try:
+                    with open(path, "rb") as f:
+                        for c in chunker.chunks(f):
+                            found.setdefault(c.id, ChunkLocation(path, c.offset, c.length))
+                except OSError:
+                    continue
+            return found
+
+        return find
+
+    def commit(self, root: ObjectId, trees: dict[ObjectId, bytes], scan: ScanResult,
+               parents: tuple[ObjectId, ...],
+               flat: Flat | None = None) -> tuple[ObjectId, int, int]:
+        files = [e for e in (flat if flat is not None else scan.flat).values() if not e.is_dir]
+        return commit(self.repo, root=root, trees=trees, files=files, locations=scan.locations,
+                      relocate=self.relocate(scan), parents=parents, device=self.device,
+                      device_name=self.vault.config.device_name)
 
     def flat_of(self, sid: ObjectId | None) -> Flat:
         if sid is None:
