@@ -157,6 +157,36 @@ def _id(value: object, what: str) -> ObjectId:
     return value  # type: ignore[return-value]
 
 
+def decode_entry(raw: object, what: str, need_tree: bool = True) -> Entry:
+    """One entry from its JSON form, refusing hostile names and absurd numbers."""
+    if not isinstance(raw, dict):
+        raise IntegrityError(f"{what} has a malformed entry")
+    name = raw.get("n")
+    problem = name_problem(name)
+    if problem or not isinstance(name, str):
+        raise IntegrityError(f"{what} refused: {problem}")
+    if raw.get("k") == DIR:
+        tree = _id(raw.get("i"), what) if need_tree or raw.get("i") is not None else None
+        return Entry(name=name, kind=DIR, tree=tree)
+    if raw.get("k") != FILE:
+        raise IntegrityError(f"{what} has an entry of unknown kind")
+    chunks = raw.get("c")
+    if not isinstance(chunks, list):
+        raise IntegrityError(f"{what} has a file without a chunk list")
+    author = raw.get("a")
+    if not isinstance(author, str) or len(author) > 128:
+        raise IntegrityError(f"{what} has a malformed author")
+    return Entry(
+        name=name,
+        kind=FILE,
+        mode=_int(raw.get("m"), what, 0, 0o7777),
+        size=_int(raw.get("s"), what),
+        mtime_ns=_int(raw.get("t"), what, -(1 << 62), 1 << 62),
+        author=author,
+        chunks=tuple(_id(c, what) for c in chunks),
+    )
+
+
 def decode_tree(data: bytes, what: str = "tree") -> Tree:
     doc = _load_json(data, what)
     if doc.get("v") != 1 or not isinstance(doc.get("e"), list):
@@ -164,37 +194,11 @@ def decode_tree(data: bytes, what: str = "tree") -> Tree:
     entries = []
     seen: set[str] = set()
     for raw in doc["e"]:
-        if not isinstance(raw, dict):
-            raise IntegrityError(f"{what} has a malformed entry")
-        name = raw.get("n")
-        problem = name_problem(name)
-        if problem or not isinstance(name, str):
-            raise IntegrityError(f"{what} refused: {problem}")
-        if name in seen:
-            raise IntegrityError(f"{what} names {name!r} twice")
-        seen.add(name)
-        if raw.get("k") == DIR:
-            entries.append(Entry(name=name, kind=DIR, tree=_id(raw.get("i"), what)))
-        elif raw.get("k") == FILE:
-            chunks = raw.get("c")
-            if not isinstance(chunks, list):
-                raise IntegrityError(f"{what} has a file without a chunk list")
-            author = raw.get("a")
-            if not isinstance(author, str) or len(author) > 128:
-                raise IntegrityError(f"{what} has a malformed author")
-            entries.append(
-                Entry(
-                    name=name,
-                    kind=FILE,
-                    mode=_int(raw.get("m"), what, 0, 0o7777),
-                    size=_int(raw.get("s"), what),
-                    mtime_ns=_int(raw.get("t"), what, -(1 << 62), 1 << 62),
-                    author=author,
-                    chunks=tuple(_id(c, what) for c in chunks),
-                )
-            )
-        else:
-            raise IntegrityError(f"{what} has an entry of unknown kind")
+        entry = decode_entry(raw, what)
+        if entry.name in seen:
+            raise IntegrityError(f"{what} names {entry.name!r} twice")
+        seen.add(entry.name)
+        entries.append(entry)
     tree = Tree.of(entries)
     if tree.entries != tuple(entries):
         raise IntegrityError(f"{what} is not in canonical order")

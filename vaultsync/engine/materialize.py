@@ -7,6 +7,7 @@ overwritten: the incoming version is kept beside it as a conflict copy.
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from collections.abc import Iterable
@@ -51,6 +52,11 @@ def check_entries(repo: Repository, entries: list[tuple[str, Entry]]) -> None:
                                  f"{entry.size}")
 
 
+# errors that mean "this filesystem cannot hold this name" (too long, bad bytes, a
+# character the filesystem refuses)
+UNWRITABLE = {errno.ENAMETOOLONG, errno.EILSEQ, errno.EINVAL}
+
+
 def materialize(repo: Repository, vw: VaultWriter, local: Flat, target: Flat,
                 disk: dict[str, DiskKey], report: Report,
                 hints: Iterable[Move] = ()) -> dict[str, StatRow | None]:
@@ -77,7 +83,22 @@ def materialize(repo: Repository, vw: VaultWriter, local: Flat, target: Flat,
         raise
     rows: dict[str, StatRow | None] = {}
     for action in plan.steps():
-        _carry_out(action, vw, local, target, disk, staged, rows, report)
+        try:
+            _carry_out(action, vw, local, target, disk, staged, rows, report)
+        except OSError as exc:
+            if exc.errno not in UNWRITABLE or action.entry is None:
+                raise
+            report.skipped.append((action.path, f"this filesystem cannot hold this name "
+                                                f"({exc.strerror})"))
+            report.unwritable[action.path] = action.entry
+            if action.path in staged:
+                vw.discard(staged[action.path])
+    # equal bytes, other mtime: take the merged mtime (two equal edits keep the newer)
+    for key, te in target.items():
+        le = local.get(key)
+        if (not te.is_dir and le is not None and key in disk and le.same_version(te)
+                and le.mtime_ns != te.mtime_ns and key not in rows):
+            _fix_metadata(vw, key, spelling(key, local, target), le, te, disk[key], rows)
     return rows
 
 
@@ -85,7 +106,9 @@ def _carry_out(a: Action, vw: VaultWriter, local: Flat, target: Flat,
                disk: dict[str, DiskKey], staged: dict[str, str],
                rows: dict[str, StatRow | None], report: Report) -> None:
     here = spelling(a.path, local, target)
-    if a.op == DELETE:
+    if a.op == DELETE and a.path not in disk:  # a name this disk never could hold
+        report.deleted.append(a.path)
+    elif a.op == DELETE:
         try:
             vw.delete_file(spelling(a.path, local, {}), disk[a.path])
             report.deleted.append(a.path)

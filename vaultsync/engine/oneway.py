@@ -11,7 +11,6 @@ import os
 import shutil
 from dataclasses import dataclass, field
 
-from vaultsync.engine.apply import empty_trash
 from vaultsync.engine.config import default_device_name
 from vaultsync.engine.materialize import materialize
 from vaultsync.engine.report import Report
@@ -125,16 +124,7 @@ def pull(root: str) -> Report:
             )
         vw = s.writer()
         updates = materialize(s.repo, vw, scan.flat, target_flat, scan.disk, s.report)
-        rows = dict(scan.rows)
-        for key, row in updates.items():
-            if row is None:
-                rows.pop(key, None)
-            else:
-                rows[key] = row
-        s.vault.state.save_stat_rows(rows.values(), replace_all=True)
-        with s.vault.state.transaction():
-            s.vault.state.set_meta("base", target)
-        empty_trash(s.vault.trash, s.vault.config.options["trash_days"])
+        s.finish_apply(scan, updates, target, target_flat)
         s.report.snapshot = target
         return s.report.finish()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from vaultsync.model import Entry
 from vaultsync.store.counting import Traffic
 
 
@@ -20,6 +21,7 @@ class Report:
     conflicts: list[tuple[str, str]] = field(default_factory=list)  # (path, copy kept)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     notices: list[str] = field(default_factory=list)
+    unwritable: dict[str, Entry] = field(default_factory=dict)  # names this disk refused
     new_chunks: int = 0
     packs: int = 0
     traffic: Traffic = field(default_factory=Traffic)

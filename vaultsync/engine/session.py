@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from vaultsync.chunking import Chunker, ChunkerParams
-from vaultsync.engine.apply import VaultWriter, remove_stale_temps
-from vaultsync.engine.commit import commit
+from vaultsync.engine.apply import VaultWriter, empty_trash, remove_stale_temps
+from vaultsync.engine.commit import build_trees, commit
 from vaultsync.engine.report import Report
 from vaultsync.engine.scan import ChunkLocation, Scanner, ScanResult
+from vaultsync.engine.state import StatRow
 from vaultsync.engine.transfer import Relocate
 from vaultsync.engine.vault import Vault
 from vaultsync.errors import NoRemote
@@ -19,6 +21,7 @@ from vaultsync.model import (
     Flat,
     ObjectId,
     Tree,
+    decode_entry,
     decode_tree,
     diff_trees,
     disk_path,
@@ -58,6 +61,9 @@ class Changes:
     @staticmethod
     def files(changes: list[Change]) -> list[str]:
         return [k for k, old, new in changes if not (new or old).is_dir]  # type: ignore[union-attr]
+
+
+PHANTOMS = "unwritable"
 
 
 def new_format_from_env() -> RepoFormat:
@@ -126,8 +132,44 @@ class Session:
                           self.repo.format.chunker, self.repo.hasher)
         result = scanner.scan()
         remove_stale_temps(result.stale_temps, self.vault.staging)
+        self._add_phantoms(result)
         self.report.skipped.extend(result.skipped)
         return result
+
+    def _add_phantoms(self, result: ScanResult) -> None:
+        """Entries this filesystem could not hold count as present and unchanged, so a
+        device that cannot write a name never deletes it for everyone else."""
+        raw = self.vault.state.get_meta(PHANTOMS)
+        if not raw:
+            return
+        saved = {k: decode_entry(v, "unwritable entry", need_tree=False)
+                 for k, v in json.loads(raw).items()}
+        for key in sorted(saved, key=lambda k: k.count("/")):
+            parent = key.rpartition("/")[0]
+            if key in result.flat or (parent and parent not in result.flat):
+                continue
+            result.flat[key] = result.phantoms[key] = saved[key]
+            result.skipped.append((key, "this filesystem cannot hold this name"))
+        if result.phantoms:
+            result.root, result.trees = build_trees(result.flat, self.repo.hasher)
+
+    def finish_apply(self, scan: ScanResult, updates: dict[str, StatRow | None],
+                     new_base: ObjectId, target: Flat) -> None:
+        """Step 7: the stat cache, the names this disk refused, and the new base."""
+        rows = dict(scan.rows)
+        for key, row in updates.items():
+            if row is None:
+                rows.pop(key, None)
+            else:
+                rows[key] = row
+        self.vault.state.save_stat_rows(rows.values(), replace_all=True)
+        phantoms = {k: e for k, e in scan.phantoms.items() if k in target and k not in updates}
+        phantoms.update(self.report.unwritable)
+        with self.vault.state.transaction():
+            self.vault.state.set_meta(PHANTOMS, json.dumps(
+                {k: e.to_json() for k, e in phantoms.items()}) if phantoms else None)
+            self.vault.state.set_meta("base", new_base)
+        empty_trash(self.vault.trash, self.vault.config.options["trash_days"])
 
     def writer(self) -> VaultWriter:
         return VaultWriter(self.vault.root, self.vault.trash, self.vault.staging)

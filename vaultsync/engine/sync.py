@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from vaultsync.engine.apply import empty_trash
 from vaultsync.engine.commit import build_trees
 from vaultsync.engine.materialize import materialize
 from vaultsync.engine.merge import count_deletes, merge
@@ -22,7 +21,6 @@ from vaultsync.engine.plan import diff
 from vaultsync.engine.renames import Move
 from vaultsync.engine.report import Report
 from vaultsync.engine.session import Changes, Session
-from vaultsync.engine.state import StatRow
 from vaultsync.errors import SafetyStop
 from vaultsync.model import STATE_DIR, Flat, ObjectId
 from vaultsync.repository.repo import Repository
@@ -132,15 +130,6 @@ def sync(root: str, *, dry_run: bool = False, max_delete: float | None = None,
                 root_id, trees, scan, parents, flat=merged.flat)
         updates = materialize(s.repo, s.writer(), scan.flat, target, scan.disk, report,
                               merged.moves)
-        rows: dict[str, StatRow] = dict(scan.rows)
-        for key, row in updates.items():
-            if row is None:
-                rows.pop(key, None)
-            else:
-                rows[key] = row
-        s.vault.state.save_stat_rows(rows.values(), replace_all=True)
-        with s.vault.state.transaction():
-            s.vault.state.set_meta("base", new_base)
-        empty_trash(s.vault.trash, s.vault.config.options["trash_days"])
+        s.finish_apply(scan, updates, new_base, target)
         report.snapshot = new_base
         return report.finish()
