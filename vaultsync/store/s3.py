@@ -49,7 +49,8 @@ _TRANSIENT_CODES = {
     "XAmzContentSHA256Mismatch", "BadDigest", "IncompleteBody"
 }
 _NETWORK_ERRORS: tuple[type[BaseException], ...] = (
-    bex.HTTPClientError,  # EndpointConnectionError, ConnectTimeout, ReadTimeout, ConnectionClosed
+    bex.ConnectionError,  # EndpointConnectionError, ConnectTimeoutError, ProxyConnectionError
+    bex.HTTPClientError,  # ReadTimeoutError, ConnectionClosedError
     ResponseParserError,
     bex.IncompleteReadError,
     asyncio.TimeoutError,
@@ -230,6 +231,9 @@ class S3Store(Store):
         try:
             head = self._call("head_object", name, Key=self._key(name))
         except ObjectNotFound:
+            if not self.exists():  # a HEAD answers a bare 404 for a missing bucket too
+                raise NotARepository(f"bucket {self.bucket} does not exist ({self.where})"
+                                     ) from None
             return None
         return ObjectInfo(name, int(head["ContentLength"]))
 

@@ -122,6 +122,8 @@ def from_url(url: str, options: Mapping[str, str]) -> SFTPStore:
         or cfg.get("user") or _local_user()
     password = (unquote(parts.password) if parts.password is not None else None) \
         or os.environ.get("VAULTSYNC_SSH_PASSWORD") or options.get("password") or None
+    if options.get("key_file") and not os.path.isfile(os.path.expanduser(options["key_file"])):
+        raise UsageError(f"SSH key file {options['key_file']} does not exist")
     key_files = [os.path.expanduser(options["key_file"])] if options.get("key_file") \
         else [os.path.expanduser(p) for p in cfg.get("identityfile", [])
               if os.path.exists(os.path.expanduser(p))]
@@ -211,33 +213,40 @@ class SFTPStore(Store):
         with self._lock:
             self._drop()
 
+    def _connect(self) -> paramiko.SFTPClient:
+        try:
+            return self._sftp()
+        except UnknownHostKey as exc:
+            self._drop()
+            raise AuthError(
+                f"the SSH host key of {exc.hostname} ({exc.fingerprint}) is not in "
+                f"{self._known_hosts}: check it and add it (connect once with ssh), or "
+                "set accept_new_host_key=yes to trust it on first use"
+            ) from None
+        except paramiko.BadHostKeyException:
+            self._drop()
+            raise AuthError(
+                f"the SSH host key of {self.url} does NOT match {self._known_hosts}: "
+                "someone may be intercepting the connection; refusing"
+            ) from None
+        except paramiko.AuthenticationException:
+            self._drop()
+            raise AuthError(
+                f"SSH authentication failed for {self.url}: check the key "
+                "(key_file, ssh-agent, ~/.ssh/config) or password"
+            ) from None
+        except (paramiko.SSHException, EOFError, OSError) as exc:  # refused, reset, timeout
+            self._drop()
+            raise TransientError(f"cannot connect to {self.url}: {type(exc).__name__}") \
+                from None
+
     def _run(self, fn: Callable[[paramiko.SFTPClient], T], name: str | None = None) -> T:
         with self._lock:
+            ftp = self._connect()
             try:
-                return fn(self._sftp())
-            except UnknownHostKey as exc:
-                self._drop()
-                raise AuthError(
-                    f"the SSH host key of {exc.hostname} ({exc.fingerprint}) is not in "
-                    f"{self._known_hosts}: check it and add it (connect once with ssh), or "
-                    "set accept_new_host_key=yes to trust it on first use"
-                ) from None
-            except paramiko.BadHostKeyException:
-                self._drop()
-                raise AuthError(
-                    f"the SSH host key of {self.url} does NOT match {self._known_hosts}: "
-                    "someone may be intercepting the connection; refusing"
-                ) from None
-            except paramiko.AuthenticationException:
-                self._drop()
-                raise AuthError(
-                    f"SSH authentication failed for {self.url}: check the key "
-                    "(key_file, ssh-agent, ~/.ssh/config) or password"
-                ) from None
+                return fn(ftp)
             except FileNotFoundError:
-                if name is not None and self._root_exists():
-                    raise ObjectNotFound(name) from None
-                self._no_repository()
+                missing = not self._root_exists()
             except PermissionError:
                 raise AuthError(f"permission denied on {self.url}"
                                 + (f" ({name})" if name else "")) from None
@@ -253,6 +262,9 @@ class SFTPStore(Store):
                 raise RemoteUnreachable(f"SFTP operation on {self.url} failed"
                                         + (f" ({name})" if name else "")
                                         + f": errno {exc.errno}") from None
+            if missing or name is None:
+                self._no_repository()
+            raise ObjectNotFound(name)
 
     def _alive(self) -> bool:
         fs = self._fs
@@ -261,9 +273,13 @@ class SFTPStore(Store):
 
     def _root_exists(self) -> bool:
         try:
-            return statmod.S_ISDIR(self._sftp().stat(self._path()).st_mode or 0)
+            return statmod.S_ISDIR(self._connect().stat(self._path()).st_mode or 0)
         except FileNotFoundError:
             return False
+        except OSError as exc:
+            self._drop()
+            raise TransientError(f"SSH connection to {self.url} failed: "
+                                 f"{type(exc).__name__}") from None
 
     def _no_repository(self) -> NoReturn:
         raise NotARepository(f"remote folder {self.url} does not exist; "
