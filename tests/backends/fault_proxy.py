@@ -4,8 +4,9 @@ Modes:
 * "http": at the start of each HTTP request (a client chunk that begins with a method),
   with probability `rate` either drop the connection or answer 500 and close (which one is
   drawn too, see `kinds`). Other requests pass through untouched.
-* "tcp": for each new connection, with probability `rate` drop it at once or after a
-  random number (< 64 KiB) of client bytes: an SSH session that dies mid-transfer.
+* "tcp": for each new connection, with probability `rate` drop it at once; otherwise drop
+  it after a random number of bytes (either way, `tcp_budget`): an SSH session that dies
+  mid-transfer, again and again.
 
 Decisions come from one `random.Random(seed)`, so a run is reproducible for a given order
 of requests. Everything is bounded: every socket has a timeout, each connection lives at
@@ -29,13 +30,15 @@ _ERROR_500 = (b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r
 class FaultProxy:
     def __init__(self, upstream_port: int, *, mode: str = "http", rate: float = 0.3,
                  seed: int = 1234, kinds: tuple[str, ...] = ("drop", "500"),
-                 max_life: float = 120.0) -> None:
+                 max_life: float = 120.0,
+                 tcp_budget: tuple[int, int] = (64 << 10, 512 << 10)) -> None:
         assert mode in ("http", "tcp")
         self.upstream_port = upstream_port
         self.mode = mode
         self.rate = rate
         self.kinds = kinds if mode == "http" else ("drop",)
         self.max_life = max_life
+        self.tcp_budget = tcp_budget
         self._rng = random.Random(seed)
         self._rng_lock = threading.Lock()
         self._stop = threading.Event()
@@ -73,12 +76,12 @@ class FaultProxy:
 
     def _serve(self, client: socket.socket) -> None:
         drop_after: int | None = None
-        if self.mode == "tcp" and self._roll() is not None:
-            with self._rng_lock:
-                drop_after = self._rng.randrange(0, 65536)
-            if drop_after < 2048:
+        if self.mode == "tcp":
+            if self._roll() is not None:
                 client.close()
                 return
+            with self._rng_lock:
+                drop_after = self._rng.randrange(self.tcp_budget[0], self.tcp_budget[1])
         try:
             upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=5)
         except OSError:
@@ -101,12 +104,14 @@ class FaultProxy:
                                 return
                             if fault == "drop":
                                 return
-                        sent += len(data)
-                        if drop_after is not None and sent > drop_after:
-                            return
                         upstream.sendall(data)
                     else:
                         client.sendall(data)
+                    sent += len(data)
+                    if drop_after is not None and sent > drop_after:
+                        with self._rng_lock:
+                            self.faults += 1
+                        return
         except OSError:
             return
         finally:
