@@ -20,8 +20,7 @@ from vaultsync.store.base import Store
 from vaultsync.store.url import open_store
 
 BACKENDS = ["memory", "directory", "s3-seaweedfs", "s3-moto", "webdav-apache",
-            "webdav-wsgidav", "sftp-sshd"]
-NETWORK_BACKENDS = BACKENDS[2:]
+            "webdav-apache-shallow", "webdav-wsgidav", "sftp-sshd"]
 
 
 @pytest.fixture(autouse=True)
@@ -78,7 +77,8 @@ def sshd(scratch: Path) -> Iterator[Server]:
 
 
 SERVER_OF = {"s3-seaweedfs": "seaweedfs", "s3-moto": "moto", "webdav-apache": "apache",
-             "webdav-wsgidav": "wsgidav", "sftp-sshd": "sshd"}
+             "webdav-apache-shallow": "apache", "webdav-wsgidav": "wsgidav",
+             "sftp-sshd": "sshd"}
 TEST_BUCKET = "vaultsync-tests"
 
 
@@ -112,6 +112,9 @@ class Backend:
         if self.kind == "webdav-apache":
             return (f"webdav://{servers.DAV_USER}:{servers.DAV_PASSWORD}@127.0.0.1:"
                     f"{srv.port}/{name}")
+        if self.kind == "webdav-apache-shallow":  # no Depth: infinity, listing walks
+            return (f"webdav://{servers.DAV_USER}:{servers.DAV_PASSWORD}@127.0.0.1:"
+                    f"{srv.port}/shallow/{name}")
         if self.kind == "webdav-wsgidav":
             return f"webdav://127.0.0.1:{srv.port}/{name}"
         return f"sftp://root@127.0.0.1:{srv.port}{srv.info['data']}/{name}"
@@ -131,6 +134,8 @@ class Backend:
             root = Path(store.url.removeprefix("file://"))
         elif self.kind in ("webdav-apache", "webdav-wsgidav", "sftp-sshd") and srv:
             root = Path(srv.info["data"]) / store.url.rstrip("/").rsplit("/", 1)[-1]
+        elif self.kind == "webdav-apache-shallow" and srv:
+            root = Path(srv.info["shallow"]) / store.url.rstrip("/").rsplit("/", 1)[-1]
         else:
             return None
         return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())

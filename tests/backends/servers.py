@@ -192,14 +192,15 @@ def _htpasswd(root: Path) -> Path:
 def start_apache(root: Path) -> Server:
     port = free_port()
     data = root / "data" / "apache-dav"
+    shallow = root / "data" / "apache-shallow"
     lock = root / "run" / "apache-lock"
-    data.mkdir()
-    lock.mkdir()
+    for d in (data, shallow, lock):
+        d.mkdir()
     www = pwd.getpwnam("www-data")
-    for d in (data, lock):
+    for d in (data, shallow, lock):
         os.chown(d, www.pw_uid, www.pw_gid)
     modules = ["mpm_event", "authn_core", "authn_file", "auth_basic", "authz_core",
-               "authz_user", "mime", "dir", "autoindex", "dav", "dav_fs"]
+               "authz_user", "mime", "dir", "autoindex", "alias", "dav", "dav_fs"]
     loads = "\n".join(f"LoadModule {m}_module {APACHE_MODULES}/mod_{m}.so" for m in modules)
     run = root / "run"
     conf = root / "conf" / "apache.conf"
@@ -229,11 +230,21 @@ DocumentRoot {data}
   AuthUserFile {_htpasswd(root)}
   Require valid-user
 </Directory>
+# the same without DavDepthInfinity: PROPFIND Depth: infinity gets 403, as on many servers
+Alias /shallow {shallow}
+<Directory {shallow}>
+  Dav On
+  LimitRequestBody 0
+  AuthType Basic
+  AuthName "vaultsync"
+  AuthUserFile {root / 'conf' / 'htpasswd'}
+  Require valid-user
+</Directory>
 """)
     server = Server("Apache mod_dav", port, run / "apache.out")
     server.start(["/usr/sbin/apache2", "-f", str(conf), "-DFOREGROUND"],
                  env={"APACHE_RUN_DIR": str(run), "APACHE_LOG_DIR": str(run)})
-    server.info["data"] = str(data)
+    server.info.update(data=str(data), shallow=str(shallow))
     return server
 
 

@@ -195,3 +195,14 @@ def test_url_is_displayable(store: Store, backend: Backend) -> None:
     for text in (store.url, repr(store)):
         assert DAV_PASSWORD not in text and S3_SECRET not in text
     assert store.url.split("://")[0] in ("memory", "file", "s3", "webdav", "sftp")
+
+
+def test_nothing_printed(backend: Backend, capfd: pytest.CaptureFixture[str]) -> None:
+    """stdout is the CLI's API: no store may print (webdavclient3's mkdir() would)."""
+    store = backend.open()  # prepare() makes folders
+    store.put("a/b/c/obj", b"x")
+    store.get("a/b/c/obj")
+    list(store.list(""))
+    store.delete("a/b/c/obj")
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""

@@ -161,6 +161,19 @@ def test_webdav_missing_folder(backends: Get, kind: str) -> None:
         assert missing in str(err) and "does not exist" in str(err)
 
 
+def test_webdav_listing_falls_back_to_depth_1(backends: Get) -> None:
+    """Apache without DavDepthInfinity answers 403 to Depth: infinity (nginx too): the
+    store must walk folder by folder instead, once it has seen the refusal."""
+    b = backends("webdav-apache-shallow")
+    store = b.open()
+    for name in ("packs/aa/1", "packs/ab/2", "heads/d", "vaultsync.json"):
+        store.put(name, name.encode())
+    assert sorted(i.name for i in store.list("packs/")) == ["packs/aa/1", "packs/ab/2"]
+    assert store._depth_infinity is False  # type: ignore[attr-defined]
+    assert sorted(i.name for i in store.list("")) == \
+        ["heads/d", "packs/aa/1", "packs/ab/2", "vaultsync.json"]
+
+
 def test_webdav_unreachable_is_transient(backends: Get) -> None:
     b = backends("webdav-wsgidav")
     store = b.open(f"webdav://127.0.0.1:{closed_port()}/vault", prepare=False)

@@ -117,6 +117,9 @@ class WebDAVStore(Store):
     def __repr__(self) -> str:
         return f"WebDAVStore({self.url!r})"
 
+    def close(self) -> None:
+        self.session.close()
+
     def _href(self, name: str = "", folder: bool = False) -> str:
         path = join(self.base, name) if name else self.base
         return self.origin + quote(path + ("/" if folder else ""), safe="/")
