@@ -31,7 +31,7 @@ class FaultProxy:
     def __init__(self, upstream_port: int, *, mode: str = "http", rate: float = 0.3,
                  seed: int = 1234, kinds: tuple[str, ...] = ("drop", "500"),
                  max_life: float = 120.0,
-                 tcp_budget: tuple[int, int] = (64 << 10, 512 << 10)) -> None:
+                 tcp_budget: tuple[int, int] = (16 << 10, 256 << 10)) -> None:
         assert mode in ("http", "tcp")
         self.upstream_port = upstream_port
         self.mode = mode

@@ -25,6 +25,8 @@ from vaultsync.store.memory import MemoryStore
 from vaultsync.store.retry import RetryStore
 
 Get = Callable[[str], Backend]
+# Fixed for reproducible runs; set VAULTSYNC_FAULT_SEED to explore other fault sequences.
+FAULT_SEED = int(os.environ.get("VAULTSYNC_FAULT_SEED", "20261123"))
 
 
 class Scripted(WrappingStore):
@@ -150,7 +152,7 @@ def proxied_store(b: Backend, proxy: FaultProxy, tmp_path: Path) -> Store:
 def test_retry_completes_through_faults(backends: Get, kind: str, tmp_path: Path) -> None:
     b = backends(kind)
     assert b.server is not None
-    proxy = FaultProxy(b.server.port, mode=PROXIED[kind], rate=0.25, seed=20261123)
+    proxy = FaultProxy(b.server.port, mode=PROXIED[kind], rate=0.25, seed=FAULT_SEED)
     try:
         store = RetryStore(proxied_store(b, proxy, tmp_path), attempts=12, base_delay=0.01,
                            max_delay=0.2, max_elapsed=60, seed=1)

@@ -22,15 +22,12 @@ from __future__ import annotations
 
 import errno
 import io
-import os
 import stat as statmod
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, NoReturn, TypeVar
-from urllib.parse import unquote, urlsplit
+from typing import NoReturn, TypeVar
 
 import paramiko
-from fsspec.implementations.sftp import SFTPFileSystem
 
 from vaultsync.errors import (
     AuthError,
@@ -38,146 +35,29 @@ from vaultsync.errors import (
     ObjectNotFound,
     RemoteUnreachable,
     TransientError,
-    UsageError,
 )
-from vaultsync.store._remote import flag, join, number, temp_name
+from vaultsync.store._remote import join, temp_name
+from vaultsync.store._ssh import SFTPConnection, SSHTarget, UnknownHostKey, resolve
 from vaultsync.store.base import Capabilities, ObjectInfo, Store
 
 T = TypeVar("T")
 _MAX_WALK = 100_000
 
 
-class UnknownHostKey(paramiko.SSHException):
-    def __init__(self, hostname: str, fingerprint: str) -> None:
-        super().__init__(f"unknown host key for {hostname}")
-        self.hostname = hostname
-        self.fingerprint = fingerprint
-
-
-class _RefuseUnknown(paramiko.MissingHostKeyPolicy):
-    def missing_host_key(self, client: Any, hostname: str, key: Any) -> None:
-        raise UnknownHostKey(hostname, key.fingerprint)
-
-
-class _AcceptNew(paramiko.MissingHostKeyPolicy):
-    """ssh's StrictHostKeyChecking=accept-new: remember an unknown key (never a changed
-    one: paramiko raises BadHostKeyException for that before asking us)."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def missing_host_key(self, client: Any, hostname: str, key: Any) -> None:
-        client.get_host_keys().add(hostname, key.get_name(), key)
-        folder = os.path.dirname(self.path)
-        if folder:
-            os.makedirs(folder, mode=0o700, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        with os.fdopen(fd, "a") as f:
-            f.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
-
-
-class _SFTPFileSystem(SFTPFileSystem):
-    """fsspec's SFTP filesystem, connecting with our host-key rules instead of
-    AutoAddPolicy."""
-
-    def __init__(self, host: str, *, known_hosts: str, accept_new: bool,
-                 op_timeout: float, **ssh_kwargs: Any) -> None:
-        self._known_hosts = known_hosts
-        self._accept_new = accept_new
-        self._op_timeout = op_timeout
-        super().__init__(host, **ssh_kwargs)
-
-    def _connect(self) -> None:
-        client = paramiko.SSHClient()
-        if os.path.exists(self._known_hosts):
-            client.load_host_keys(self._known_hosts)
-        policy = _AcceptNew(self._known_hosts) if self._accept_new else _RefuseUnknown()
-        client.set_missing_host_key_policy(policy)
-        try:
-            client.connect(self.host, **self.ssh_kwargs)
-            self.ftp = client.open_sftp()
-            self.ftp.get_channel().settimeout(self._op_timeout)
-        except BaseException:
-            client.close()
-            raise
-        self.client = client
-
-
 def from_url(url: str, options: Mapping[str, str]) -> SFTPStore:
-    parts = urlsplit(url)
-    if not parts.hostname:
-        raise UsageError("bad SFTP URL: expected sftp://USER@HOST[:PORT]/PATH")
-    try:
-        url_port = parts.port
-    except ValueError:
-        raise UsageError("bad port in SFTP URL") from None
-    alias = parts.hostname
-    cfg_path = os.path.expanduser(options.get("ssh_config") or "~/.ssh/config")
-    cfg: dict[str, Any] = {}
-    if os.path.isfile(cfg_path):
-        cfg = dict(paramiko.SSHConfig.from_path(cfg_path).lookup(alias))
-    host = cfg.get("hostname") or alias
-    port = url_port or int(cfg.get("port") or 22)
-    user = (unquote(parts.username) if parts.username else None) or options.get("user") \
-        or cfg.get("user") or _local_user()
-    password = (unquote(parts.password) if parts.password is not None else None) \
-        or os.environ.get("VAULTSYNC_SSH_PASSWORD") or options.get("password") or None
-    if options.get("key_file") and not os.path.isfile(os.path.expanduser(options["key_file"])):
-        raise UsageError(f"SSH key file {options['key_file']} does not exist")
-    key_files = [os.path.expanduser(options["key_file"])] if options.get("key_file") \
-        else [os.path.expanduser(p) for p in cfg.get("identityfile", [])
-              if os.path.exists(os.path.expanduser(p))]
-    only = flag(options, "identities_only") if "identities_only" in options \
-        else str(cfg.get("identitiesonly", "no")).lower() == "yes"
-    known_hosts = options.get("known_hosts") or (cfg.get("userknownhostsfile") or "").split()[:1]
-    known_hosts = os.path.expanduser(known_hosts[0] if isinstance(known_hosts, list)
-                                     and known_hosts else known_hosts or "~/.ssh/known_hosts")
-    accept_new = flag(options, "accept_new_host_key", "VAULTSYNC_SSH_ACCEPT_NEW_HOST_KEY") \
-        or str(cfg.get("stricthostkeychecking", "")).lower() == "accept-new"
-    path = unquote(parts.path)
-    if path in ("/~", "/~/"):
-        root = "."
-    elif path.startswith("/~/"):
-        root = path[3:].rstrip("/")
-    else:
-        root = path.rstrip("/") or "/"
-    hostport = f"[{host}]" if ":" in host else host
-    display = f"sftp://{user}@{hostport}{':' + str(port) if port != 22 else ''}" \
-        f"{parts.path.rstrip('/')}"
-    timeout = number(options, "timeout", 30.0)
-    ssh_kwargs: dict[str, Any] = {
-        "port": port, "username": user, "password": password,
-        "key_filename": key_files or None, "allow_agent": not only,
-        "look_for_keys": not only and not key_files, "timeout": min(timeout, 15.0),
-        "banner_timeout": timeout, "auth_timeout": timeout,
-    }
-    if cfg.get("proxycommand"):
-        ssh_kwargs["sock"] = paramiko.ProxyCommand(cfg["proxycommand"])
-    return SFTPStore(host, root, ssh_kwargs, known_hosts=known_hosts,
-                     accept_new=accept_new, timeout=timeout, display_url=display)
-
-
-def _local_user() -> str:
-    import getpass
-
-    return getpass.getuser()
+    return SFTPStore(resolve(url, options))
 
 
 class SFTPStore(Store):
     capabilities = Capabilities(atomic_put=True, ranged_get=True, conditional_put=False,
                                 connections=1)
 
-    def __init__(self, host: str, root: str, ssh_kwargs: dict[str, Any], *,
-                 known_hosts: str, accept_new: bool = False, timeout: float = 30.0,
-                 display_url: str = "") -> None:
-        self.host = host
-        self.root = root
-        self.url = display_url or f"sftp://{host}{root}"
-        self._ssh_kwargs = ssh_kwargs
-        self._known_hosts = known_hosts
-        self._accept_new = accept_new
-        self._timeout = timeout
-        self._fs: _SFTPFileSystem | None = None
+    def __init__(self, target: SSHTarget) -> None:
+        self.target = target
+        self.root = target.root
+        self.url = target.display_url
+        self._known_hosts = target.known_hosts
+        self._fs: SFTPConnection | None = None
         self._lock = threading.RLock()
 
     def __repr__(self) -> str:
@@ -195,10 +75,7 @@ class SFTPStore(Store):
             if transport is not None and transport.is_active():
                 return fs.ftp
             self._drop()
-        self._fs = _SFTPFileSystem(
-            self.host, known_hosts=self._known_hosts, accept_new=self._accept_new,
-            op_timeout=self._timeout, skip_instance_cache=True, **self._ssh_kwargs,
-        )
+        self._fs = SFTPConnection(self.target)
         return self._fs.ftp
 
     def _drop(self) -> None:
