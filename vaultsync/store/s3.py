@@ -190,8 +190,14 @@ class S3Store(Store):
     def prepare(self) -> None:
         if self.exists():
             return
+        kwargs: dict[str, Any] = {}
+        region = self._region()
+        if region and region not in ("us-east-1", "aws-global") and not self.endpoint:
+            # AWS wants the region spelled out outside us-east-1. Never for other
+            # endpoints: SeaweedFS/MinIO answer InvalidLocationConstraint (servers.md).
+            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
         try:
-            self.fs.call_s3("create_bucket", Bucket=self.bucket)
+            self.fs.call_s3("create_bucket", Bucket=self.bucket, **kwargs)
         except Exception as exc:
             cause = exc if isinstance(exc, bex.ClientError) else exc.__cause__
             if isinstance(cause, bex.ClientError) and cause.response.get("Error", {}).get(
@@ -199,6 +205,12 @@ class S3Store(Store):
             ) in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                 return
             self._fail(exc)
+
+    def _region(self) -> str | None:
+        try:
+            return str(self.fs.s3.meta.region_name or "") or None
+        except Exception:  # noqa: BLE001 - no region known: let S3 decide
+            return None
 
     def _get(self, name: str) -> bytes:
         try:
