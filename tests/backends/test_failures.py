@@ -300,6 +300,9 @@ def test_install_script_is_idempotent_and_fast() -> None:
     script = Path(__file__).resolve().parents[2] / "scripts" / "install-servers.sh"
     start = time.monotonic()
     env = {**os.environ, "VAULTSYNC_SERVER_VENV": str(servers.SERVER_VENV)}
+    check = subprocess.run(["bash", str(script), "--check"], capture_output=True, text=True,
+                           timeout=60, env=env)
+    assert check.returncode == 0, f"not installed, run {script}: {check.stdout}"
     done = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=120,
                           env=env)
     assert done.returncode == 0, done.stderr
