@@ -7,6 +7,7 @@ Under pytest-xdist every worker starts its own servers on free ports (see server
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -43,22 +44,50 @@ def scratch() -> Iterator[Path]:
     servers.remove_scratch(root)
 
 
-def _server(start: Callable[[Path], Server], scratch: Path) -> Iterator[Server]:
+def _server(start: Callable[[Path], Server], scratch: Path,
+            ready: Callable[[Server], object] | None = None) -> Iterator[Server]:
     server = start(scratch)
     try:
+        if ready is not None:
+            ready(server)
         yield server
     finally:
         server.stop()
 
 
+TEST_BUCKET = "vaultsync-tests"
+
+
+def _s3_ready(server: Server) -> None:
+    """An open port is not a working S3 yet (SeaweedFS needs its volume server): create
+    the test bucket and write one object, retrying for a bounded time."""
+    import s3fs
+
+    fs = s3fs.S3FileSystem(key=S3_KEY, secret=S3_SECRET, skip_instance_cache=True,
+                           endpoint_url=server.info["endpoint"])
+    deadline = time.monotonic() + servers.STARTUP_TIMEOUT
+    while True:
+        try:
+            if not fs.exists(TEST_BUCKET):
+                fs.mkdir(TEST_BUCKET)
+            fs.pipe_file(f"{TEST_BUCKET}/probe", b"ok")
+            fs.rm_file(f"{TEST_BUCKET}/probe")
+            return
+        except Exception as exc:  # noqa: BLE001 - reported on timeout
+            if time.monotonic() > deadline:
+                pytest.fail(f"{server.name} never accepted a write ({exc!r}); log tail:\n"
+                            f"{server.log_tail()}", pytrace=False)
+            time.sleep(0.2)
+
+
 @pytest.fixture(scope="session")
 def seaweedfs(scratch: Path) -> Iterator[Server]:
-    yield from _server(servers.start_seaweedfs, scratch)
+    yield from _server(servers.start_seaweedfs, scratch, _s3_ready)
 
 
 @pytest.fixture(scope="session")
 def moto(scratch: Path) -> Iterator[Server]:
-    yield from _server(servers.start_moto, scratch)
+    yield from _server(servers.start_moto, scratch, _s3_ready)
 
 
 @pytest.fixture(scope="session")
@@ -79,7 +108,6 @@ def sshd(scratch: Path) -> Iterator[Server]:
 SERVER_OF = {"s3-seaweedfs": "seaweedfs", "s3-moto": "moto", "webdav-apache": "apache",
              "webdav-apache-shallow": "apache", "webdav-wsgidav": "wsgidav",
              "sftp-sshd": "sshd"}
-TEST_BUCKET = "vaultsync-tests"
 
 
 def unique(prefix: str = "t") -> str:
@@ -161,17 +189,10 @@ def _setup_env(kind: str, server: Server | None, mp: pytest.MonkeyPatch) -> dict
     return {}
 
 
-_buckets_ready: set[str] = set()
-
-
 def make_backend(kind: str, request: pytest.FixtureRequest, mp: pytest.MonkeyPatch,
                  tmp_path: Path) -> Backend:
     server = request.getfixturevalue(SERVER_OF[kind]) if kind in SERVER_OF else None
-    backend = Backend(kind, server, mp, tmp_path, _setup_env(kind, server, mp))
-    if kind.startswith("s3-") and kind not in _buckets_ready:
-        open_store(f"s3://{TEST_BUCKET}", backend.options).prepare()
-        _buckets_ready.add(kind)
-    return backend
+    return Backend(kind, server, mp, tmp_path, _setup_env(kind, server, mp))
 
 
 @pytest.fixture(params=BACKENDS)

@@ -166,6 +166,29 @@ def test_concurrent_puts_and_gets(store: Store) -> None:
     assert names(store, "packs/") == sorted(payload)
 
 
+def test_concurrent_puts_into_one_new_folder(store: Store) -> None:
+    """Writers racing to create the same folders (MKCOL/mkdir races) all succeed."""
+    errors: list[BaseException] = []
+    start = threading.Barrier(6, timeout=30)
+
+    def worker(folder: str, t: int) -> None:
+        try:
+            start.wait()
+            store.put(f"{folder}/o{t}", b"%d" % t)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    for r in range(3):
+        folder = f"index/r{r}/deeper"
+        threads = [threading.Thread(target=worker, args=(folder, t)) for t in range(6)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(60)
+        assert not errors, errors
+        assert names(store, f"index/r{r}/") == [f"{folder}/o{t}" for t in range(6)]
+
+
 def test_exists_and_prepare(backend: Backend) -> None:
     fresh = backend.open(backend.location(new_bucket=True), prepare=False)
     if backend.kind != "memory":  # a memory store has no location to create

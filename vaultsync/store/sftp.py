@@ -132,7 +132,7 @@ class SFTPStore(Store):
                 raise TransientError(f"SSH connection to {self.url} failed: "
                                      f"{type(exc).__name__}") from None
             except OSError as exc:
-                if exc.errno is None or exc.errno in _NET_ERRNOS or not self._alive():
+                if exc.errno in _NET_ERRNOS or not self._alive():  # "Socket is closed"
                     self._drop()
                     raise TransientError(f"SSH connection to {self.url} failed: "
                                          f"{type(exc).__name__}") from None

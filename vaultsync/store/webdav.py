@@ -160,17 +160,19 @@ class WebDAVStore(Store):
         return self._request("PROPFIND", url, data=_PROPFIND_BODY,
                              headers={"Depth": depth, "Content-Type": "application/xml"})
 
-    def _entries(self, resp: requests.Response) -> Iterator[tuple[str, bool, int]]:
-        """(path relative to base, is_folder, size) for each response in a 207."""
+    def _entries(self, resp: requests.Response, prefix: str | None = None,
+                 ) -> Iterator[tuple[str, bool, int]]:
+        """(path relative to `prefix`, is_folder, size) for each response in a 207;
+        `prefix` defaults to the base folder."""
         try:
             root = ET.fromstring(resp.content)
         except ET.ParseError:
             raise RemoteUnreachable(f"unreadable PROPFIND answer from {self.url}") from None
-        prefix = self.base + "/"
+        prefix = prefix if prefix is not None else self.base + "/"
         for r in root.iter(f"{_DAV}response"):
             href = r.findtext(f"{_DAV}href") or ""
             path = unquote(urlsplit(href).path)
-            if not path.startswith(prefix):
+            if not (path.startswith(prefix) or path + "/" == prefix):
                 continue
             rel = path[len(prefix):]
             is_dir = r.find(f".//{_DAV}resourcetype/{_DAV}collection") is not None
@@ -199,20 +201,34 @@ class WebDAVStore(Store):
         missing: list[str] = []
         current = path
         for _ in range(64):
-            resp = self._request("MKCOL", self.origin + quote(current + "/", safe="/"))
-            if resp.status_code in (201, 405):  # created, or already there
+            status = self._mkcol(current)
+            if status == 0:
                 break
-            if resp.status_code == 409 and current.rpartition("/")[0] not in ("", floor):
+            if status == 409 and current.rpartition("/")[0] not in ("", floor):
                 missing.append(current)
                 current = current.rpartition("/")[0]
                 continue
-            if resp.status_code == 409:
+            if status == 409:
                 self._no_repository()
-            self._fail(resp, "MKCOL", current)
         for folder in reversed(missing):
-            resp = self._request("MKCOL", self.origin + quote(folder + "/", safe="/"))
-            if resp.status_code not in (201, 405):
-                self._fail(resp, "MKCOL", folder)
+            if self._mkcol(folder) == 409:
+                self._no_repository()
+
+    def _mkcol(self, path: str) -> int:
+        """0 when the folder exists now, 409 when its parent is missing; fails otherwise."""
+        url = self.origin + quote(path + "/", safe="/")
+        resp = self._request("MKCOL", url)
+        if resp.status_code in (201, 405):  # created, or already there
+            return 0
+        if resp.status_code == 409:
+            return 409
+        # another writer may have made it first (Apache answers such a race with 403)
+        check = self._propfind(url, "0")
+        if check.status_code == 207 and any(
+            is_dir for _, is_dir, _ in self._entries(check, prefix=path + "/")
+        ):
+            return 0
+        self._fail(resp, "MKCOL", path)
 
     def _get(self, name: str) -> bytes:
         resp = self._request("GET", self._href(name))
