@@ -53,7 +53,7 @@ def free_port_block(count: int, offsets: tuple[int, ...] = (0,)) -> int:
     puts its gRPC ports at +10000)."""
     rng = random.Random()
     for _ in range(500):
-        base = rng.randrange(20000, 30000 - count)
+        base = rng.randrange(10000, 22000 - count)  # +10000 stays below the ephemeral range
         if all(port_free(base + i + o) for i in range(count) for o in offsets):
             return base
     raise RuntimeError("no free block of ports found")

@@ -4,9 +4,13 @@ do, and never carry a secret."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import socket
 import subprocess
+import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -292,6 +296,35 @@ def test_sftp_unreachable_is_transient(backends: Get) -> None:
     store = b.open(url, prepare=False)
     err = raises_clean(TransientError, lambda: store.get("heads/x"))
     assert err.exit_code == EXIT_REMOTE
+
+
+def test_sftp_dropped_handshake_prints_nothing() -> None:
+    """A CLI process without logging set up must not get paramiko's tracebacks on stderr."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    listener.settimeout(30)
+    port = listener.getsockname()[1]
+
+    def drop() -> None:
+        with contextlib.suppress(OSError):
+            conn, _ = listener.accept()
+            conn.close()
+
+    thread = threading.Thread(target=drop, daemon=True)
+    thread.start()
+    code = ("from vaultsync.store.url import open_store\n"
+            "from vaultsync.errors import TransientError\n"
+            f"s = open_store('sftp://root@127.0.0.1:{port}/x', {{'identities_only': 'yes'}})\n"
+            "try:\n    s.get('a')\nexcept TransientError:\n    print('transient')\n")
+    try:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=60)
+    finally:
+        thread.join(30)
+        listener.close()
+    assert done.stdout.strip() == "transient"
+    assert done.stderr == ""
 
 
 def test_install_script_is_idempotent_and_fast() -> None:

@@ -7,6 +7,7 @@ default, AutoAddPolicy, trusts any key: never used here).
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,6 +19,11 @@ from fsspec.implementations.sftp import SFTPFileSystem
 
 from vaultsync.errors import UsageError
 from vaultsync.store._remote import flag, number
+
+# paramiko logs a failed handshake at ERROR with a traceback. With no handler configured
+# (a CLI that has not set up logging), Python would print that on stderr; a NullHandler
+# keeps it quiet and still lets the CLI's own handlers (--verbose) receive the records.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
 def _quiet_prefetch(original: Any) -> Any:
