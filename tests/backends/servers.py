@@ -9,6 +9,7 @@ Recipes and quirks: shared/servers.md.
 from __future__ import annotations
 
 import base64
+import ctypes
 import hashlib
 import json
 import os
@@ -74,6 +75,7 @@ class Server:
     log: Path
     proc: subprocess.Popen[bytes] | None = None
     info: dict[str, str] = field(default_factory=dict)
+    leftovers: list[Path] = field(default_factory=list)  # removed after stop()
 
     def log_tail(self, lines: int = 40) -> str:
         try:
@@ -89,6 +91,7 @@ class Server:
                 self.proc = subprocess.Popen(
                     argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                     env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True,
+                    preexec_fn=_die_with_parent,
                 )
             except OSError as exc:
                 pytest.fail(f"{self.name}: cannot run {argv[0]}: {exc} "
@@ -110,19 +113,34 @@ class Server:
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        for path in self.leftovers:
+            path.unlink(missing_ok=True)
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when pytest dies, even by SIGKILL (Linux
+    PR_SET_PDEATHSIG), so a killed test run leaves no server behind."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
 
 
 def make_scratch() -> Path:
     """A fresh scratch folder that Apache's www-data workers can traverse (a 0700
-    folder such as pytest's tmp_path gives 403 on every request)."""
+    folder such as pytest's tmp_path gives 403 on every request). Scratch folders of
+    earlier runs whose pytest process is gone (killed) are removed first."""
+    for old in Path("/tmp").glob("vaultsync-backends-*"):
+        pid = old.name.split("-")[2]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(old, ignore_errors=True)
     root = Path("/tmp") / f"vaultsync-backends-{os.getpid()}-{random.randrange(1 << 30):x}"
     root.mkdir(mode=0o755)
     root.chmod(0o755)
@@ -167,6 +185,10 @@ def start_seaweedfs(root: Path) -> Server:
          f"-filer.localSocket={tmp}/filer.sock", f"-s3.localSocket={tmp}/s3.sock"],
         env={"TMPDIR": str(tmp)},
     )
+    # weed puts its gRPC sockets in /tmp whatever TMPDIR says, and leaves them behind
+    # when it is killed: remove ours (by port) after it stops
+    server.leftovers = [Path(f"/tmp/seaweedfs-{kind}-grpc-{base + i + 10000}.sock")
+                        for i, kind in enumerate(("s3", "master", "volume", "filer", "admin"))]
     server.info["endpoint"] = f"http://127.0.0.1:{base}"
     return server
 
