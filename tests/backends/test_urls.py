@@ -15,6 +15,7 @@ from vaultsync.store.url import open_store
 @pytest.mark.parametrize("url", [
     "s3://AKIAXXX:topsecret@bucket/p",  # credentials never in an S3 URL
     "s3://",
+    "s3://bucket:abc/p",
     "webdav:///no-host",
     "sftp:///no-host",
     "sftp://host:99999999/x",

@@ -79,7 +79,7 @@ def from_url(url: str, options: Mapping[str, str]) -> S3Store:
             "AWS_PROFILE or the profile option"
         )
     bucket = parts.hostname or ""
-    if not bucket or parts.port:
+    if not bucket or ":" in parts.netloc:
         raise UsageError(f"bad S3 URL s3://{bucket}{parts.path}: expected s3://BUCKET/PREFIX")
     endpoint = (
         options.get("endpoint")
