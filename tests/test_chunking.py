@@ -39,6 +39,16 @@ def test_compiled_fastcdc_is_what_runs() -> None:
     assert chunker._cdc.__module__ == "fastcdc.fastcdc_cy"
 
 
+def test_missing_compiled_fastcdc_fails_loudly(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import sys
+
+    from vaultsync.errors import MissingDependency
+
+    monkeypatch.setitem(sys.modules, "fastcdc.fastcdc_cy", None)  # import now fails
+    with pytest.raises(MissingDependency, match="compiled FastCDC"):
+        Chunker(ChunkerParams(), Hasher())
+
+
 class TinyReads(io.RawIOBase):
     """A stream that hands out data in awkward small pieces."""
 

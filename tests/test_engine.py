@@ -1,6 +1,7 @@
 """The one-way engine end to end on a directory remote, in process."""
 
 import os
+import random
 import shutil
 from pathlib import Path
 
@@ -12,7 +13,8 @@ from vaultsync.engine.history import checkout, log, restore
 from vaultsync.engine.session import Session
 from vaultsync.engine.vault import Vault
 from vaultsync.errors import BadName, Diverged, IntegrityError, LockHeld
-from vaultsync.model import DIR, Entry, Snapshot, Tree
+from vaultsync.model import DIR, Entry, Snapshot, Tree, flatten
+from vaultsync.repository.packs import pack_name
 from vaultsync.repository.repo import Repository
 from vaultsync.store.local import LocalStore
 
@@ -53,6 +55,23 @@ def test_push_clone_edit_pull_round_trip(tmp_path: Path) -> None:
     # the deleted and the overwritten versions are in the trash, not gone
     trashed = {p.name: p.read_text() for p in (b / ".vaultsync/trash").rglob("*") if p.is_file()}
     assert trashed == {"x.md": "x\n", "Note.md": "# hello\n"}
+
+
+def test_trash_older_than_the_configured_days_is_emptied(tmp_path: Path) -> None:
+    a = make_vault(tmp_path)
+    oneway.push(str(a))
+    b = tmp_path / "b"
+    oneway.clone(str(tmp_path / "remote"), str(b), "b")
+    old = b / ".vaultsync/trash/20200101-000000-abcdef"
+    write(old / "gone.md", "old")
+    os.utime(old, (OLD, OLD))
+    recent = b / ".vaultsync/trash/20991231-000000-abcdef"
+    write(recent / "kept.md", "recent")
+    write(a / "Note.md", "v2", mtime=OLD + 1)
+    oneway.push(str(a))
+    oneway.pull(str(b))
+    assert not old.exists() and (recent / "kept.md").exists()
+    assert any(p.name == "Note.md" for p in (b / ".vaultsync/trash").rglob("*"))
 
 
 def test_second_scan_reads_no_file_contents(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -121,11 +140,11 @@ def test_corrupt_pack_fails_pull_and_leaves_the_vault_untouched(tmp_path: Path) 
     oneway.push(str(a))
     oneway.clone(str(tmp_path / "remote"), str(tmp_path / "b"), "b")
     write(a / "a.md", "changed alpha " * 100, mtime=OLD + 1)
+    before_packs = set((tmp_path / "remote/packs").rglob("*"))
     r = oneway.push(str(a))
     assert r.packs == 1
-    pack = next(p for p in (tmp_path / "remote/packs").rglob("*") if p.is_file()
-                and p.stat().st_mtime_ns == max(q.stat().st_mtime_ns for q in
-                                                 (tmp_path / "remote/packs").rglob("*")))
+    [pack] = [p for p in (tmp_path / "remote/packs").rglob("*")
+              if p.is_file() and p not in before_packs]
     data = bytearray(pack.read_bytes())
     data[5] ^= 0xFF
     pack.write_bytes(bytes(data))
@@ -134,6 +153,51 @@ def test_corrupt_pack_fails_pull_and_leaves_the_vault_untouched(tmp_path: Path) 
         oneway.pull(str(tmp_path / "b"))
     assert tree_state(tmp_path / "b") == before
     assert not list((tmp_path / "b").rglob(".vaultsync-tmp-*"))
+
+
+def test_corrupt_object_late_in_a_pull_leaves_the_vault_untouched(
+        tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from vaultsync.engine import transfer
+    monkeypatch.setattr(transfer, "BATCH_BYTES", 2000)  # many small batches
+    a = make_vault(tmp_path, files={f"n{i:02}.md": f"one {i}" for i in range(30)})
+    oneway.push(str(a))
+    oneway.clone(str(tmp_path / "remote"), str(tmp_path / "b"), "b")
+    for i in range(30):
+        write(a / f"n{i:02}.md", random.Random(i).randbytes(4000).hex(), mtime=OLD + 9)
+    sid = oneway.push(str(a)).snapshot
+    repo = Repository.open(LocalStore(str(tmp_path / "remote")))
+    last = flatten(repo.get_snapshot(sid).tree, repo.get_tree)["n29.md"]
+    ref = repo.ref(last.chunks[-1])  # the last file's data: fetched in the last batch
+    pack = tmp_path / "remote" / pack_name(ref.pack)
+    data = bytearray(pack.read_bytes())
+    data[ref.offset + ref.length // 2] ^= 0xFF
+    pack.write_bytes(bytes(data))
+    before = tree_state(tmp_path / "b")
+    with pytest.raises(IntegrityError):
+        oneway.pull(str(tmp_path / "b"))
+    assert tree_state(tmp_path / "b") == before
+    assert not list((tmp_path / "b/.vaultsync/staging").iterdir())
+
+
+def test_tree_claiming_a_wrong_size_is_refused_before_writing(tmp_path: Path) -> None:
+    a = make_vault(tmp_path, files={"a.md": "12345"})
+    oneway.push(str(a))
+    repo = Repository.open(LocalStore(str(tmp_path / "remote")))
+    [cid] = [r.id for r in repo.index.values() if r.type == 0]
+    raw = Tree.of([Entry("a.md", size=10**12, mtime_ns=1, author="x", chunks=(cid,))]).encode()
+    tid = repo.hasher.id(raw)
+    w = repo.writer()
+    w.add_tree(tid, raw)
+    w.commit_index()
+    sid = repo.put_snapshot(Snapshot(tree=tid, parents=(), device="e" * 32, device_name="evil",
+                                     time_ns=2))
+    repo.write_head("e" * 32, sid)
+    for head in (tmp_path / "remote/heads").iterdir():
+        if head.name != "e" * 32:
+            head.unlink()
+    with pytest.raises(IntegrityError, match="add up"):
+        checkout(str(tmp_path / "remote"), str(tmp_path / "co"), sid)
+    assert not any(p.is_file() for p in (tmp_path / "co").rglob("*"))
 
 
 def _publish_hostile_tree(tmp_path: Path, name: str) -> None:

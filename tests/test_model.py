@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from vaultsync.chunking import Hasher
@@ -10,6 +12,7 @@ from vaultsync.model import (
     check_relpath,
     decode_snapshot,
     decode_tree,
+    diff_trees,
     flatten,
     name_problem,
 )
@@ -44,8 +47,8 @@ def test_tree_id_changes_exactly_with_content_or_metadata() -> None:
 
 @pytest.mark.parametrize("name", ["..", ".", "", "a/b", "x\x00y", ".vaultsync"])
 def test_hostile_names_are_refused_when_decoding(name: str) -> None:
-    raw = ('{"e":[{"a":"d","c":[],"k":"f","m":420,"n":%s,"s":0,"t":0}],"v":1}'
-           % __import__("json").dumps(name)).encode()
+    entry = {"a": "d", "c": [], "k": "f", "m": 420, "n": name, "s": 0, "t": 0}
+    raw = json.dumps({"e": [entry], "v": 1}).encode()
     with pytest.raises(IntegrityError):
         decode_tree(raw)
 
@@ -96,3 +99,33 @@ def test_flatten_uses_nfc_keys_and_keeps_disk_spelling() -> None:
 def test_name_problem_accepts_ordinary_names() -> None:
     for name in ("Note.md", "a b", "日本語.md", ".gitignore", "x" * 200):
         assert name_problem(name) is None
+
+
+def test_diff_trees_skips_equal_subtrees_without_loading_them() -> None:
+    trees: dict[str, Tree] = {}
+
+    def put(tree: Tree) -> str:
+        tid = H.id(tree.encode())
+        trees[tid] = tree
+        return tid
+
+    def folder(i: int, text: str) -> Entry:
+        leaf = put(Tree.of([Entry(f"n{i}.md", size=len(text), chunks=(H.id(text.encode()),))]))
+        return Entry(f"d{i}", kind=DIR, tree=leaf)
+
+    base = put(Tree.of([folder(i, "same") for i in range(50)]))
+    changed = put(Tree.of([folder(i, "same") for i in range(49)] + [folder(49, "new")]))
+    loaded: list[str] = []
+
+    def get(tid: str) -> Tree:
+        loaded.append(tid)
+        return trees[tid]
+
+    changes = list(diff_trees(base, changed, get))
+    assert [(k, a is not None, b is not None) for k, a, b in changes] == [
+        ("d49/n49.md", True, True)]
+    assert len(loaded) == 4  # two roots and the two d49 subtrees, nothing else
+    added = put(Tree.of([Entry("new", kind=DIR, tree=put(Tree.of([Entry("x.md")])))]))
+    assert [(k, a, b is not None) for k, a, b in diff_trees(None, added, trees.__getitem__)] \
+        == [("new", None, True), ("new/x.md", None, True)]
+    assert list(diff_trees(base, base, get)) == []

@@ -33,7 +33,7 @@ def test_pack_round_trip_and_trailer() -> None:
     pack_id, data, refs = pw.finish()
     assert pack_id == H.id(data)
     assert read_trailer(data, pack_id) == refs
-    for (bid, raw), ref in zip(items, refs, strict=True):
+    for (_, raw), ref in zip(items, refs, strict=True):
         assert decode_blob(ref, data[ref.offset : ref.offset + ref.length], H) == raw
 
 
@@ -56,7 +56,8 @@ def test_index_segment_round_trip_and_hostile_segments() -> None:
     refs = [BlobRef(H.id(bytes([i])), CHUNK if i % 2 else TREE, H.id(b"p%d" % (i % 3)),
                     i * 10, 10, 9) for i in range(30)]
     stored = encode_segment(refs)
-    assert sorted(decode_segment(stored, "s"), key=lambda r: r.id) == sorted(refs, key=lambda r: r.id)
+    by_id = lambda r: r.id  # noqa: E731
+    assert sorted(decode_segment(stored, "s"), key=by_id) == sorted(refs, key=by_id)
     raw = codec.decode(stored, 1 << 20, "s")
     for bad in (raw[:-5], raw[:20], raw.replace(b"VSIDX01", b"XXIDX01")):
         with pytest.raises(IntegrityError):

@@ -12,7 +12,7 @@ from typing import BinaryIO
 
 import blake3
 
-from vaultsync.errors import IntegrityError
+from vaultsync.errors import IntegrityError, MissingDependency
 from vaultsync.model import ObjectId
 
 
@@ -82,8 +82,8 @@ class Chunk:
 def _compiled_fastcdc():  # type: ignore[no-untyped-def]
     try:
         from fastcdc.fastcdc_cy import fastcdc_cy
-    except ImportError as exc:  # pragma: no cover - depends on the wheel
-        raise RuntimeError(
+    except ImportError as exc:
+        raise MissingDependency(
             "the compiled FastCDC extension (fastcdc.fastcdc_cy) is missing; its pure-Python "
             "fallback is ~100x slower and is never used. Reinstall 'fastcdc' from a wheel."
         ) from exc

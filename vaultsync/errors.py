@@ -57,6 +57,10 @@ class BadName(UsageError):
     """A path or object name that vaultsync refuses to use."""
 
 
+class MissingDependency(UsageError):
+    """A package vaultsync needs is missing or was installed without its compiled part."""
+
+
 class RemoteError(VaultsyncError):
     """The remote could not be reached, or refused us: try again later."""
 

@@ -157,6 +157,36 @@ def _id(value: object, what: str) -> ObjectId:
     return value  # type: ignore[return-value]
 
 
+def decode_entry(raw: object, what: str, need_tree: bool = True) -> Entry:
+    """One entry from its JSON form, refusing hostile names and absurd numbers."""
+    if not isinstance(raw, dict):
+        raise IntegrityError(f"{what} has a malformed entry")
+    name = raw.get("n")
+    problem = name_problem(name)
+    if problem or not isinstance(name, str):
+        raise IntegrityError(f"{what} refused: {problem}")
+    if raw.get("k") == DIR:
+        tree = _id(raw.get("i"), what) if need_tree or raw.get("i") is not None else None
+        return Entry(name=name, kind=DIR, tree=tree)
+    if raw.get("k") != FILE:
+        raise IntegrityError(f"{what} has an entry of unknown kind")
+    chunks = raw.get("c")
+    if not isinstance(chunks, list):
+        raise IntegrityError(f"{what} has a file without a chunk list")
+    author = raw.get("a")
+    if not isinstance(author, str) or len(author) > 128:
+        raise IntegrityError(f"{what} has a malformed author")
+    return Entry(
+        name=name,
+        kind=FILE,
+        mode=_int(raw.get("m"), what, 0, 0o7777),
+        size=_int(raw.get("s"), what),
+        mtime_ns=_int(raw.get("t"), what, -(1 << 62), 1 << 62),
+        author=author,
+        chunks=tuple(_id(c, what) for c in chunks),
+    )
+
+
 def decode_tree(data: bytes, what: str = "tree") -> Tree:
     doc = _load_json(data, what)
     if doc.get("v") != 1 or not isinstance(doc.get("e"), list):
@@ -164,37 +194,11 @@ def decode_tree(data: bytes, what: str = "tree") -> Tree:
     entries = []
     seen: set[str] = set()
     for raw in doc["e"]:
-        if not isinstance(raw, dict):
-            raise IntegrityError(f"{what} has a malformed entry")
-        name = raw.get("n")
-        problem = name_problem(name)
-        if problem:
-            raise IntegrityError(f"{what} refused: {problem}")
-        if name in seen:
-            raise IntegrityError(f"{what} names {name!r} twice")
-        seen.add(name)
-        if raw.get("k") == DIR:
-            entries.append(Entry(name=name, kind=DIR, tree=_id(raw.get("i"), what)))
-        elif raw.get("k") == FILE:
-            chunks = raw.get("c")
-            if not isinstance(chunks, list):
-                raise IntegrityError(f"{what} has a file without a chunk list")
-            author = raw.get("a")
-            if not isinstance(author, str) or len(author) > 128:
-                raise IntegrityError(f"{what} has a malformed author")
-            entries.append(
-                Entry(
-                    name=name,
-                    kind=FILE,
-                    mode=_int(raw.get("m"), what, 0, 0o7777),
-                    size=_int(raw.get("s"), what),
-                    mtime_ns=_int(raw.get("t"), what, -(1 << 62), 1 << 62),
-                    author=author,
-                    chunks=tuple(_id(c, what) for c in chunks),
-                )
-            )
-        else:
-            raise IntegrityError(f"{what} has an entry of unknown kind")
+        entry = decode_entry(raw, what)
+        if entry.name in seen:
+            raise IntegrityError(f"{what} names {entry.name!r} twice")
+        seen.add(entry.name)
+        entries.append(entry)
     tree = Tree.of(entries)
     if tree.entries != tuple(entries):
         raise IntegrityError(f"{what} is not in canonical order")
@@ -282,3 +286,31 @@ def disk_path(flat: Flat, key: str) -> str:
         entry = flat.get("/".join(parts[: i + 1]))
         out.append(entry.name if entry is not None else parts[i])
     return "/".join(out)
+
+
+Change = tuple[str, Entry | None, Entry | None]  # (NFC path, entry in a, entry in b)
+
+
+def diff_trees(
+    a: ObjectId | None, b: ObjectId | None, get_tree: Callable[[ObjectId], Tree],
+    prefix: str = "",
+) -> Iterator[Change]:
+    """Every path whose entry differs between trees `a` and `b` (None: empty tree).
+    Subtrees with equal ids are skipped without being loaded: the Merkle property."""
+    if a == b:
+        return
+    ea = {nfc(e.name): e for e in get_tree(a).entries} if a else {}
+    eb = {nfc(e.name): e for e in get_tree(b).entries} if b else {}
+    for name in sorted(ea.keys() | eb.keys()):
+        x, y = ea.get(name), eb.get(name)
+        if x == y:
+            continue
+        key = prefix + name
+        if x is not None and y is not None and x.is_dir and y.is_dir:
+            yield from diff_trees(x.tree, y.tree, get_tree, key + "/")
+            continue
+        yield key, x, y
+        if x is not None and x.is_dir and x.tree:
+            yield from ((k, e, None) for k, e in walk(x.tree, get_tree, key + "/"))
+        if y is not None and y.is_dir and y.tree:
+            yield from ((k, None, e) for k, e in walk(y.tree, get_tree, key + "/"))

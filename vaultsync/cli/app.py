@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
+from collections.abc import Callable
 from typing import Annotated
 
-import click
 import typer
 
 from vaultsync.cli.output import emit_json, err, out, print_report, short
-from vaultsync.errors import EXIT_INTERRUPTED, EXIT_USAGE, VaultsyncError
+from vaultsync.errors import (
+    EXIT_INTEGRITY,
+    EXIT_INTERRUPTED,
+    Interrupted,
+    NotAVault,
+    VaultsyncError,
+)
 
 app = typer.Typer(
     name="vaultsync",
@@ -25,32 +32,45 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document o
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="List every file action.")]
 
 
-def _root(ctx: typer.Context) -> str:
-    return str((ctx.obj or {}).get("dir") or os.getcwd())
+def command(fn: Callable[..., int]) -> Callable[..., None]:
+    """Register a command whose return value is its exit code."""
+
+    @functools.wraps(fn)
+    def run(*args: object, **kwargs: object) -> None:
+        try:
+            code = fn(*args, **kwargs)
+        except KeyboardInterrupt:
+            raise Interrupted("interrupted") from None
+        if code:
+            raise typer.Exit(code)
+
+    return app.command()(run)
 
 
 @app.callback()
 def _main(
-    ctx: typer.Context,
     directory: Annotated[str | None, typer.Option(
-        "-C", "--directory", help="Run as if started in DIR.", metavar="DIR")] = None,
+        "-C", "--directory", help="Run as if started in DIR (like git -C).",
+        metavar="DIR")] = None,
 ) -> None:
-    ctx.obj = {"dir": directory}
+    if directory is not None:
+        if not os.path.isdir(directory):
+            raise NotAVault(f"{os.path.abspath(directory)} does not exist")
+        os.chdir(directory)
 
 
-@app.command()
+@command
 def init(
-    ctx: typer.Context,
     remote: Annotated[str | None, typer.Option(help="Remote URL or path.")] = None,
     device: Annotated[str | None, typer.Option(help="A name for this device.")] = None,
 ) -> int:
     """Make the current folder a vault (creating or joining the repository at --remote)."""
     from vaultsync.engine.oneway import init as do_init
 
-    return print_report(do_init(_root(ctx), remote, device), False)
+    return print_report(do_init(os.getcwd(), remote, device), False)
 
 
-@app.command()
+@command
 def clone(
     url: Annotated[str, typer.Argument(help="Remote URL or path.")],
     directory: Annotated[str, typer.Argument(metavar="DIR", help="New folder for the vault.")],
@@ -63,28 +83,48 @@ def clone(
     return print_report(do_clone(url, directory, device), json_)
 
 
-@app.command()
-def push(ctx: typer.Context, json_: JsonOpt = False, verbose: VerboseOpt = False) -> int:
+@command
+def sync(
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Show what would happen; write nothing anywhere.")] = False,
+    max_delete: Annotated[float | None, typer.Option(
+        "--max-delete", min=0, max=100, metavar="PCT",
+        help="Stop if this device's changes delete more than PCT% of the files "
+             "(default 50, or the vault's max_delete option).")] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Override the delete and empty-vault safety stops.")] = False,
+    json_: JsonOpt = False,
+    verbose: VerboseOpt = False,
+) -> int:
+    """Two-way sync: merge local and remote changes, keeping conflicts side by side."""
+    from vaultsync.engine.sync import sync as do_sync
+
+    return print_report(do_sync(os.getcwd(), dry_run=dry_run, max_delete=max_delete,
+                                force=force), json_, verbose)
+
+
+@command
+def push(json_: JsonOpt = False, verbose: VerboseOpt = False) -> int:
     """One way: the remote takes local state; local files are never touched."""
     from vaultsync.engine.oneway import push as do_push
 
-    return print_report(do_push(_root(ctx)), json_, verbose)
+    return print_report(do_push(os.getcwd()), json_, verbose)
 
 
-@app.command()
-def pull(ctx: typer.Context, json_: JsonOpt = False, verbose: VerboseOpt = False) -> int:
+@command
+def pull(json_: JsonOpt = False, verbose: VerboseOpt = False) -> int:
     """One way: local takes remote state; the remote is never written."""
     from vaultsync.engine.oneway import pull as do_pull
 
-    return print_report(do_pull(_root(ctx)), json_, verbose)
+    return print_report(do_pull(os.getcwd()), json_, verbose)
 
 
-@app.command()
-def status(ctx: typer.Context, json_: JsonOpt = False) -> int:
+@command
+def status(json_: JsonOpt = False) -> int:
     """What has changed locally and remotely since the last sync."""
     from vaultsync.engine.oneway import status as do_status
 
-    st = do_status(_root(ctx))
+    st = do_status(os.getcwd())
     if json_:
         emit_json(st.to_json())
         return 0
@@ -102,16 +142,15 @@ def status(ctx: typer.Context, json_: JsonOpt = False) -> int:
     return 0
 
 
-@app.command()
+@command
 def log(
-    ctx: typer.Context,
     path: Annotated[str | None, typer.Argument(help="Show this file's versions.")] = None,
     json_: JsonOpt = False,
 ) -> int:
     """Snapshots, newest first, or one file's versions."""
     from vaultsync.engine.history import log as do_log
 
-    lines = do_log(_root(ctx), path)
+    lines = do_log(os.getcwd(), path)
     if json_:
         emit_json([line.to_json() for line in lines])
         return 0
@@ -123,9 +162,8 @@ def log(
     return 0
 
 
-@app.command()
+@command
 def restore(
-    ctx: typer.Context,
     path: Annotated[str, typer.Argument(help="File or folder to restore ('.' for all).")],
     at: Annotated[str | None, typer.Option(
         help="Snapshot id or time (default: last sync).")] = None,
@@ -134,10 +172,10 @@ def restore(
     """Bring back a file or folder as it was at a snapshot or time."""
     from vaultsync.engine.history import restore as do_restore
 
-    return print_report(do_restore(_root(ctx), path, at, to), False)
+    return print_report(do_restore(os.getcwd(), path, at, to), False)
 
 
-@app.command()
+@command
 def checkout(
     url: Annotated[str, typer.Argument(help="Remote URL or path.")],
     directory: Annotated[str, typer.Argument(metavar="DIR", help="New or empty folder.")],
@@ -150,22 +188,40 @@ def checkout(
     return print_report(do_checkout(url, directory, at), json_)
 
 
+@command
+def verify(
+    read_data: Annotated[float, typer.Option(
+        "--read-data", min=0, max=100, metavar="PCT",
+        help="Also read this percentage of the packs and check every blob.")] = 0.0,
+    json_: JsonOpt = False,
+) -> int:
+    """Check the repository's integrity (structure always, data with --read-data)."""
+    from vaultsync.engine.history import verify_remote
+
+    rep = verify_remote(os.getcwd(), read_data)
+    if json_:
+        emit_json(rep.to_json())
+    else:
+        for problem in rep.problems:
+            out(f"problem: {problem}")
+        out(f"{'ok' if not rep.problems else f'{len(rep.problems)} problem(s)'}: "
+            f"{rep.snapshots} snapshots, {rep.trees} trees, {rep.files} file versions, "
+            f"{rep.chunks} chunks, {rep.packs} packs ({rep.packs_read} read in full)")
+    return EXIT_INTEGRITY if rep.problems else 0
+
+
 def main(argv: list[str] | None = None) -> None:
-    command = typer.main.get_command(app)
+    """Entry point: typer reports its own usage errors (exit 2); every VaultsyncError
+    becomes one line on stderr and its exit code."""
     try:
-        code = command.main(args=argv, prog_name="vaultsync", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        code = exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        code = exc.exit_code if exc.exit_code else EXIT_USAGE
-    except (click.exceptions.Abort, KeyboardInterrupt):
-        err("vaultsync: interrupted")
-        code = EXIT_INTERRUPTED
+        app(args=argv, prog_name="vaultsync")
     except VaultsyncError as exc:
         err(f"vaultsync: {exc.message}")
-        code = exc.exit_code
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err("vaultsync: interrupted")
+        sys.exit(EXIT_INTERRUPTED)
     except OSError as exc:
-        err(f"vaultsync: {exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}")
-        code = 1
-    sys.exit(code if isinstance(code, int) else 0)
+        where = f": {exc.filename}" if exc.filename else ""
+        err(f"vaultsync: {exc.strerror or exc}{where}")
+        sys.exit(1)

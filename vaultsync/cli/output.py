@@ -31,7 +31,7 @@ def print_report(report: Report, as_json: bool, verbose: bool = False) -> int:
     for notice in report.notices:
         out(notice)
     cmd = report.command
-    if cmd in ("push", "pull", "clone") and report.up_to_date:
+    if cmd in ("push", "pull", "clone", "sync") and report.up_to_date:
         out(f"already up to date (snapshot {short(report.snapshot)})")
     elif cmd == "push":
         out(f"pushed snapshot {short(report.snapshot)}: {len(report.uploaded)} added or changed, "
@@ -40,6 +40,11 @@ def print_report(report: Report, as_json: bool, verbose: bool = False) -> int:
     elif cmd in ("pull", "clone"):
         out(f"{'cloned' if cmd == 'clone' else 'pulled'} snapshot {short(report.snapshot)}: "
             f"{len(report.downloaded)} written, {len(report.deleted)} deleted")
+    elif cmd == "sync":
+        verb = "would sync" if any(n.startswith("dry run") for n in report.notices) else "synced"
+        out(f"{verb} to snapshot {short(report.snapshot)}: {len(report.uploaded)} up, "
+            f"{len(report.downloaded)} down, {len(report.deleted)} deleted, "
+            f"{len(report.moved)} moved, {len(report.conflicts)} conflict(s)")
     elif cmd in ("restore", "checkout"):
         out(f"{cmd}: {len(report.downloaded)} file(s) written from snapshot "
             f"{short(report.snapshot)}")
@@ -50,8 +55,10 @@ def print_report(report: Report, as_json: bool, verbose: bool = False) -> int:
             out(f"  down    {p}")
         for p in report.deleted:
             out(f"  delete  {p}")
+        for src, dst in report.moved:
+            out(f"  move    {src} -> {dst}")
     for path, copy in report.conflicts:
-        out(f"conflict: {path} changed during the run; incoming version kept as {copy}")
+        out(f"conflict: {path}: the other version is kept as {copy}")
     for path, reason in report.skipped:
         out(f"skipped: {path} ({reason})")
     return report.exit_code

@@ -1,14 +1,17 @@
 """Atomic writes into the vault, and the trash that keeps what a run replaces or deletes.
 
-Every file lands through: temporary name in its own folder -> write verified chunks ->
-fsync -> mode and mtime -> re-check that the target is what the scan saw -> (old version
-hard-linked into the trash) -> rename into place. A run killed at any moment leaves
-either the old file or the new one, plus at most a stale temporary file that the next
-scan ignores and removes.
+Every file lands in two steps. `stage`: write the verified chunks to a temporary file (in
+`.vaultsync/staging/`, or beside the target when there is no state folder), fsync, set
+mode and mtime. `install`: re-check that the target is what the scan saw, hard-link the
+old version into the trash, rename the staged file into place. A run stages everything
+before it installs anything, so a corrupt remote leaves the vault untouched; a run
+killed at any moment leaves each file old or new, plus stale temporary files that the
+next run removes.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import shutil
@@ -35,8 +38,9 @@ def disk_key(path: str) -> DiskKey | None:
 
 
 class VaultWriter:
-    def __init__(self, root: str, trash_root: str) -> None:
+    def __init__(self, root: str, trash_root: str, staging: str | None = None) -> None:
         self.root = root
+        self.staging = staging
         self.trash_dir = os.path.join(
             trash_root, time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
         )
@@ -65,11 +69,16 @@ class VaultWriter:
 
     def write_file(self, rel: str, entry: Entry, pieces: Iterable[bytes],
                    expect: DiskKey | None) -> os.stat_result:
-        """Write `pieces` as `rel` atomically; `expect` is the target as scanned (None:
-        absent). Raises TargetChanged, leaving the target untouched, if it differs."""
-        target = self.abspath(rel)
-        self.check_no_links(rel)
-        folder = os.path.dirname(target)
+        """Stage and install in one go (restore, checkout)."""
+        return self.install(self.stage(rel, entry, pieces), rel, expect)
+
+    def stage(self, rel: str, entry: Entry, pieces: Iterable[bytes]) -> str:
+        """Write a file's bytes, mode and mtime to a temporary file; returns its path."""
+        if self.staging is not None:
+            folder = self.staging
+        else:
+            self.check_no_links(rel)
+            folder = os.path.dirname(self.abspath(rel))
         os.makedirs(folder, exist_ok=True)
         tmp = os.path.join(folder, TMP_PREFIX + secrets.token_hex(6))
         try:
@@ -81,16 +90,37 @@ class VaultWriter:
                 os.fsync(f.fileno())
             os.chmod(tmp, entry.mode & 0o7777)
             os.utime(tmp, ns=(entry.mtime_ns, entry.mtime_ns))
-            if disk_key(target) != expect:
-                raise TargetChanged(rel)
-            if expect is not None:
-                self._keep_in_trash(rel, target, link=True)
-            os.replace(tmp, target)
         except BaseException:
             _unlink_quiet(tmp)
             raise
+        return tmp
+
+    def install(self, tmp: str, rel: str, expect: DiskKey | None) -> os.stat_result:
+        """Rename a staged file to `rel` if the target is still `expect` (None: absent);
+        otherwise raise TargetChanged and leave both alone. The old version goes to the
+        trash."""
+        target = self.abspath(rel)
+        self.check_no_links(rel)
+        folder = os.path.dirname(target)
+        os.makedirs(folder, exist_ok=True)
+        if disk_key(target) != expect:
+            raise TargetChanged(rel)
+        if expect is not None:
+            self._keep_in_trash(rel, target, link=True)
+        try:
+            os.replace(tmp, target)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            local_tmp = os.path.join(folder, TMP_PREFIX + secrets.token_hex(6))
+            shutil.copy2(tmp, local_tmp)
+            os.replace(local_tmp, target)
+            _unlink_quiet(tmp)
         _fsync_dir(folder)
         return os.stat(target)
+
+    def discard(self, tmp: str) -> None:
+        _unlink_quiet(tmp)
 
     def delete_file(self, rel: str, expect: DiskKey) -> None:
         """Move `rel` to the trash, if it is still what the scan saw."""
@@ -99,6 +129,22 @@ class VaultWriter:
         if disk_key(target) != expect:
             raise TargetChanged(rel)
         self._keep_in_trash(rel, target, link=False)
+
+    def move(self, src_rel: str, dst_rel: str, expect: DiskKey) -> os.stat_result:
+        """Rename a file within the vault if it is still what the scan saw and nothing
+        is at the destination; otherwise raise TargetChanged and touch nothing."""
+        src, dst = self.abspath(src_rel), self.abspath(dst_rel)
+        self.check_no_links(src_rel)
+        self.check_no_links(dst_rel)
+        if disk_key(src) != expect:
+            raise TargetChanged(src_rel)
+        if os.path.lexists(dst):
+            raise TargetChanged(dst_rel)
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        os.rename(src, dst)
+        _fsync_dir(os.path.dirname(dst))
+        _fsync_dir(os.path.dirname(src))
+        return os.stat(dst)
 
     def remove_dir_if_empty(self, rel: str) -> bool:
         try:
@@ -120,7 +166,10 @@ class VaultWriter:
         os.replace(target, dest)
 
 
-def remove_stale_temps(paths: Iterable[str]) -> None:
+def remove_stale_temps(paths: Iterable[str], staging: str | None = None) -> None:
+    """Remove temporary files a killed run left behind (we hold the vault lock)."""
+    if staging is not None and os.path.isdir(staging):
+        paths = [*paths, *(os.path.join(staging, n) for n in os.listdir(staging))]
     for p in paths:
         if os.path.basename(p).startswith(TMP_PREFIX) and os.path.isfile(p):
             _unlink_quiet(p)

@@ -5,22 +5,48 @@ packs or a snapshot nothing references yet, which the next run or `prune` handle
 from __future__ import annotations
 
 import time
+from collections import defaultdict
 
-from vaultsync.engine.scan import ScanResult
-from vaultsync.engine.transfer import upload_scan
-from vaultsync.model import ObjectId, Snapshot
+from vaultsync.chunking import Hasher
+from vaultsync.engine.scan import ChunkLocation
+from vaultsync.engine.transfer import Relocate, upload
+from vaultsync.model import DIR, Entry, Flat, ObjectId, Snapshot, Tree
 from vaultsync.repository.repo import Repository
 
 
-def commit(repo: Repository, scan: ScanResult, parents: tuple[ObjectId, ...], device: str,
+def commit(repo: Repository, *, root: ObjectId, trees: dict[ObjectId, bytes],
+           files: list[Entry], locations: dict[ObjectId, ChunkLocation], relocate: Relocate,
+           parents: tuple[ObjectId, ...], device: str,
            device_name: str) -> tuple[ObjectId, int, int]:
-    """Upload what `scan` needs and publish it; returns (snapshot id, new chunks, packs)."""
+    """Upload what the tree `root` needs and publish it; returns (snapshot id, new
+    chunks, packs written)."""
     writer = repo.writer()
-    new_chunks = upload_scan(repo, writer, scan)  # 1. packs (flushed as they fill)
+    new_chunks = upload(repo, writer, files, locations, trees, relocate)  # 1. packs
     writer.commit_index()  # 2. the last pack, then one index segment naming them all
-    files = [e for e in scan.flat.values() if not e.is_dir]
-    snap = Snapshot(tree=scan.root, parents=parents, device=device, device_name=device_name,
+    snap = Snapshot(tree=root, parents=parents, device=device, device_name=device_name,
                     time_ns=time.time_ns(), files=len(files), size=sum(e.size for e in files))
     sid = repo.put_snapshot(snap)  # 3. the snapshot
     repo.write_head(device, sid)  # 4. this device's head
     return sid, new_chunks, writer.packs_written
+
+
+def build_trees(flat: Flat, hasher: Hasher) -> tuple[ObjectId, dict[ObjectId, bytes]]:
+    """Encode a flat tree (a merge result) as Merkle tree objects; returns (root, trees)."""
+    children: dict[str, list[str]] = defaultdict(list)
+    for key in flat:
+        children[key.rpartition("/")[0]].append(key)
+    trees: dict[ObjectId, bytes] = {}
+
+    def build(folder: str) -> ObjectId:
+        entries = []
+        for key in children.get(folder, []):
+            entry = flat[key]
+            if entry.is_dir:
+                entry = Entry(name=entry.name, kind=DIR, tree=build(key))
+            entries.append(entry)
+        encoded = Tree.of(entries).encode()
+        tid = hasher.id(encoded)
+        trees[tid] = encoded
+        return tid
+
+    return build(""), trees

@@ -7,13 +7,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from vaultsync.engine.apply import VaultWriter, disk_key
-from vaultsync.engine.materialize import spelling, stat_row
+from vaultsync.engine.materialize import check_entries, spelling, stat_row
 from vaultsync.engine.report import Report
 from vaultsync.engine.session import Session
 from vaultsync.engine.transfer import batches, pieces, prefetch
 from vaultsync.errors import UsageError
 from vaultsync.model import Entry, Flat, ObjectId, Snapshot, flatten, nfc
 from vaultsync.repository.repo import Repository
+from vaultsync.repository.verify import VerifyReport, verify
 from vaultsync.store.counting import CountingStore
 from vaultsync.store.url import normalize_url, open_store
 
@@ -120,7 +121,7 @@ def restore(root: str, path: str, at: str | None, to: str | None) -> Report:
             raise UsageError(f"{path} is not in snapshot {sid[:12]}")
         s.report.snapshot = sid
         if to is None:
-            vw = VaultWriter(s.vault.root, s.vault.trash)
+            vw = s.writer()
             _write_all(s.repo, vw, chosen, lambda k: spelling(k, {}, chosen), s.report)
         else:
             vw, rel, chosen = _destination(os.path.abspath(to), key, chosen, s.vault.trash)
@@ -148,13 +149,21 @@ def _write_all(repo: Repository, vw: VaultWriter, flat: Flat, rel_of, report: Re
         if entry.is_dir:
             vw.make_dirs(rel_of(key))
     files = [(k, e) for k, e in sorted(flat.items()) if not e.is_dir]
-    for batch in batches(files):
-        blobs = prefetch(repo, batch)
-        for key, entry in batch:
-            rel = rel_of(key)
-            current = disk_key(vw.abspath(rel))
-            vw.write_file(rel, entry, pieces(repo, entry, blobs), current)
-            report.downloaded.append(key)
+    check_entries(repo, files)
+    staged: list[tuple[str, str]] = []
+    try:
+        for batch in batches(files):
+            blobs = prefetch(repo, batch)
+            for key, entry in batch:
+                staged.append((key, vw.stage(rel_of(key), entry, pieces(repo, entry, blobs))))
+    except BaseException:
+        for _, tmp in staged:
+            vw.discard(tmp)
+        raise
+    for key, tmp in staged:
+        rel = rel_of(key)
+        vw.install(tmp, rel, disk_key(vw.abspath(rel)))
+        report.downloaded.append(key)
 
 
 def checkout(url: str, dest: str, at: str | None) -> Report:
@@ -176,6 +185,11 @@ def checkout(url: str, dest: str, at: str | None) -> Report:
     finally:
         store.close()
     return report.finish()
+
+
+def verify_remote(root: str, read_data: float) -> VerifyReport:
+    with Session(root, "verify", write=False) as s:
+        return verify(s.repo, read_data)
 
 
 __all__ = ["checkout", "log", "restore", "resolve", "all_snapshots", "stat_row"]

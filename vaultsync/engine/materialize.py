@@ -7,28 +7,22 @@ overwritten: the incoming version is kept beside it as a conflict copy.
 
 from __future__ import annotations
 
+import errno
 import os
 import time
+from collections.abc import Iterable
 
 from vaultsync.engine.apply import DiskKey, TargetChanged, VaultWriter, disk_key
+from vaultsync.engine.conflicts import conflict_name
+from vaultsync.engine.plan import ADD, CHMOD, DELETE, MKDIR, MOVE, RMDIR, UPDATE, Action, diff
+from vaultsync.engine.renames import Move
 from vaultsync.engine.report import Report
 from vaultsync.engine.scan import RACY_NS
 from vaultsync.engine.state import StatRow
 from vaultsync.engine.transfer import batches, pieces, prefetch
+from vaultsync.errors import IntegrityError
 from vaultsync.model import Entry, Flat
 from vaultsync.repository.repo import Repository
-
-
-def conflict_name(rel: str, mtime_ns: int, device: str) -> str:
-    """`Note.md` -> `Note.conflict-20261122-143005-laptop.md` (marker before the last
-    suffix; dotfiles and names without a suffix get it at the end)."""
-    folder, _, name = rel.rpartition("/")
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(mtime_ns / 1e9))
-    token = "".join(c if c.isalnum() or c in "-_" else "-" for c in device)[:40] or "device"
-    marker = f"conflict-{stamp}-{token}"
-    stem, dot, ext = name.rpartition(".")
-    new = f"{stem}.{marker}.{ext}" if dot and stem else f"{name}.{marker}"
-    return f"{folder}/{new}" if folder else new
 
 
 def spelling(key: str, local: Flat, target: Flat) -> str:
@@ -48,57 +42,116 @@ def stat_row(key: str, entry: Entry, st: os.stat_result) -> StatRow:
                    st.st_mode & 0o7777, entry.author, entry.chunks)
 
 
+def check_entries(repo: Repository, entries: list[tuple[str, Entry]]) -> None:
+    """Before anything is written: every chunk is indexed and the sizes add up, so a
+    hostile tree claiming absurd sizes or unknown chunks is refused up front."""
+    for key, entry in entries:
+        total = sum(repo.ref(c).raw_length for c in entry.chunks)
+        if total != entry.size:
+            raise IntegrityError(f"{key}: chunks add up to {total} bytes, the tree says "
+                                 f"{entry.size}")
+
+
+# errors that mean "this filesystem cannot hold this name" (too long, bad bytes, a
+# character the filesystem refuses)
+UNWRITABLE = {errno.ENAMETOOLONG, errno.EILSEQ, errno.EINVAL}
+
+
 def materialize(repo: Repository, vw: VaultWriter, local: Flat, target: Flat,
                 disk: dict[str, DiskKey], report: Report,
-                device_name: str) -> dict[str, StatRow | None]:
-    """Apply `target` over `local`; returns stat-cache updates (None: path gone)."""
+                hints: Iterable[Move] = ()) -> dict[str, StatRow | None]:
+    """Turn the vault (`local`, as scanned) into `target`; returns stat-cache updates
+    (None: path gone).
+
+    Every new file is downloaded, verified and staged before the vault changes at all:
+    a corrupt or missing remote object stops the run with the vault untouched. Moves are
+    local renames (nothing downloaded). A path edited since the scan is never
+    overwritten: the incoming version lands beside it as a conflict copy."""
+    plan = diff(local, target, hints)
+    writes = plan.adds + plan.updates
+    check_entries(repo, [(a.path, a.entry) for a in writes if a.entry is not None])
+    staged: dict[str, str] = {}
+    try:
+        todo = [(a.path, a.entry) for a in writes if a.entry is not None]
+        for batch in batches(todo):
+            blobs = prefetch(repo, batch)
+            for key, te in batch:
+                staged[key] = vw.stage(key, te, pieces(repo, te, blobs))
+    except BaseException:
+        for tmp in staged.values():
+            vw.discard(tmp)
+        raise
     rows: dict[str, StatRow | None] = {}
-    # 1. files that go away (or turn into folders): to the trash, deepest first
-    for key in sorted(local, reverse=True):
-        le, te = local[key], target.get(key)
-        if le.is_dir or (te is not None and not te.is_dir):
-            continue
+    for action in plan.steps():
         try:
-            vw.delete_file(spelling(key, local, {}), disk[key])
-            report.deleted.append(key)
-            rows[key] = None
-        except TargetChanged:
-            report.skipped.append((key, "changed during the run; kept, will sync next run"))
-    # 2. folders that go away, if nothing is left in them
-    for key in sorted((k for k, e in local.items() if e.is_dir), key=lambda k: -k.count("/")):
-        te = target.get(key)
-        if te is None or not te.is_dir:
-            vw.remove_dir_if_empty(spelling(key, local, {}))
-    # 3. folders that appear
-    for key in sorted(k for k, e in target.items() if e.is_dir):
+            _carry_out(action, vw, local, target, disk, staged, rows, report)
+        except OSError as exc:
+            if exc.errno not in UNWRITABLE or action.entry is None:
+                raise
+            report.skipped.append((action.path, f"this filesystem cannot hold this name "
+                                                f"({exc.strerror})"))
+            report.unwritable[action.path] = action.entry
+            if action.path in staged:
+                vw.discard(staged[action.path])
+    # equal bytes, other mtime: take the merged mtime (two equal edits keep the newer)
+    for key, te in target.items():
         le = local.get(key)
-        if le is None or not le.is_dir:
-            vw.make_dirs(spelling(key, local, target))
-    # 4. files: new content is written atomically; same bytes only get mode and mtime
-    todo: list[tuple[str, Entry]] = []
-    for key, te in sorted(target.items()):
-        if te.is_dir:
-            continue
-        le = local.get(key)
-        if le is not None and not le.is_dir and le.same_content(te):
+        if (not te.is_dir and le is not None and key in disk and le.same_version(te)
+                and le.mtime_ns != te.mtime_ns and key not in rows):
             _fix_metadata(vw, key, spelling(key, local, target), le, te, disk[key], rows)
-        else:
-            todo.append((key, te))
-    for batch in batches(todo):
-        blobs = prefetch(repo, batch)
-        for key, te in batch:
-            rel = spelling(key, local, target)
-            le = local.get(key)
-            expect = disk.get(key) if le is not None and not le.is_dir else None
-            try:
-                st = vw.write_file(rel, te, pieces(repo, te, blobs), expect)
-                rows[key] = stat_row(key, te, st)
-                report.downloaded.append(key)
-            except TargetChanged:
-                copy = conflict_name(rel, te.mtime_ns, device_name)
-                vw.write_file(copy, te, pieces(repo, te, blobs), None)
-                report.conflicts.append((key, copy))
     return rows
+
+
+def _carry_out(a: Action, vw: VaultWriter, local: Flat, target: Flat,
+               disk: dict[str, DiskKey], staged: dict[str, str],
+               rows: dict[str, StatRow | None], report: Report) -> None:
+    here = spelling(a.path, local, target)
+    if a.op == DELETE and a.path not in disk:  # a name this disk never could hold
+        report.deleted.append(a.path)
+    elif a.op == DELETE:
+        try:
+            vw.delete_file(spelling(a.path, local, {}), disk[a.path])
+            report.deleted.append(a.path)
+            rows[a.path] = None
+        except TargetChanged:
+            report.skipped.append((a.path, "changed during the run; kept, will sync next run"))
+    elif a.op == MKDIR:
+        vw.make_dirs(here)
+    elif a.op == RMDIR:
+        vw.remove_dir_if_empty(spelling(a.path, local, {}))
+    elif a.op == MOVE:
+        assert a.src is not None and a.entry is not None
+        try:
+            st = vw.move(spelling(a.src, local, {}), here, disk[a.src])
+        except TargetChanged:
+            report.skipped.append((a.src, "changed during the run; will sync next run"))
+            return
+        rows[a.src] = None
+        report.moved.append((a.src, a.path))
+        rows[a.path] = _settle(vw, a.path, here, a.entry, st)
+    elif a.op in (ADD, UPDATE):
+        assert a.entry is not None
+        expect = disk.get(a.path) if a.op == UPDATE else None
+        try:
+            rows[a.path] = stat_row(a.path, a.entry, vw.install(staged[a.path], here, expect))
+            report.downloaded.append(a.path)
+        except TargetChanged:
+            folder, _, name = here.rpartition("/")
+            copy = conflict_name(name, a.entry.mtime_ns, a.entry.author)
+            copy = f"{folder}/{copy}" if folder else copy
+            vw.install(staged[a.path], copy, None)
+            report.conflicts.append((a.path, copy))
+    elif a.op == CHMOD:
+        assert a.entry is not None and a.old is not None
+        _fix_metadata(vw, a.path, here, a.old, a.entry, disk[a.path], rows)
+
+
+def _settle(vw: VaultWriter, key: str, rel: str, entry: Entry, st: os.stat_result) -> StatRow:
+    """Give a moved file the mode of its merged entry."""
+    if st.st_mode & 0o7777 != entry.mode & 0o7777:
+        os.chmod(vw.abspath(rel), entry.mode & 0o7777)
+        st = os.stat(vw.abspath(rel))
+    return stat_row(key, entry, st)
 
 
 def _fix_metadata(vw: VaultWriter, key: str, rel: str, le: Entry, te: Entry, expect: DiskKey,

@@ -11,15 +11,13 @@ import os
 import shutil
 from dataclasses import dataclass, field
 
-from vaultsync.engine.apply import VaultWriter
-from vaultsync.engine.commit import commit
 from vaultsync.engine.config import default_device_name
 from vaultsync.engine.materialize import materialize
 from vaultsync.engine.report import Report
-from vaultsync.engine.session import Session, new_format_from_env
+from vaultsync.engine.session import Changes, Session, new_format_from_env
 from vaultsync.engine.vault import Vault
 from vaultsync.errors import Diverged, UsageError
-from vaultsync.model import STATE_DIR, Flat, ObjectId
+from vaultsync.model import STATE_DIR, Change, ObjectId
 from vaultsync.repository.repo import Repository
 from vaultsync.store.url import display_url, normalize_url, open_store
 
@@ -44,9 +42,16 @@ def init(root: str, remote: str | None, device_name: str | None) -> Report:
                 report.notices.append(f"created a new repository at {display_url(url)}")
         finally:
             store.close()
-    vault = Vault.create(root, device_name or default_device_name(), url)
+    vault = Vault.create(root, _device_name(device_name), url)
     report.notices.append(f"device {vault.config.device_name} ({vault.config.device_id[:8]})")
     return report.finish()
+
+
+def _device_name(name: str | None) -> str:
+    name = (name or default_device_name()).strip()
+    if not name or len(name) > 64 or any(c in name for c in "/\\\x00\n"):
+        raise UsageError(f"device name {name!r} must be 1-64 characters, without / or \\")
+    return name
 
 
 def clone(url: str, dest: str, device_name: str | None) -> Report:
@@ -62,7 +67,7 @@ def clone(url: str, dest: str, device_name: str | None) -> Report:
     created = not os.path.exists(dest)
     os.makedirs(dest, exist_ok=True)
     try:
-        Vault.create(dest, device_name or default_device_name(), url)
+        Vault.create(dest, _device_name(device_name), url)
     except BaseException:
         if created:
             shutil.rmtree(dest, ignore_errors=True)
@@ -75,22 +80,20 @@ def clone(url: str, dest: str, device_name: str | None) -> Report:
 def push(root: str) -> Report:
     with Session(root, "push", write=True) as s:
         scan = s.scan()
-        base = s.base
+        base = s.adopt_own_head()
         _refuse_if_remote_moved(s, base)
         if base is not None and s.repo.get_snapshot(base).tree == scan.root:
             s.vault.state.save_stat_rows(scan.rows.values(), replace_all=True)
             s.report.up_to_date = True
             s.report.snapshot = base
             return s.report.finish()
-        base_flat = s.flat_of(base)
-        s.report.uploaded = [k for k in changed_paths(base_flat, scan.flat)
-                             if not scan.flat[k].is_dir]
-        s.report.deleted = sorted(k for k, e in base_flat.items()
-                                  if k not in scan.flat and not e.is_dir)
-        sid, s.report.new_chunks, s.report.packs = commit(
-            s.repo, scan, (base,) if base else (), s.device, s.vault.config.device_name)
+        changes = s.local_changes(scan, base)
+        s.report.uploaded = Changes.files(changes.added + changes.changed)
+        s.report.deleted = Changes.files(changes.deleted)
+        sid, s.report.new_chunks, s.report.packs = s.commit(scan.root, scan.trees, scan,
+                                                            (base,) if base else ())
         with s.vault.state.transaction():
-            s.vault.state.set("base", sid)
+            s.vault.state.set_meta("base", sid)
         s.vault.state.save_stat_rows(scan.rows.values(), replace_all=True)
         s.report.snapshot = sid
         return s.report.finish()
@@ -99,41 +102,31 @@ def push(root: str) -> Report:
 def pull(root: str) -> Report:
     with Session(root, "pull", write=False) as s:
         scan = s.scan()
-        base = s.base
-        base_flat = s.flat_of(base)
-        local_changes = changed_paths(base_flat, scan.flat) + sorted(
-            k for k in base_flat if k not in scan.flat)
+        base = s.adopt_own_head()
         target = _pull_target(s, base)
         if target is None or target == base:
             s.vault.state.save_stat_rows(scan.rows.values(), replace_all=True)
             s.report.up_to_date = True
             s.report.snapshot = base
             return s.report.finish()
+        target_flat = s.flat_of(target)
+        # A path that already holds the target's version (say, written by a pull that
+        # was killed) is no local change to protect.
+        local_changes = [
+            k for k, _old, new in s.local_changes(scan, base).all()
+            if not (target_flat.get(k) is None if new is None else new.same_version(
+                target_flat.get(k)))
+        ]
         if local_changes:
             raise Diverged(
                 f"{len(local_changes)} local change(s) since the last sync (first: "
                 f"{local_changes[0]}); push them first, or move them aside, then pull"
             )
-        target_flat = s.flat_of(target)
-        vw = VaultWriter(s.vault.root, s.vault.trash)
-        updates = materialize(s.repo, vw, scan.flat, target_flat, scan.disk, s.report,
-                              s.vault.config.device_name)
-        rows = dict(scan.rows)
-        for key, row in updates.items():
-            if row is None:
-                rows.pop(key, None)
-            else:
-                rows[key] = row
-        s.vault.state.save_stat_rows(rows.values(), replace_all=True)
-        with s.vault.state.transaction():
-            s.vault.state.set("base", target)
+        vw = s.writer()
+        updates = materialize(s.repo, vw, scan.flat, target_flat, scan.disk, s.report)
+        s.finish_apply(scan, updates, target, target_flat)
         s.report.snapshot = target
         return s.report.finish()
-
-
-def changed_paths(base: Flat, local: Flat) -> list[str]:
-    """Paths added or changed (content or executable bit) from `base` to `local`."""
-    return sorted(k for k, e in local.items() if not e.same_version(base.get(k)))
 
 
 def _refuse_if_remote_moved(s: Session, base: ObjectId | None) -> None:
@@ -167,6 +160,13 @@ def _pull_target(s: Session, base: ObjectId | None) -> ObjectId | None:
     return top
 
 
+def _shown(change: Change) -> str:
+    """A path as status lists it: folders end with '/'."""
+    key, old, new = change
+    entry = new if new is not None else old
+    return key + "/" if entry is not None and entry.is_dir else key
+
+
 @dataclass
 class Status:
     base: ObjectId | None
@@ -187,11 +187,11 @@ def status(root: str) -> Status:
     with Session(root, "status", write=False) as s:
         scan = s.scan()
         base = s.base
-        base_flat = s.flat_of(base)
+        changes = s.local_changes(scan, base)
         st = Status(base, skipped=list(scan.skipped))
-        for key in changed_paths(base_flat, scan.flat):
-            (st.local_changed if key in base_flat else st.local_added).append(key)
-        st.local_deleted = sorted(k for k in base_flat if k not in scan.flat)
+        st.local_added = [_shown(c) for c in changes.added]
+        st.local_changed = [_shown(c) for c in changes.changed]
+        st.local_deleted = [_shown(c) for c in changes.deleted]
         seen = s.repo.ancestors(base) if base else set()
         for _device, sid in sorted(s.repo.read_heads().items()):
             if sid not in seen:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from vaultsync.model import Entry
 from vaultsync.store.counting import Traffic
 
 
@@ -16,9 +17,11 @@ class Report:
     uploaded: list[str] = field(default_factory=list)  # paths whose new content went up
     downloaded: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
+    moved: list[tuple[str, str]] = field(default_factory=list)  # (from, to)
     conflicts: list[tuple[str, str]] = field(default_factory=list)  # (path, copy kept)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     notices: list[str] = field(default_factory=list)
+    unwritable: dict[str, Entry] = field(default_factory=dict)  # names this disk refused
     new_chunks: int = 0
     packs: int = 0
     traffic: Traffic = field(default_factory=Traffic)
@@ -41,6 +44,7 @@ class Report:
             "uploaded": len(self.uploaded),
             "downloaded": len(self.downloaded),
             "deleted": len(self.deleted),
+            "moved": len(self.moved),
             "conflicts": [{"path": p, "copy": c} for p, c in self.conflicts],
             "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
             "notices": self.notices,

@@ -39,6 +39,7 @@ class ScanResult:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     stale_temps: list[str] = field(default_factory=list)
     disk: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # key -> size,mtime,ino
+    phantoms: Flat = field(default_factory=dict)  # synced entries this disk cannot hold
 
 
 def _open(path: str) -> BinaryIO:

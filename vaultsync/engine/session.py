@@ -2,19 +2,68 @@
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
-from vaultsync.chunking import ChunkerParams
-from vaultsync.engine.apply import remove_stale_temps
+from vaultsync.chunking import Chunker, ChunkerParams
+from vaultsync.engine.apply import VaultWriter, empty_trash, remove_stale_temps
+from vaultsync.engine.commit import build_trees, commit
 from vaultsync.engine.report import Report
-from vaultsync.engine.scan import Scanner, ScanResult
+from vaultsync.engine.scan import ChunkLocation, Scanner, ScanResult
+from vaultsync.engine.state import StatRow
+from vaultsync.engine.transfer import Relocate
 from vaultsync.engine.vault import Vault
 from vaultsync.errors import NoRemote
-from vaultsync.model import Flat, ObjectId, flatten
+from vaultsync.model import (
+    Change,
+    Flat,
+    ObjectId,
+    Tree,
+    decode_entry,
+    decode_tree,
+    diff_trees,
+    disk_path,
+    flatten,
+)
 from vaultsync.repository.format import DEFAULT_PACK_SIZE, RepoFormat
 from vaultsync.repository.repo import Repository
 from vaultsync.store.counting import CountingStore
 from vaultsync.store.url import open_store
+
+
+@dataclass
+class Changes:
+    """What changed from one tree to another: paths added, changed (content, executable
+    bit or kind) and deleted. A new mtime on the same bytes is no change."""
+
+    added: list[Change] = field(default_factory=list)
+    changed: list[Change] = field(default_factory=list)
+    deleted: list[Change] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, diff: Iterable[Change]) -> Changes:
+        out = cls()
+        for change in diff:
+            _, old, new = change
+            if old is None:
+                out.added.append(change)
+            elif new is None:
+                out.deleted.append(change)
+            elif not old.same_version(new):
+                out.changed.append(change)
+        return out
+
+    def all(self) -> list[Change]:
+        return sorted(self.added + self.changed + self.deleted)
+
+    @staticmethod
+    def files(changes: list[Change]) -> list[str]:
+        return [k for k, old, new in changes if not (new or old).is_dir]  # type: ignore[union-attr]
+
+
+PHANTOMS = "unwritable"
 
 
 def new_format_from_env() -> RepoFormat:
@@ -60,13 +109,114 @@ class Session:
     def base(self) -> ObjectId | None:
         return self.vault.state.base
 
+    def adopt_own_head(self, persist: bool = True) -> ObjectId | None:
+        """Base, moved forward to this device's own head when a run committed that head
+        but was killed before recording it locally (crash between steps 5 and 7). Only a
+        snapshot of local state (its one parent is base) is adopted: a merge snapshot may
+        not have reached the vault yet, so it stays a head to merge."""
+        base = self.base
+        own = self.repo.read_heads().get(self.device)
+        parents = () if base is None else (base,)
+        if own is not None and own != base and self.repo.get_snapshot(own).parents == parents:
+            if persist:
+                with self.vault.state.transaction():
+                    self.vault.state.set_meta("base", own)
+            return own
+        return base
+
     def scan(self) -> ScanResult:
-        scanner = Scanner(self.vault.root, self.device, self.vault.state.stat_rows(),
+        # entries record the device *name* as their author: it is what conflict copies
+        # are named after (Note.conflict-20261122-143005-laptop.md)
+        scanner = Scanner(self.vault.root, self.vault.config.device_name,
+                          self.vault.state.stat_rows(),
                           self.repo.format.chunker, self.repo.hasher)
         result = scanner.scan()
-        remove_stale_temps(result.stale_temps)
+        remove_stale_temps(result.stale_temps, self.vault.staging)
+        self._add_phantoms(result)
         self.report.skipped.extend(result.skipped)
         return result
+
+    def _add_phantoms(self, result: ScanResult) -> None:
+        """Entries this filesystem could not hold count as present and unchanged, so a
+        device that cannot write a name never deletes it for everyone else."""
+        raw = self.vault.state.get_meta(PHANTOMS)
+        if not raw:
+            return
+        saved = {k: decode_entry(v, "unwritable entry", need_tree=False)
+                 for k, v in json.loads(raw).items()}
+        for key in sorted(saved, key=lambda k: k.count("/")):
+            parent = key.rpartition("/")[0]
+            if key in result.flat or (parent and parent not in result.flat):
+                continue
+            result.flat[key] = result.phantoms[key] = saved[key]
+            result.skipped.append((key, "this filesystem cannot hold this name"))
+        if result.phantoms:
+            result.root, result.trees = build_trees(result.flat, self.repo.hasher)
+
+    def finish_apply(self, scan: ScanResult, updates: dict[str, StatRow | None],
+                     new_base: ObjectId, target: Flat) -> None:
+        """Step 7: the stat cache, the names this disk refused, and the new base."""
+        rows = dict(scan.rows)
+        for key, row in updates.items():
+            if row is None:
+                rows.pop(key, None)
+            else:
+                rows[key] = row
+        self.vault.state.save_stat_rows(rows.values(), replace_all=True)
+        phantoms = {k: e for k, e in scan.phantoms.items() if k in target and k not in updates}
+        phantoms.update(self.report.unwritable)
+        with self.vault.state.transaction():
+            self.vault.state.set_meta(PHANTOMS, json.dumps(
+                {k: e.to_json() for k, e in phantoms.items()}) if phantoms else None)
+            self.vault.state.set_meta("base", new_base)
+        empty_trash(self.vault.trash, self.vault.config.options["trash_days"])
+
+    def writer(self) -> VaultWriter:
+        return VaultWriter(self.vault.root, self.vault.trash, self.vault.staging)
+
+    def root_of(self, sid: ObjectId | None) -> ObjectId | None:
+        return self.repo.get_snapshot(sid).tree if sid is not None else None
+
+    def tree_loader(self, scan: ScanResult | None = None) -> Callable[[ObjectId], Tree]:
+        """Trees from this scan, else from the repository (and its local cache)."""
+        local = scan.trees if scan is not None else {}
+
+        def get(tid: ObjectId) -> Tree:
+            encoded = local.get(tid)
+            return decode_tree(encoded) if encoded is not None else self.repo.get_tree(tid)
+
+        return get
+
+    def local_changes(self, scan: ScanResult, base: ObjectId | None) -> Changes:
+        return Changes.of(diff_trees(self.root_of(base), scan.root, self.tree_loader(scan)))
+
+    def relocate(self, scan: ScanResult) -> Relocate:
+        """Find chunks again by re-reading the local files whose entries name them."""
+
+        def find(cids: set[ObjectId]) -> dict[ObjectId, ChunkLocation]:
+            found: dict[ObjectId, ChunkLocation] = {}
+            chunker = Chunker(self.repo.format.chunker, self.repo.hasher)
+            for key, entry in scan.flat.items():
+                if entry.is_dir or cids.isdisjoint(entry.chunks):
+                    continue
+                path = os.path.join(self.vault.root, *disk_path(scan.flat, key).split("/"))
+                try:
+                    with open(path, "rb") as f:
+                        for c in chunker.chunks(f):
+                            found.setdefault(c.id, ChunkLocation(path, c.offset, c.length))
+                except OSError:
+                    continue
+            return found
+
+        return find
+
+    def commit(self, root: ObjectId, trees: dict[ObjectId, bytes], scan: ScanResult,
+               parents: tuple[ObjectId, ...],
+               flat: Flat | None = None) -> tuple[ObjectId, int, int]:
+        files = [e for e in (flat if flat is not None else scan.flat).values() if not e.is_dir]
+        return commit(self.repo, root=root, trees=trees, files=files, locations=scan.locations,
+                      relocate=self.relocate(scan), parents=parents, device=self.device,
+                      device_name=self.vault.config.device_name)
 
     def flat_of(self, sid: ObjectId | None) -> Flat:
         if sid is None:

@@ -64,11 +64,11 @@ class State:
         self.db.close()
 
     # ---- meta ------------------------------------------------------------------------
-    def get(self, key: str) -> str | None:
+    def get_meta(self, key: str) -> str | None:
         row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return row[0] if row else None
 
-    def set(self, key: str, value: str | None) -> None:
+    def set_meta(self, key: str, value: str | None) -> None:
         if value is None:
             self.db.execute("DELETE FROM meta WHERE key=?", (key,))
         else:
@@ -76,7 +76,7 @@ class State:
 
     @property
     def base(self) -> ObjectId | None:
-        return self.get("base")
+        return self.get_meta("base")
 
     # ---- stat cache ------------------------------------------------------------------
     def stat_rows(self) -> dict[str, StatRow]:

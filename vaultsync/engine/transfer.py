@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 
-from vaultsync.engine.scan import ChunkLocation, ScanResult
-from vaultsync.errors import ChangedDuringRun
+from vaultsync.engine.scan import ChunkLocation
+from vaultsync.errors import ChangedDuringRun, IntegrityError
 from vaultsync.model import Entry, ObjectId
 from vaultsync.repository.packs import CHUNK
 from vaultsync.repository.repo import Repository, RepoWriter
@@ -15,29 +15,35 @@ BATCH_BYTES = 32 * 1024 * 1024
 STREAM_CHUNKS = 16  # chunks fetched at a time for a file larger than BATCH_BYTES
 
 
-def upload_scan(repo: Repository, writer: RepoWriter, scan: ScanResult) -> int:
-    """Pack every chunk and tree of `scan` that the repository lacks; returns new chunks.
+Relocate = Callable[[set[ObjectId]], dict[ObjectId, ChunkLocation]]
+
+
+def upload(repo: Repository, writer: RepoWriter, files: Iterable[Entry],
+           locations: dict[ObjectId, ChunkLocation], trees: dict[ObjectId, bytes],
+           relocate: Relocate) -> int:
+    """Pack every chunk of `files` and every tree that the repository lacks; returns the
+    number of new chunks.
 
     Chunk bytes are re-read from the files the scan hashed and verified again, so a file
-    edited since the scan is never committed under a stale id."""
-    missing: dict[ObjectId, ChunkLocation] = {}
-    unlocated: list[ObjectId] = []
-    for entry in scan.flat.values():
+    edited since the scan is never committed under a stale id. A chunk the stat cache
+    vouched for but the repository lacks (a new or pruned remote) is found again by
+    `relocate`; one found nowhere is an integrity error."""
+    missing: dict[ObjectId, ChunkLocation | None] = {}
+    for entry in files:
         for cid in entry.chunks:
-            if cid in missing or repo.has_blob(cid):
-                continue
-            loc = scan.locations.get(cid)
-            if loc is None:
-                unlocated.append(cid)
-            else:
-                missing[cid] = loc
+            if cid not in missing and not repo.has_blob(cid):
+                missing[cid] = locations.get(cid)
+    unlocated = {cid for cid, loc in missing.items() if loc is None}
     if unlocated:
-        raise ChangedDuringRun(
-            f"{len(unlocated)} chunk(s) known to the local cache are missing from the "
-            "repository; run again to rescan (the stat cache was reset)"
-        )
+        found = relocate(unlocated)
+        lost = unlocated - found.keys()
+        if lost:
+            raise IntegrityError(f"{len(lost)} chunk(s) are neither in the repository nor in "
+                                 f"this vault (first: {min(lost)[:12]})")
+        missing.update(found)
     by_file: dict[str, list[tuple[ObjectId, ChunkLocation]]] = defaultdict(list)
     for cid, loc in missing.items():
+        assert loc is not None
         by_file[loc.path].append((cid, loc))
     for path, items in sorted(by_file.items()):
         items.sort(key=lambda x: x[1].offset)
@@ -51,7 +57,7 @@ def upload_scan(repo: Repository, writer: RepoWriter, scan: ScanResult) -> int:
                     writer.add(cid, CHUNK, data)
         except OSError as exc:
             raise ChangedDuringRun(f"{path} could not be read: {exc.strerror}; run again") from None
-    for tree_id, encoded in scan.trees.items():
+    for tree_id, encoded in trees.items():
         writer.add_tree(tree_id, encoded)
     return len(missing)
 

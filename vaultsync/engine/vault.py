@@ -20,6 +20,7 @@ class Vault:
         self.meta = os.path.join(self.root, STATE_DIR)
         self.config_path = os.path.join(self.meta, "config.toml")
         self.trash = os.path.join(self.meta, TRASH)
+        self.staging = os.path.join(self.meta, "staging")
         self._config: VaultConfig | None = None
         self._state: State | None = None
         self._lock_fd: int | None = None
