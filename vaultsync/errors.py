@@ -130,3 +130,9 @@ class ChangedDuringRun(VaultsyncError):
     """A local file changed while the run was reading it; nothing was committed."""
 
     exit_code = EXIT_ATTENTION
+
+
+class TransientError(RemoteUnreachable):
+    """A failure that may go away if the same request is tried again: a timeout, a dropped
+    connection, an HTTP 5xx or 429, a throttling answer. Stores raise it; `RetryStore`
+    retries it; anything else (404, auth, a bad name) fails at once."""

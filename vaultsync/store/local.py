@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import os
 import secrets
+import stat
 from collections.abc import Iterator
 
 from vaultsync.errors import ObjectNotFound, RemoteUnreachable
@@ -86,12 +87,14 @@ class LocalStore(Store):
             if not os.path.isdir(self.root):
                 raise self._missing(name) from None
             return None
+        if not stat.S_ISREG(st.st_mode):
+            return None  # a folder is not an object
         return ObjectInfo(name, st.st_size)
 
     def _list(self, prefix: str) -> Iterator[ObjectInfo]:
         if not os.path.isdir(self.root):
             raise self._missing(prefix)
-        folder = prefix.rstrip("/")
+        folder = prefix.rpartition("/")[0]  # "packs/a" lists under packs/, then filters
         start = self._path(folder) if folder else self.root
         for dirpath, dirnames, filenames in os.walk(start):
             dirnames.sort()

