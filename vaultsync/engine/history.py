@@ -9,14 +9,13 @@ from datetime import UTC, datetime
 from vaultsync.engine.apply import VaultWriter, disk_key
 from vaultsync.engine.materialize import check_entries, spelling, stat_row
 from vaultsync.engine.report import Report
-from vaultsync.engine.session import Session
+from vaultsync.engine.session import Session, open_remote
 from vaultsync.engine.transfer import batches, pieces, prefetch
 from vaultsync.errors import UsageError
 from vaultsync.model import Entry, Flat, ObjectId, Snapshot, flatten, nfc
 from vaultsync.repository.repo import Repository
 from vaultsync.repository.verify import VerifyReport, verify
-from vaultsync.store.counting import CountingStore
-from vaultsync.store.url import normalize_url, open_store
+from vaultsync.store.url import normalize_url
 
 
 @dataclass(frozen=True)
@@ -172,8 +171,7 @@ def checkout(url: str, dest: str, at: str | None) -> Report:
     dest = os.path.abspath(dest)
     if os.path.exists(dest) and (not os.path.isdir(dest) or os.listdir(dest)):
         raise UsageError(f"{dest} exists and is not empty; check out into a new or empty folder")
-    store = CountingStore(open_store(normalize_url(url)))
-    report.traffic = store.traffic
+    store, report.traffic = open_remote(normalize_url(url))
     try:
         repo = Repository.open(store)
         sid = resolve(repo, at, None)

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from vaultsync.engine.config import default_device_name
 from vaultsync.engine.materialize import materialize
 from vaultsync.engine.report import Report
-from vaultsync.engine.session import Changes, Session, new_format_from_env
+from vaultsync.engine.session import Changes, Session, new_format_from_env, open_remote
 from vaultsync.engine.vault import Vault
 from vaultsync.errors import Diverged, UsageError
 from vaultsync.model import STATE_DIR, Change, ObjectId
 from vaultsync.repository.repo import Repository
-from vaultsync.store.url import display_url, normalize_url, open_store
+from vaultsync.store.url import display_url, normalize_url
 
 
 def init(root: str, remote: str | None, device_name: str | None) -> Report:
@@ -32,7 +32,7 @@ def init(root: str, remote: str | None, device_name: str | None) -> Report:
     url = ""
     if remote:
         url = normalize_url(remote)
-        store = open_store(url)
+        store, _ = open_remote(url)
         try:
             if store.exists() and store.stat("vaultsync.json") is not None:
                 Repository.open(store)
@@ -59,7 +59,7 @@ def clone(url: str, dest: str, device_name: str | None) -> Report:
     if os.path.exists(dest) and (not os.path.isdir(dest) or os.listdir(dest)):
         raise UsageError(f"{dest} exists and is not empty; clone into a new or empty folder")
     url = normalize_url(url)
-    store = open_store(url)
+    store, _ = open_remote(url)
     try:
         Repository.open(store)  # fail before creating anything locally
     finally:

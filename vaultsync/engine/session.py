@@ -29,7 +29,9 @@ from vaultsync.model import (
 )
 from vaultsync.repository.format import DEFAULT_PACK_SIZE, RepoFormat
 from vaultsync.repository.repo import Repository
-from vaultsync.store.counting import CountingStore
+from vaultsync.store.base import Store
+from vaultsync.store.counting import CountingStore, Traffic
+from vaultsync.store.retry import RetryStore
 from vaultsync.store.url import open_store
 
 
@@ -66,6 +68,12 @@ class Changes:
 PHANTOMS = "unwritable"
 
 
+def open_remote(url: str) -> tuple[Store, Traffic]:
+    """The store behind `url`, counted (every attempt) and retried on transient errors."""
+    counting = CountingStore(open_store(url))
+    return RetryStore(counting), counting.traffic
+
+
 def new_format_from_env() -> RepoFormat:
     """Repository parameters for `init`; VAULTSYNC_PACK_SIZE and VAULTSYNC_CHUNK_{MIN,AVG,MAX}
     tune them (tests shrink them so small data spans several packs and chunks)."""
@@ -92,8 +100,7 @@ class Session:
                 raise NoRemote(
                     f"{self.vault.root} has no remote; set one with 'vaultsync init --remote URL'"
                 )
-            self.store = CountingStore(open_store(cfg.remote))
-            self.report.traffic = self.store.traffic
+            self.store, self.report.traffic = open_remote(cfg.remote)
             self.repo = Repository.open(self.store, cache=self.vault.state)
             if write:
                 self.repo.format.check_writable()
