@@ -131,15 +131,30 @@ def test_corrupt_remote_exits_5_and_touches_nothing(vault: Path, tmp_path: Path)
     assert [p.name for p in (tmp_path / "c").iterdir()] == [".vaultsync"]
 
 
-def test_diverged_push_exits_4(vault: Path, tmp_path: Path) -> None:
-    assert run_cli("push", cwd=vault).code == 0
-    assert run_cli("clone", str(tmp_path / "remote"), str(tmp_path / "b")).code == 0
-    (tmp_path / "b/Welcome.md").write_text("b's edit")
-    assert run_cli("push", cwd=tmp_path / "b").code == 0
-    (vault / "Welcome.md").write_text("a's edit")
+def test_sync_output_conflicts_and_safety_stop(vault: Path, tmp_path: Path) -> None:
+    res = run_cli("sync", cwd=vault)
+    assert re.fullmatch(rf"synced to snapshot {SID}: 7 up, 0 down, 0 deleted, 0 moved, "
+                        r"0 conflict\(s\)\n", res.out), res.out
+    assert run_cli("clone", str(tmp_path / "remote"), str(tmp_path / "b"), "--device",
+                   "desk").code == 0
+    os.utime(tmp_path / "b/Welcome.md", (0, 0))
+    (tmp_path / "b/Welcome.md").write_text("desk's edit")
+    os.utime(tmp_path / "b/Welcome.md", (1_700_000_000, 1_700_000_000))
+    assert run_cli("sync", cwd=tmp_path / "b").code == 0
+    (vault / "Welcome.md").write_text("laptop's edit")
+    res = run_cli("sync", cwd=vault)
+    assert res.code == 1
+    assert res.out.splitlines()[-1] == ("conflict: Welcome.md: the other version is kept as "
+                                        "Welcome.conflict-20231114-221320-desk.md")
+    doc = json.loads(run_cli("sync", "--json", cwd=tmp_path / "b").out)
+    assert doc["exit_code"] == 0 and doc["downloaded"] == 1  # downloading a copy: exit 0
+    for p in list(vault.rglob("*.md"))[:5]:
+        p.unlink()
     before = tree_state(vault)
-    one_line_error(run_cli("push", cwd=vault), 4, r"remote has changes.*pull")
-    one_line_error(run_cli("pull", cwd=vault), 4, r"local change")
+    one_line_error(run_cli("sync", cwd=vault), 4, r"would delete 5 of 8 files .*--force")
+    assert tree_state(vault) == before
+    res = run_cli("sync", "--dry-run", "--max-delete", "90", cwd=vault)
+    assert res.code == 0 and res.out.startswith("dry run: nothing was written")
     assert tree_state(vault) == before
 
 

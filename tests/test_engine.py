@@ -12,7 +12,7 @@ from vaultsync.engine import oneway, scan
 from vaultsync.engine.history import checkout, log, restore
 from vaultsync.engine.session import Session
 from vaultsync.engine.vault import Vault
-from vaultsync.errors import BadName, Diverged, IntegrityError, LockHeld
+from vaultsync.errors import BadName, IntegrityError, LockHeld
 from vaultsync.model import DIR, Entry, Snapshot, Tree, flatten
 from vaultsync.repository.packs import pack_name
 from vaultsync.repository.repo import Repository
@@ -109,30 +109,43 @@ def test_pushing_2000_small_notes_writes_tens_of_objects(tmp_path: Path) -> None
     assert r.packs > 1  # test packs are 64 KiB: the data spans several
 
 
-def test_push_refuses_when_the_remote_moved(tmp_path: Path) -> None:
+def test_push_keeps_unseen_remote_versions_as_copies_and_leaves_local_alone(
+        tmp_path: Path) -> None:
     a = make_vault(tmp_path)
     oneway.push(str(a))
     oneway.clone(str(tmp_path / "remote"), str(tmp_path / "b"), "b")
     write(tmp_path / "b/Note.md", "from b", mtime=OLD + 20)
+    write(tmp_path / "b/b-only.md", "b's new note", mtime=OLD + 20)
     oneway.push(str(tmp_path / "b"))
     write(a / "Note.md", "from a", mtime=OLD + 30)
-    before = remote_objects(tmp_path)
-    with pytest.raises(Diverged, match="pull"):
-        oneway.push(str(a))
-    assert remote_objects(tmp_path) == before
+    before = tree_state(a)
+    r = oneway.push(str(a))
+    assert tree_state(a) == before  # push never touches local files
+    assert r.conflicts == [("Note.md", "Note.conflict-20200913-122700-b.md")]
+    assert r.exit_code == 1
+    r = oneway.pull(str(a))  # the kept versions come down with the next pull
     assert (a / "Note.md").read_text() == "from a"
+    assert (a / "Note.conflict-20200913-122700-b.md").read_text() == "from b"
+    assert (a / "b-only.md").read_text() == "b's new note"
+    oneway.pull(str(tmp_path / "b"))
+    assert tree_state(tmp_path / "b") == tree_state(a)
 
 
-def test_pull_refuses_when_local_files_changed(tmp_path: Path) -> None:
+def test_pull_keeps_local_edits_as_copies(tmp_path: Path) -> None:
     a = make_vault(tmp_path)
     oneway.push(str(a))
     oneway.clone(str(tmp_path / "remote"), str(tmp_path / "b"), "b")
     write(a / "Note.md", "new upstream", mtime=OLD + 40)
     oneway.push(str(a))
     write(tmp_path / "b/Note.md", "local edit", mtime=OLD + 41)
-    with pytest.raises(Diverged, match="local change"):
-        oneway.pull(str(tmp_path / "b"))
-    assert (tmp_path / "b/Note.md").read_text() == "local edit"
+    write(tmp_path / "b/local-only.md", "mine", mtime=OLD + 41)
+    remote_before = remote_objects(tmp_path)
+    r = oneway.pull(str(tmp_path / "b"))
+    assert remote_objects(tmp_path) == remote_before  # pull never writes the remote
+    assert (tmp_path / "b/Note.md").read_text() == "new upstream"
+    assert r.conflicts == [("Note.md", "Note.conflict-20200913-122721-b.md")]
+    assert (tmp_path / "b/Note.conflict-20200913-122721-b.md").read_text() == "local edit"
+    assert (tmp_path / "b/local-only.md").read_text() == "mine"
 
 
 def test_corrupt_pack_fails_pull_and_leaves_the_vault_untouched(tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
-"""Model test: three replicas, random edits, deletes, renames and syncs in random order,
-some of them concurrent. After everyone syncs twice, all replicas are identical and no
+"""Model test: three replicas, random edits, deletes, renames, syncs, pushes and pulls in
+random order, some syncs concurrent. After everyone syncs twice, all replicas are identical and no
 version is lost (tests/versions.py says precisely what that means).
 
 VAULTSYNC_MODEL_EXAMPLES sets the number of examples (default 30)."""
@@ -28,6 +28,8 @@ ops = st.lists(
         st.tuples(st.just("rename"), st.integers(0, REPLICAS - 1), st.sampled_from(PATHS),
                   st.sampled_from(PATHS)),
         st.tuples(st.just("sync"), st.integers(0, REPLICAS - 1)),
+        st.tuples(st.just("push"), st.integers(0, REPLICAS - 1)),
+        st.tuples(st.just("pull"), st.integers(0, REPLICAS - 1)),
         st.tuples(st.just("concurrent"), st.integers(0, REPLICAS - 1),
                   st.integers(0, REPLICAS - 1)),
     ),
@@ -71,6 +73,10 @@ def test_replicas_converge_and_keep_every_version(script: list[tuple]) -> None: 
                     v.rename(r / op[2], dst)
             elif kind == "sync":
                 sync(str(r), force=True)
+            elif kind == "push":
+                oneway.push(str(r))
+            elif kind == "pull":  # local versions it replaces are kept as copies
+                oneway.pull(str(r))
             elif kind == "concurrent":
                 errors: list[BaseException] = []
                 threads = [threading.Thread(target=run_sync, args=(x, errors))

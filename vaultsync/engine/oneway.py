@@ -1,8 +1,8 @@
 """init, clone, push, pull and status: the one-way paths.
 
-Until two-way sync exists, push refuses when the remote moved past this vault's base and
-pull refuses when local files changed since base: neither ever overwrites a version the
-other side has not seen.
+push is "local wins" and pull is "remote wins", but neither drops a version the other
+side has not seen: the losing side's changes since base are kept as conflict copies
+(see `overlay`).
 """
 
 from __future__ import annotations
@@ -11,12 +11,16 @@ import os
 import shutil
 from dataclasses import dataclass, field
 
+from vaultsync.engine.commit import build_trees
 from vaultsync.engine.config import default_device_name
 from vaultsync.engine.materialize import materialize
+from vaultsync.engine.overlay import overlay
 from vaultsync.engine.report import Report
+from vaultsync.engine.scan import ScanResult
 from vaultsync.engine.session import Changes, Session, new_format_from_env, open_remote
+from vaultsync.engine.sync import remote_flat
 from vaultsync.engine.vault import Vault
-from vaultsync.errors import Diverged, UsageError
+from vaultsync.errors import UsageError
 from vaultsync.model import STATE_DIR, Change, ObjectId
 from vaultsync.repository.repo import Repository
 from vaultsync.store.url import display_url, normalize_url
@@ -78,86 +82,65 @@ def clone(url: str, dest: str, device_name: str | None) -> Report:
 
 
 def push(root: str) -> Report:
+    """The remote takes local state; local files are never touched. Versions other
+    devices pushed that this vault has not seen stay in the repository as conflict
+    copies. Two snapshots: local state (this vault's new base), then that state plus the
+    kept versions, merging the other heads (this device's head); the next sync or pull
+    brings the copies down."""
     with Session(root, "push", write=True) as s:
         scan = s.scan()
         base = s.adopt_own_head()
-        _refuse_if_remote_moved(s, base)
-        if base is not None and s.repo.get_snapshot(base).tree == scan.root:
-            s.vault.state.save_stat_rows(scan.rows.values(), replace_all=True)
-            s.report.up_to_date = True
-            s.report.snapshot = base
-            return s.report.finish()
+        unseen = s.unseen_heads(base)
         changes = s.local_changes(scan, base)
+        if not unseen and not changes.all() and base is not None:
+            return _up_to_date(s, scan, base)
         s.report.uploaded = Changes.files(changes.added + changes.changed)
         s.report.deleted = Changes.files(changes.deleted)
-        sid, s.report.new_chunks, s.report.packs = s.commit(scan.root, scan.trees, scan,
-                                                            (base,) if base else ())
-        with s.vault.state.transaction():
-            s.vault.state.set_meta("base", sid)
+        local_sid = base
+        if changes.all() or base is None:
+            local_sid, s.report.new_chunks, s.report.packs = s.commit(
+                scan.root, scan.trees, scan, (base,) if base else ())
+        snapshot = local_sid
+        if unseen:
+            over = overlay(scan.flat, remote_flat(s, unseen), s.flat_of(base))
+            root_id, trees = build_trees(over.flat, s.repo.hasher)
+            parents = ((local_sid,) if local_sid else ()) + tuple(unseen)
+            snapshot, chunks, packs = s.commit(root_id, trees, scan, parents, flat=over.flat)
+            s.report.new_chunks += chunks
+            s.report.packs += packs
+            s.report.conflicts = list(over.copies)
         s.vault.state.save_stat_rows(scan.rows.values(), replace_all=True)
-        s.report.snapshot = sid
+        with s.vault.state.transaction():
+            s.vault.state.set_meta("base", local_sid)
+        s.report.snapshot = snapshot
         return s.report.finish()
 
 
 def pull(root: str) -> Report:
+    """Local takes remote state; the remote is never written. Local versions the remote
+    does not have are kept beside it as conflict copies (or at their own path when it
+    is free), to be pushed by a later sync."""
     with Session(root, "pull", write=False) as s:
         scan = s.scan()
         base = s.adopt_own_head()
-        target = _pull_target(s, base)
-        if target is None or target == base:
-            s.vault.state.save_stat_rows(scan.rows.values(), replace_all=True)
-            s.report.up_to_date = True
-            s.report.snapshot = base
-            return s.report.finish()
-        target_flat = s.flat_of(target)
-        # A path that already holds the target's version (say, written by a pull that
-        # was killed) is no local change to protect.
-        local_changes = [
-            k for k, _old, new in s.local_changes(scan, base).all()
-            if not (target_flat.get(k) is None if new is None else new.same_version(
-                target_flat.get(k)))
-        ]
-        if local_changes:
-            raise Diverged(
-                f"{len(local_changes)} local change(s) since the last sync (first: "
-                f"{local_changes[0]}); push them first, or move them aside, then pull"
-            )
-        vw = s.writer()
-        updates = materialize(s.repo, vw, scan.flat, target_flat, scan.disk, s.report)
-        s.finish_apply(scan, updates, target, target_flat)
-        s.report.snapshot = target
+        unseen = s.unseen_heads(base)
+        if not unseen:
+            return _up_to_date(s, scan, base)
+        over = overlay(remote_flat(s, unseen), scan.flat, s.flat_of(base))
+        updates = materialize(s.repo, s.writer(), scan.flat, over.flat, scan.disk, s.report)
+        s.report.conflicts += list(over.copies)
+        # several diverged heads have no single snapshot to stand on: keep the old base
+        new_base = unseen[0] if len(unseen) == 1 else base
+        s.finish_apply(scan, updates, new_base, over.flat)
+        s.report.snapshot = new_base
         return s.report.finish()
 
 
-def _refuse_if_remote_moved(s: Session, base: ObjectId | None) -> None:
-    heads = s.repo.read_heads()
-    seen = s.repo.ancestors(base) if base else set()
-    foreign = sorted(d for d, sid in heads.items() if sid not in seen)
-    if foreign:
-        raise Diverged(
-            f"the remote has changes this vault has not seen (from {len(foreign)} device(s)); "
-            "run 'vaultsync pull' first, then push"
-        )
-
-
-def _pull_target(s: Session, base: ObjectId | None) -> ObjectId | None:
-    """The newest remote head, which must descend from every other head and from base."""
-    heads = set(s.repo.read_heads().values())
-    if not heads:
-        return None
-    ancestry = {h: s.repo.ancestors(h) for h in heads}
-    tops = [h for h in heads if all(other in ancestry[h] for other in heads)]
-    if not tops:
-        raise Diverged(
-            "devices have pushed diverging histories; two-way 'vaultsync sync' is needed "
-            "to merge them"
-        )
-    top = tops[0]
-    if base is not None and base not in ancestry[top]:
-        if top in s.repo.ancestors(base):
-            return base  # we are ahead: nothing to pull
-        raise Diverged("this vault and the remote have diverged; use 'vaultsync sync'")
-    return top
+def _up_to_date(s: Session, scan: ScanResult, base: ObjectId | None) -> Report:
+    s.vault.state.save_stat_rows(scan.rows.values(), replace_all=True)
+    s.report.up_to_date = True
+    s.report.snapshot = base
+    return s.report.finish()
 
 
 def _shown(change: Change) -> str:

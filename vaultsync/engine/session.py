@@ -131,6 +131,11 @@ class Session:
             return own
         return base
 
+    def unseen_heads(self, base: ObjectId | None) -> list[ObjectId]:
+        """Heads whose snapshots this vault's base does not contain."""
+        seen = self.repo.ancestors(base) if base else set()
+        return sorted({sid for sid in self.repo.read_heads().values() if sid not in seen})
+
     def scan(self) -> ScanResult:
         # entries record the device *name* as their author: it is what conflict copies
         # are named after (Note.conflict-20261122-143005-laptop.md)
@@ -161,7 +166,7 @@ class Session:
             result.root, result.trees = build_trees(result.flat, self.repo.hasher)
 
     def finish_apply(self, scan: ScanResult, updates: dict[str, StatRow | None],
-                     new_base: ObjectId, target: Flat) -> None:
+                     new_base: ObjectId | None, target: Flat) -> None:
         """Step 7: the stat cache, the names this disk refused, and the new base."""
         rows = dict(scan.rows)
         for key, row in updates.items():

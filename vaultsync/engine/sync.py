@@ -73,6 +73,19 @@ def merge_all(s: Session, local: Flat, base: ObjectId | None,
     return result
 
 
+def remote_flat(s: Session, unseen: list[ObjectId]) -> Flat:
+    """The remote side alone: every unseen head folded together (one-way modes)."""
+    repo = s.repo
+    flat = s.flat_of(unseen[0])
+    folded = repo.ancestors(unseen[0])
+    for head in unseen[1:]:
+        head_ancestry = repo.ancestors(head)
+        mb = merge_base(repo, folded, head_ancestry)
+        flat = merge(s.flat_of(mb), flat, s.flat_of(head), local_device=s.device).merged
+        folded |= head_ancestry
+    return flat
+
+
 def check_safety(s: Session, local: Flat, base_flat: Flat, merged: Merged,
                  max_delete: float, force: bool) -> None:
     if force:
@@ -97,8 +110,7 @@ def sync(root: str, *, dry_run: bool = False, max_delete: float | None = None,
         report = s.report
         scan = s.scan()
         base = s.adopt_own_head(persist=not dry_run)
-        seen = s.repo.ancestors(base) if base else set()
-        unseen = sorted({sid for sid in s.repo.read_heads().values() if sid not in seen})
+        unseen = s.unseen_heads(base)
         changes = s.local_changes(scan, base)
         report.uploaded = Changes.files(changes.added + changes.changed)
         if not unseen and not changes.all():
