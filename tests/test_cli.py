@@ -195,3 +195,28 @@ def test_verify_finds_damage(vault: Path, tmp_path: Path) -> None:
     pack.unlink()
     res = run_cli("verify", cwd=vault)
     assert res.code == 5 and "is missing" in res.out
+
+
+def test_status_shows_the_plan_sync_carries_out(vault: Path, tmp_path: Path) -> None:
+    assert run_cli("sync", cwd=vault).code == 0
+    assert run_cli("clone", str(tmp_path / "remote"), str(tmp_path / "b"), "--device",
+                   "desk").code == 0
+    (tmp_path / "b/Welcome.md").write_text("b's edit")
+    (tmp_path / "b/Daily").rename(tmp_path / "b/Journal")
+    assert run_cli("sync", cwd=tmp_path / "b").code == 0
+    (vault / "new.md").write_text("new")
+    res = run_cli("status", cwd=vault)
+    assert res.code == 0
+    lines = res.out.splitlines()
+    assert lines[1:] == [
+        "  added   new.md",
+        "remote: new changes from desk",
+        "sync would: 1 up, 1 down, 0 deleted, 1 moved, 0 conflict(s)",
+        "  down    Welcome.md",
+        "  move    Daily/2026-11-22.md -> Journal/2026-11-22.md",
+    ]
+    plan = json.loads(run_cli("status", "--json", cwd=vault).out)["sync_plan"]
+    res = run_cli("sync", "--json", cwd=vault)
+    done = json.loads(res.out)
+    for key in ("uploaded", "downloaded", "deleted", "moved", "conflicts"):
+        assert plan[key] == done[key], key

@@ -121,7 +121,7 @@ def pull(json_: JsonOpt = False, verbose: VerboseOpt = False) -> int:
 
 @command
 def status(json_: JsonOpt = False) -> int:
-    """What has changed locally and remotely since the last sync."""
+    """What changed locally and remotely since the last sync, and what sync would do."""
     from vaultsync.engine.oneway import status as do_status
 
     st = do_status(os.getcwd())
@@ -137,6 +137,21 @@ def status(json_: JsonOpt = False) -> int:
         out("no local changes")
     for name in st.remote_ahead:
         out(f"remote: new changes from {name}")
+    if st.stop:
+        out(f"sync would stop: {st.stop}")
+    elif st.plan is not None and not st.plan.up_to_date:
+        plan = st.plan
+        out(f"sync would: {len(plan.uploaded)} up, {len(plan.downloaded)} down, "
+            f"{len(plan.deleted)} deleted, {len(plan.moved)} moved, "
+            f"{len(plan.conflicts)} conflict(s)")
+        for path in plan.downloaded:
+            out(f"  down    {path}")
+        for path in plan.deleted:
+            out(f"  delete  {path}")
+        for src, dst in plan.moved:
+            out(f"  move    {src} -> {dst}")
+        for path, copy in plan.conflicts:
+            out(f"  conflict {path} (other version kept as {copy})")
     for path, reason in st.skipped:
         out(f"skipped: {path} ({reason})")
     return 0

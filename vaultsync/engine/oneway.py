@@ -18,9 +18,9 @@ from vaultsync.engine.overlay import overlay
 from vaultsync.engine.report import Report
 from vaultsync.engine.scan import ScanResult
 from vaultsync.engine.session import Changes, Session, new_format_from_env, open_remote
-from vaultsync.engine.sync import remote_flat
+from vaultsync.engine.sync import remote_flat, sync
 from vaultsync.engine.vault import Vault
-from vaultsync.errors import UsageError
+from vaultsync.errors import SafetyStop, UsageError
 from vaultsync.model import STATE_DIR, Change, ObjectId
 from vaultsync.repository.repo import Repository
 from vaultsync.store.url import display_url, normalize_url
@@ -158,11 +158,17 @@ class Status:
     local_deleted: list[str] = field(default_factory=list)
     remote_ahead: list[str] = field(default_factory=list)  # device names with unseen heads
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    plan: Report | None = None  # what `sync` would do (a dry run)
+    stop: str | None = None  # or why it would stop
 
     def to_json(self) -> dict[str, object]:
+        plan = self.plan.to_json() if self.plan is not None else None
+        if plan is not None:
+            for key in ("traffic", "duration_s", "notices", "new_chunks", "packs"):
+                plan.pop(key, None)
         return {"base": self.base, "local": {"added": self.local_added,
                 "changed": self.local_changed, "deleted": self.local_deleted},
-                "remote_ahead": self.remote_ahead,
+                "remote_ahead": self.remote_ahead, "sync_plan": plan, "sync_stop": self.stop,
                 "skipped": [{"path": p, "reason": r} for p, r in self.skipped]}
 
 
@@ -179,4 +185,8 @@ def status(root: str) -> Status:
         for _device, sid in sorted(s.repo.read_heads().items()):
             if sid not in seen:
                 st.remote_ahead.append(s.repo.get_snapshot(sid).device_name)
-        return st
+    try:
+        st.plan = sync(root, dry_run=True)  # the very plan a sync would carry out
+    except SafetyStop as exc:
+        st.stop = exc.message
+    return st
