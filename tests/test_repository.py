@@ -138,3 +138,51 @@ def test_index_is_cached_and_rebuilt_when_segments_vanish() -> None:
     for info in list(store.list("index/")):
         store.delete(info.name)
     assert len(Repository.open(store, cache=cache).index) == 0
+
+
+class SlowStore(MemoryStore):
+    """Counts how many puts and ranged gets overlap in time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        import threading
+        self.gauge = threading.Lock()
+        self.now = 0
+        self.most = 0
+
+    def _busy(self, fn, *args):  # type: ignore[no-untyped-def]
+        import time
+        with self.gauge:
+            self.now += 1
+            self.most = max(self.most, self.now)
+        try:
+            time.sleep(0.02)
+            return fn(*args)
+        finally:
+            with self.gauge:
+                self.now -= 1
+
+    def _put(self, name: str, data: bytes) -> None:
+        self._busy(super()._put, name, data)
+
+    def _get_range(self, name: str, offset: int, length: int) -> bytes:
+        return self._busy(super()._get_range, name, offset, length)
+
+
+def test_pack_transfers_run_in_parallel_but_bounded() -> None:
+    store = SlowStore()
+    repo = Repository.create(store, RepoFormat.new(pack_size=2048), transfers=3)
+    writer = repo.writer()
+    raws = [__import__("random").Random(i).randbytes(3000) for i in range(24)]
+    items = [(H.id(raw), raw) for raw in raws]
+    for bid, raw in items:
+        writer.add(bid, CHUNK, raw)
+    writer.commit_index()
+    assert writer.packs_written >= 6 and store.most == 3  # never more than 3 at once
+    assert store.stat(next(iter(store.list("index/"))).name) is not None
+    store.most = 0
+    reader = Repository.open(store, transfers=3)
+    assert dict(reader.read_blobs(bid for bid, _ in items)) == dict(items)
+    assert store.most == 3
+    repo.close()
+    reader.close()

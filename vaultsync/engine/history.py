@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from vaultsync.engine.apply import VaultWriter, disk_key
 from vaultsync.engine.materialize import check_entries, spelling, stat_row
 from vaultsync.engine.report import Report
-from vaultsync.engine.session import Session, open_remote
+from vaultsync.engine.session import Session, open_remote, transfers_setting
 from vaultsync.engine.transfer import batches, pieces, prefetch
 from vaultsync.errors import UsageError
 from vaultsync.model import Entry, Flat, ObjectId, Snapshot, flatten, nfc
@@ -173,13 +173,16 @@ def checkout(url: str, dest: str, at: str | None) -> Report:
         raise UsageError(f"{dest} exists and is not empty; check out into a new or empty folder")
     store, report.traffic = open_remote(normalize_url(url))
     try:
-        repo = Repository.open(store)
-        sid = resolve(repo, at, None)
-        flat = flatten(repo.get_snapshot(sid).tree, repo.get_tree)
-        os.makedirs(dest, exist_ok=True)
-        vw = VaultWriter(dest, os.path.join(dest, ".vaultsync-trash-unused"))
-        _write_all(repo, vw, flat, lambda k: spelling(k, {}, flat), report)
-        report.snapshot = sid
+        repo = Repository.open(store, transfers=transfers_setting())
+        try:
+            sid = resolve(repo, at, None)
+            flat = flatten(repo.get_snapshot(sid).tree, repo.get_tree)
+            os.makedirs(dest, exist_ok=True)
+            vw = VaultWriter(dest, os.path.join(dest, ".vaultsync-trash-unused"))
+            _write_all(repo, vw, flat, lambda k: spelling(k, {}, flat), report)
+            report.snapshot = sid
+        finally:
+            repo.close()
     finally:
         store.close()
     return report.finish()

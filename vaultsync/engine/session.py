@@ -15,7 +15,7 @@ from vaultsync.engine.scan import ChunkLocation, Scanner, ScanResult
 from vaultsync.engine.state import StatRow
 from vaultsync.engine.transfer import Relocate
 from vaultsync.engine.vault import Vault
-from vaultsync.errors import NoRemote
+from vaultsync.errors import NoRemote, UsageError
 from vaultsync.model import (
     Change,
     Flat,
@@ -68,6 +68,17 @@ class Changes:
 PHANTOMS = "unwritable"
 
 
+def transfers_setting() -> int | None:
+    """VAULTSYNC_TRANSFERS: parallel pack uploads and downloads (default: what the store
+    says suits it: 8 for S3, 4 for WebDAV and directories, 1 for SFTP)."""
+    value = os.environ.get("VAULTSYNC_TRANSFERS", "")
+    if not value:
+        return None
+    if not value.isdigit() or not 1 <= int(value) <= 32:
+        raise UsageError("VAULTSYNC_TRANSFERS must be a whole number from 1 to 32")
+    return int(value)
+
+
 def open_remote(url: str) -> tuple[Store, Traffic]:
     """The store behind `url`, counted (every attempt) and retried on transient errors."""
     counting = CountingStore(open_store(url))
@@ -101,7 +112,8 @@ class Session:
                     f"{self.vault.root} has no remote; set one with 'vaultsync init --remote URL'"
                 )
             self.store, self.report.traffic = open_remote(cfg.remote)
-            self.repo = Repository.open(self.store, cache=self.vault.state)
+            self.repo = Repository.open(self.store, cache=self.vault.state,
+                                        transfers=transfers_setting())
             if write:
                 self.repo.format.check_writable()
         except BaseException:
@@ -237,6 +249,7 @@ class Session:
 
     def close(self) -> None:
         try:
+            self.repo.close()
             self.store.close()
         finally:
             self.vault.close()

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
 from vaultsync import codec
@@ -85,16 +86,31 @@ def check_device_id(device: str) -> str:
 
 
 class Repository:
-    def __init__(self, store: Store, fmt: RepoFormat, cache: ObjectCache | None = None) -> None:
+    def __init__(self, store: Store, fmt: RepoFormat, cache: ObjectCache | None = None,
+                 transfers: int | None = None) -> None:
         self.store = store
         self.format = fmt
         self.hasher = Hasher()
         self.cache: ObjectCache = cache or MemoryCache()
         self._index: dict[ObjectId, BlobRef] | None = None
+        # parallel pack transfers: the store's sensible number unless told otherwise
+        self.transfers = max(1, min(32, transfers or store.capabilities.connections))
+        self._pool: ThreadPoolExecutor | None = None
+
+    def pool(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.transfers, thread_name_prefix="vaultsync")
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     # ---- opening -------------------------------------------------------------------
     @classmethod
-    def open(cls, store: Store, cache: ObjectCache | None = None) -> Repository:
+    def open(cls, store: Store, cache: ObjectCache | None = None,
+             transfers: int | None = None) -> Repository:
         try:
             data = store.get(CONFIG_NAME)
         except ObjectNotFound:
@@ -106,21 +122,22 @@ class Repository:
             ) from None
         fmt = decode_format(data)
         fmt.check_readable()
-        return cls(store, fmt, cache)
+        return cls(store, fmt, cache, transfers)
 
     @classmethod
-    def create(cls, store: Store, fmt: RepoFormat, cache: ObjectCache | None = None) -> Repository:
+    def create(cls, store: Store, fmt: RepoFormat, cache: ObjectCache | None = None,
+               transfers: int | None = None) -> Repository:
         """Create a repository in an empty location (or open the one already there)."""
         store.prepare()
         if store.stat(CONFIG_NAME) is not None:
-            return cls.open(store, cache)
+            return cls.open(store, cache, transfers)
         if next(iter(store.list("")), None) is not None:
             raise NotARepository(
                 f"{store.url} is not empty and holds no vaultsync repository; "
                 "choose an empty location"
             )
         store.put(CONFIG_NAME, fmt.encode())
-        return cls(store, fmt, cache)
+        return cls(store, fmt, cache, transfers)
 
     # ---- index ---------------------------------------------------------------------
     @property
@@ -163,25 +180,36 @@ class Repository:
         for bid in dict.fromkeys(blob_ids):
             ref = self.ref(bid)
             by_pack[ref.pack].append(ref)
-        for pack, refs in sorted(by_pack.items()):
+        groups: list[list[BlobRef]] = []
+        for _pack, refs in sorted(by_pack.items()):
             refs.sort(key=lambda r: r.offset)
             group: list[BlobRef] = []
             for ref in refs:
                 if group and (ref.offset - (group[-1].offset + group[-1].length) > COALESCE_GAP
                               or ref.offset + ref.length - group[0].offset > COALESCE_MAX):
-                    yield from self._read_group(pack, group)
+                    groups.append(group)
                     group = []
                 group.append(ref)
             if group:
-                yield from self._read_group(pack, group)
+                groups.append(group)
+        if self.transfers > 1 and len(groups) > 1:
+            results: Iterable[list[tuple[ObjectId, bytes]]] = self.pool().map(
+                self._read_group, groups)
+        else:
+            results = map(self._read_group, groups)
+        for blobs in results:
+            yield from blobs
 
-    def _read_group(self, pack: ObjectId, group: list[BlobRef]) -> Iterator[tuple[ObjectId, bytes]]:
+    def _read_group(self, group: list[BlobRef]) -> list[tuple[ObjectId, bytes]]:
+        """One ranged read covering `group` (blobs of one pack), each blob verified."""
         start = group[0].offset
         end = max(r.offset + r.length for r in group)
-        data = self.store.get_range(pack_name(pack), start, end - start)
+        data = self.store.get_range(pack_name(group[0].pack), start, end - start)
+        out = []
         for ref in group:
             stored = data[ref.offset - start : ref.offset - start + ref.length]
-            yield ref.id, decode_blob(ref, stored, self.hasher)
+            out.append((ref.id, decode_blob(ref, stored, self.hasher)))
+        return out
 
     def writer(self) -> RepoWriter:
         return RepoWriter(self)
@@ -254,6 +282,7 @@ class RepoWriter:
         self.refs: list[BlobRef] = []
         self.pending: set[ObjectId] = set()
         self.packs_written = 0
+        self._uploads: deque[Future[None]] = deque()  # at most `transfers` packs in flight
 
     def add(self, blob_id: ObjectId, blob_type: int, raw: bytes) -> None:
         if blob_id in self.pending or self.repo.has_blob(blob_id):
@@ -271,13 +300,26 @@ class RepoWriter:
         if not len(self.packs):
             return
         pack_id, data, refs = self.packs.finish()
-        self.repo.store.put(pack_name(pack_id), data)
+        if self.repo.transfers > 1:
+            while len(self._uploads) >= self.repo.transfers:
+                self._uploads.popleft().result()
+            self._uploads.append(self.repo.pool().submit(
+                self.repo.store.put, pack_name(pack_id), data))
+        else:
+            self.repo.store.put(pack_name(pack_id), data)
         self.refs.extend(refs)
         self.packs_written += 1
 
+    def wait(self) -> None:
+        """Every pack upload finished (the first failure is raised)."""
+        while self._uploads:
+            self._uploads.popleft().result()
+
     def commit_index(self) -> ObjectId | None:
-        """Flush the last pack and write one index segment naming every new blob."""
+        """Flush the last pack and write one index segment naming every new blob, once
+        every pack is stored (commit order)."""
         self.flush()
+        self.wait()
         if not self.refs:
             return None
         stored = encode_segment(self.refs)
