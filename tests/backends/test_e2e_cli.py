@@ -95,3 +95,21 @@ def test_wrong_credentials_exit_3_without_the_secret(
     assert len(res.err.strip().splitlines()) == 1 and "Traceback" not in res.err
     for secret in (*SECRETS, wrong):
         assert secret not in res.out + res.err
+
+
+def test_store_options_come_from_the_vault_config(
+        backends: Callable[[str], Backend], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An S3 endpoint set in [remote_options] of config.toml, not in the environment."""
+    b = backends("s3-seaweedfs")
+    assert b.server is not None
+    url = b.location()
+    a = tmp_path / "a"
+    shutil.copytree(SAMPLE, a)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", b.server.info["endpoint"])
+    ok(run_cli("init", "--remote", url, cwd=a))
+    monkeypatch.delenv("AWS_ENDPOINT_URL")  # (never run without it: that would try AWS)
+    cfg = a / ".vaultsync/config.toml"
+    endpoint = b.server.info["endpoint"]
+    cfg.write_text(cfg.read_text() + f'\n[remote_options]\nendpoint = "{endpoint}"\n')
+    assert "synced to snapshot" in ok(run_cli("sync", cwd=a)).out

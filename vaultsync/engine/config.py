@@ -36,6 +36,8 @@ class VaultConfig:
     bound_to: str
     remote: str = ""
     options: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_OPTIONS))
+    # passed to the store, e.g. endpoint = "http://nas:9000" for S3, key_file for SFTP
+    remote_options: dict[str, str] = field(default_factory=dict)
 
     def with_remote(self, remote: str) -> VaultConfig:
         return replace(self, remote=remote)
@@ -51,6 +53,9 @@ class VaultConfig:
             "[options]",
         ]
         lines += [f"{k} = {int(v)}" for k, v in sorted(self.options.items())]
+        if self.remote_options:
+            lines += ["", "[remote_options]"]
+            lines += [f"{k} = {json.dumps(v)}" for k, v in sorted(self.remote_options.items())]
         return "\n".join(lines) + "\n"
 
 
@@ -78,4 +83,9 @@ def parse_config(text: str, path: str) -> VaultConfig:
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise ConfigError(f"{path}: option {key!r} must be a whole number")
         options[key] = value
-    return VaultConfig(device_id, doc["device_name"], doc["bound_to"], remote, options)
+    remote_options = doc.get("remote_options", {})
+    if not isinstance(remote_options, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in remote_options.items()):
+        raise ConfigError(f"{path}: [remote_options] must map names to strings")
+    return VaultConfig(device_id, doc["device_name"], doc["bound_to"], remote, options,
+                       dict(remote_options))

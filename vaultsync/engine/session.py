@@ -79,9 +79,9 @@ def transfers_setting() -> int | None:
     return int(value)
 
 
-def open_remote(url: str) -> tuple[Store, Traffic]:
+def open_remote(url: str, options: dict[str, str] | None = None) -> tuple[Store, Traffic]:
     """The store behind `url`, counted (every attempt) and retried on transient errors."""
-    counting = CountingStore(open_store(url))
+    counting = CountingStore(open_store(url, options))
     return RetryStore(counting), counting.traffic
 
 
@@ -111,7 +111,7 @@ class Session:
                 raise NoRemote(
                     f"{self.vault.root} has no remote; set one with 'vaultsync init --remote URL'"
                 )
-            self.store, self.report.traffic = open_remote(cfg.remote)
+            self.store, self.report.traffic = open_remote(cfg.remote, cfg.remote_options)
             self.repo = Repository.open(self.store, cache=self.vault.state,
                                         transfers=transfers_setting())
             if write:
