@@ -41,6 +41,8 @@ class VaultWriter:
     def __init__(self, root: str, trash_root: str, staging: str | None = None) -> None:
         self.root = root
         self.staging = staging
+        self._staging_ready = False
+        self._dirty: set[str] = set()  # folders whose renames still need an fsync
         self.trash_dir = os.path.join(
             trash_root, time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
         )
@@ -76,10 +78,13 @@ class VaultWriter:
         """Write a file's bytes, mode and mtime to a temporary file; returns its path."""
         if self.staging is not None:
             folder = self.staging
+            if not self._staging_ready:
+                os.makedirs(folder, exist_ok=True)
+                self._staging_ready = True
         else:
             self.check_no_links(rel)
             folder = os.path.dirname(self.abspath(rel))
-        os.makedirs(folder, exist_ok=True)
+            os.makedirs(folder, exist_ok=True)
         tmp = os.path.join(folder, TMP_PREFIX + secrets.token_hex(6))
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -116,8 +121,15 @@ class VaultWriter:
             shutil.copy2(tmp, local_tmp)
             os.replace(local_tmp, target)
             _unlink_quiet(tmp)
-        _fsync_dir(folder)
+        self._dirty.add(folder)
         return os.stat(target)
+
+    def sync_dirs(self) -> None:
+        """fsync every folder a rename touched, once each: after this the new names are
+        durable. Called before the run records its new base."""
+        for folder in sorted(self._dirty):
+            _fsync_dir(folder)
+        self._dirty.clear()
 
     def discard(self, tmp: str) -> None:
         _unlink_quiet(tmp)
@@ -142,8 +154,7 @@ class VaultWriter:
             raise TargetChanged(dst_rel)
         os.makedirs(os.path.dirname(dst), exist_ok=True)
         os.rename(src, dst)
-        _fsync_dir(os.path.dirname(dst))
-        _fsync_dir(os.path.dirname(src))
+        self._dirty.update((os.path.dirname(dst), os.path.dirname(src)))
         return os.stat(dst)
 
     def remove_dir_if_empty(self, rel: str) -> bool:

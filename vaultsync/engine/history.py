@@ -7,10 +7,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from vaultsync.engine.apply import VaultWriter, disk_key
-from vaultsync.engine.materialize import check_entries, spelling, stat_row
+from vaultsync.engine.materialize import check_entries, spelling, stage_all, stat_row
 from vaultsync.engine.report import Report
 from vaultsync.engine.session import Session, open_remote, transfers_setting
-from vaultsync.engine.transfer import batches, pieces, prefetch
 from vaultsync.errors import UsageError
 from vaultsync.model import Entry, Flat, ObjectId, Snapshot, flatten, nfc
 from vaultsync.repository.repo import Repository
@@ -149,20 +148,12 @@ def _write_all(repo: Repository, vw: VaultWriter, flat: Flat, rel_of, report: Re
             vw.make_dirs(rel_of(key))
     files = [(k, e) for k, e in sorted(flat.items()) if not e.is_dir]
     check_entries(repo, files)
-    staged: list[tuple[str, str]] = []
-    try:
-        for batch in batches(files):
-            blobs = prefetch(repo, batch)
-            for key, entry in batch:
-                staged.append((key, vw.stage(rel_of(key), entry, pieces(repo, entry, blobs))))
-    except BaseException:
-        for _, tmp in staged:
-            vw.discard(tmp)
-        raise
-    for key, tmp in staged:
+    staged = stage_all(repo, vw, [(rel_of(key), entry) for key, entry in files])
+    for key, _entry in files:
         rel = rel_of(key)
-        vw.install(tmp, rel, disk_key(vw.abspath(rel)))
+        vw.install(staged[rel], rel, disk_key(vw.abspath(rel)))
         report.downloaded.append(key)
+    vw.sync_dirs()
 
 
 def checkout(url: str, dest: str, at: str | None) -> Report:

@@ -11,6 +11,7 @@ import errno
 import os
 import time
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from vaultsync.engine.apply import DiskKey, TargetChanged, VaultWriter, disk_key
 from vaultsync.engine.conflicts import conflict_name
@@ -57,6 +58,33 @@ def check_entries(repo: Repository, entries: list[tuple[str, Entry]]) -> None:
 UNWRITABLE = {errno.ENAMETOOLONG, errno.EILSEQ, errno.EINVAL}
 
 
+STAGERS = 4  # files written and fsynced at once: fsync latency overlaps
+
+
+def stage_all(repo: Repository, vw: VaultWriter,
+              files: list[tuple[str, Entry]]) -> dict[str, str]:
+    """Download, verify and stage every file (key -> temporary file), a few at a time;
+    on any failure, remove what was staged and re-raise: the vault is untouched."""
+    staged: dict[str, str] = {}
+    submitted: list[Future[str]] = []
+    try:
+        with ThreadPoolExecutor(STAGERS, thread_name_prefix="vaultsync-stage") as pool:
+            for batch in batches(files):
+                blobs = prefetch(repo, batch)
+                futures = [(key, pool.submit(vw.stage, key, te, pieces(repo, te, blobs)))
+                           for key, te in batch]
+                submitted += [f for _, f in futures]
+                for key, future in futures:
+                    staged[key] = future.result()
+    except BaseException:
+        # the pool has finished every write it started: remove each staged file
+        for future in submitted:
+            if future.done() and not future.cancelled() and future.exception() is None:
+                vw.discard(future.result())
+        raise
+    return staged
+
+
 def materialize(repo: Repository, vw: VaultWriter, local: Flat, target: Flat,
                 disk: dict[str, DiskKey], report: Report,
                 hints: Iterable[Move] = ()) -> dict[str, StatRow | None]:
@@ -70,17 +98,7 @@ def materialize(repo: Repository, vw: VaultWriter, local: Flat, target: Flat,
     plan = diff(local, target, hints)
     writes = plan.adds + plan.updates
     check_entries(repo, [(a.path, a.entry) for a in writes if a.entry is not None])
-    staged: dict[str, str] = {}
-    try:
-        todo = [(a.path, a.entry) for a in writes if a.entry is not None]
-        for batch in batches(todo):
-            blobs = prefetch(repo, batch)
-            for key, te in batch:
-                staged[key] = vw.stage(key, te, pieces(repo, te, blobs))
-    except BaseException:
-        for tmp in staged.values():
-            vw.discard(tmp)
-        raise
+    staged = stage_all(repo, vw, [(a.path, a.entry) for a in writes if a.entry is not None])
     rows: dict[str, StatRow | None] = {}
     for action in plan.steps():
         try:
@@ -99,6 +117,7 @@ def materialize(repo: Repository, vw: VaultWriter, local: Flat, target: Flat,
         if (not te.is_dir and le is not None and key in disk and le.same_version(te)
                 and le.mtime_ns != te.mtime_ns and key not in rows):
             _fix_metadata(vw, key, spelling(key, local, target), le, te, disk[key], rows)
+    vw.sync_dirs()
     return rows
 
 

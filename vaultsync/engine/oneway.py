@@ -109,7 +109,7 @@ def push(root: str) -> Report:
             s.report.new_chunks += chunks
             s.report.packs += packs
             s.report.conflicts = list(over.copies)
-        s.vault.state.save_stat_rows(scan.rows.values(), replace_all=True)
+        s.save_rows(scan.rows)
         with s.vault.state.transaction():
             s.vault.state.set_meta("base", local_sid)
         s.report.snapshot = snapshot
@@ -137,7 +137,7 @@ def pull(root: str) -> Report:
 
 
 def _up_to_date(s: Session, scan: ScanResult, base: ObjectId | None) -> Report:
-    s.vault.state.save_stat_rows(scan.rows.values(), replace_all=True)
+    s.save_rows(scan.rows)
     s.report.up_to_date = True
     s.report.snapshot = base
     return s.report.finish()

@@ -101,6 +101,7 @@ def new_format_from_env() -> RepoFormat:
 class Session:
     def __init__(self, root: str, command: str, write: bool) -> None:
         self.report = Report(command)
+        self.cached_rows: dict[str, StatRow] = {}
         self.vault = Vault.find(root)
         try:
             self.vault.lock()
@@ -151,14 +152,18 @@ class Session:
     def scan(self) -> ScanResult:
         # entries record the device *name* as their author: it is what conflict copies
         # are named after (Note.conflict-20261122-143005-laptop.md)
+        self.cached_rows = self.vault.state.stat_rows()
         scanner = Scanner(self.vault.root, self.vault.config.device_name,
-                          self.vault.state.stat_rows(),
+                          self.cached_rows,
                           self.repo.format.chunker, self.repo.hasher)
         result = scanner.scan()
         remove_stale_temps(result.stale_temps, self.vault.staging)
         self._add_phantoms(result)
         self.report.skipped.extend(result.skipped)
         return result
+
+    def save_rows(self, rows: dict[str, StatRow]) -> None:
+        self.vault.state.save_stat_rows(rows, self.cached_rows)
 
     def _add_phantoms(self, result: ScanResult) -> None:
         """Entries this filesystem could not hold count as present and unchanged, so a
@@ -186,7 +191,7 @@ class Session:
                 rows.pop(key, None)
             else:
                 rows[key] = row
-        self.vault.state.save_stat_rows(rows.values(), replace_all=True)
+        self.save_rows(rows)
         phantoms = {k: e for k, e in scan.phantoms.items() if k in target and k not in updates}
         phantoms.update(self.report.unwritable)
         with self.vault.state.transaction():

@@ -50,7 +50,10 @@ def _pack_ids(ids: Iterable[ObjectId]) -> bytes:
 
 
 def _unpack_ids(blob: bytes) -> tuple[ObjectId, ...]:
-    return tuple(blob[i : i + 32].hex() for i in range(0, len(blob), 32))
+    text = blob.hex()
+    if len(text) == 64:  # the common case: a note is one chunk
+        return (text,)
+    return tuple(text[i : i + 64] for i in range(0, len(text), 64))
 
 
 class State:
@@ -85,14 +88,19 @@ class State:
             for r in self.db.execute("SELECT * FROM files")
         }
 
-    def save_stat_rows(self, rows: Iterable[StatRow], replace_all: bool = False) -> None:
+    def save_stat_rows(self, rows: dict[str, StatRow], old: dict[str, StatRow]) -> None:
+        """Make the stat cache `rows`, writing only what differs from `old` (what was
+        loaded): a no-change run writes nothing."""
+        changed = [r for key, r in rows.items() if old.get(key) != r]
+        gone = [(key,) for key in old if key not in rows]
+        if not changed and not gone:
+            return
         with self.transaction():
-            if replace_all:
-                self.db.execute("DELETE FROM files")
+            self.db.executemany("DELETE FROM files WHERE path=?", gone)
             self.db.executemany(
                 "INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?)",
                 [(r.path, r.size, r.mtime_ns, r.ino, r.ctime_ns, r.mode, r.author,
-                  _pack_ids(r.chunks)) for r in rows],
+                  _pack_ids(r.chunks)) for r in changed],
             )
 
     def transaction(self) -> _Tx:

@@ -115,7 +115,7 @@ def sync(root: str, *, dry_run: bool = False, max_delete: float | None = None,
         report.uploaded = Changes.files(changes.added + changes.changed)
         if not unseen and not changes.all():
             if not dry_run:
-                s.vault.state.save_stat_rows(scan.rows.values(), replace_all=True)
+                s.save_rows(scan.rows)
             report.up_to_date, report.snapshot = True, base
             return report.finish()
         base_flat = s.flat_of(base)
