@@ -79,10 +79,30 @@ def transfers_setting() -> int | None:
     return int(value)
 
 
+def _env_number(name: str, default: float, lo: float, hi: float) -> float:
+    value = os.environ.get(name, "")
+    if not value:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        number = lo - 1
+    if not lo <= number <= hi:
+        raise UsageError(f"{name} must be a number from {lo:g} to {hi:g}")
+    return number
+
+
 def open_remote(url: str, options: dict[str, str] | None = None) -> tuple[Store, Traffic]:
-    """The store behind `url`, counted (every attempt) and retried on transient errors."""
+    """The store behind `url`, counted (every attempt) and retried on transient errors
+    (VAULTSYNC_RETRY_ATTEMPTS, default 6; VAULTSYNC_RETRY_SECONDS, default 60)."""
     counting = CountingStore(open_store(url, options))
-    return RetryStore(counting), counting.traffic
+    retry = RetryStore(
+        counting,
+        attempts=int(_env_number("VAULTSYNC_RETRY_ATTEMPTS", 6, 1, 100)),
+        max_elapsed=_env_number("VAULTSYNC_RETRY_SECONDS", 60, 0, 3600),
+        base_delay=min(0.25, _env_number("VAULTSYNC_RETRY_SECONDS", 60, 0, 3600) / 10),
+    )
+    return retry, counting.traffic
 
 
 def new_format_from_env() -> RepoFormat:
