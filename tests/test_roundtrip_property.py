@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import tree_state
 from vaultsync.engine import oneway
+from vaultsync.engine.ignore import DEFAULT_PATTERNS, IgnoreRules
 from vaultsync.model import name_problem
 
 EXAMPLES = int(os.environ.get("VAULTSYNC_HYPOTHESIS_EXAMPLES", "40"))
@@ -29,10 +30,18 @@ files = st.dictionaries(
 )
 
 
+DEFAULT_RULES = IgnoreRules(list(DEFAULT_PATTERNS))
+
+
 def consistent(paths: dict) -> dict:  # type: ignore[type-arg]
-    """Drop paths that would need a name to be both a file and a folder."""
+    """Drop paths that would need a name to be both a file and a folder, and paths the
+    default ignore rules exclude (editor temp files and the like are not synced)."""
     out: dict = {}  # type: ignore[type-arg]
     for parts, value in sorted(paths.items(), key=lambda kv: len(kv[0])):
+        key = unicodedata.normalize("NFC", "/".join(parts))
+        if DEFAULT_RULES.ignored(key, False) or any(
+                DEFAULT_RULES.ignored("/".join(parts[:i]), True) for i in range(1, len(parts))):
+            continue
         prefixes = {parts[:i] for i in range(1, len(parts))}
         if prefixes & set(out) or any(p[: len(parts)] == parts for p in out):
             continue

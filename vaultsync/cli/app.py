@@ -120,7 +120,11 @@ def pull(json_: JsonOpt = False, verbose: VerboseOpt = False) -> int:
 
 
 @command
-def status(json_: JsonOpt = False) -> int:
+def status(
+    json_: JsonOpt = False,
+    ignored: Annotated[bool, typer.Option(
+        "--ignored", help="Also list the paths the ignore rules exclude.")] = False,
+) -> int:
     """What changed locally and remotely since the last sync, and what sync would do."""
     from vaultsync.engine.oneway import status as do_status
 
@@ -154,6 +158,9 @@ def status(json_: JsonOpt = False) -> int:
             out(f"  conflict {path} (other version kept as {copy})")
     for path, reason in st.skipped:
         out(f"skipped: {path} ({reason})")
+    if ignored:
+        for path in st.ignored:
+            out(f"ignored: {path}")
     return 0
 
 

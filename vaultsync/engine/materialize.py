@@ -106,8 +106,9 @@ def materialize(repo: Repository, vw: VaultWriter, local: Flat, target: Flat,
         except OSError as exc:
             if exc.errno not in UNWRITABLE or action.entry is None:
                 raise
-            report.skipped.append((action.path, f"this filesystem cannot hold this name "
-                                                f"({exc.strerror})"))
+            if action.path not in {path for path, _ in report.skipped}:  # said once
+                report.skipped.append((action.path, f"this filesystem cannot hold this "
+                                                    f"name ({exc.strerror})"))
             report.unwritable[action.path] = action.entry
             if action.path in staged:
                 vw.discard(staged[action.path])
@@ -125,9 +126,7 @@ def _carry_out(a: Action, vw: VaultWriter, local: Flat, target: Flat,
                disk: dict[str, DiskKey], staged: dict[str, str],
                rows: dict[str, StatRow | None], report: Report) -> None:
     here = spelling(a.path, local, target)
-    if a.op == DELETE and a.path not in disk:  # a name this disk never could hold
-        report.deleted.append(a.path)
-    elif a.op == DELETE:
+    if a.op == DELETE:
         try:
             vw.delete_file(spelling(a.path, local, {}), disk[a.path])
             report.deleted.append(a.path)

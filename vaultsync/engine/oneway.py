@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from vaultsync.engine.commit import build_trees
 from vaultsync.engine.config import default_device_name
+from vaultsync.engine.localview import disk_view, local_target
 from vaultsync.engine.materialize import materialize
 from vaultsync.engine.overlay import overlay
 from vaultsync.engine.report import Report
@@ -127,7 +128,8 @@ def pull(root: str) -> Report:
         if not unseen:
             return _up_to_date(s, scan, base)
         over = overlay(remote_flat(s, unseen), scan.flat, s.flat_of(base))
-        updates = materialize(s.repo, s.writer(), scan.flat, over.flat, scan.disk, s.report)
+        updates = materialize(s.repo, s.writer(), disk_view(scan),
+                              local_target(over.flat, s.rules), scan.disk, s.report)
         s.report.conflicts += list(over.copies)
         # several diverged heads have no single snapshot to stand on: keep the old base
         new_base = unseen[0] if len(unseen) == 1 else base
@@ -158,6 +160,7 @@ class Status:
     local_deleted: list[str] = field(default_factory=list)
     remote_ahead: list[str] = field(default_factory=list)  # device names with unseen heads
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)  # paths on disk the rules exclude
     plan: Report | None = None  # what `sync` would do (a dry run)
     stop: str | None = None  # or why it would stop
 
@@ -169,6 +172,7 @@ class Status:
         return {"base": self.base, "local": {"added": self.local_added,
                 "changed": self.local_changed, "deleted": self.local_deleted},
                 "remote_ahead": self.remote_ahead, "sync_plan": plan, "sync_stop": self.stop,
+                "ignored": self.ignored,
                 "skipped": [{"path": p, "reason": r} for p, r in self.skipped]}
 
 
@@ -177,7 +181,7 @@ def status(root: str) -> Status:
         scan = s.scan()
         base = s.base
         changes = s.local_changes(scan, base)
-        st = Status(base, skipped=list(scan.skipped))
+        st = Status(base, skipped=list(scan.skipped), ignored=list(scan.ignored))
         st.local_added = [_shown(c) for c in changes.added]
         st.local_changed = [_shown(c) for c in changes.changed]
         st.local_deleted = [_shown(c) for c in changes.deleted]

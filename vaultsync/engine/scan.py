@@ -40,6 +40,9 @@ class ScanResult:
     stale_temps: list[str] = field(default_factory=list)
     disk: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # key -> size,mtime,ino
     phantoms: Flat = field(default_factory=dict)  # synced entries this disk cannot hold
+    ignored: list[str] = field(default_factory=list)  # paths on disk the rules exclude
+    injected: set[str] = field(default_factory=set)  # in `flat` but not on disk
+    restore: set[str] = field(default_factory=set)  # injected, to be written here
 
 
 def _open(path: str) -> BinaryIO:
@@ -55,6 +58,7 @@ class Scanner:
         params: ChunkerParams,
         hasher: Hasher | None = None,
         opener: Callable[[str], BinaryIO] | None = None,
+        ignored: Callable[[str, bool], bool] | None = None,
     ) -> None:
         self.root = root
         self.device = device
@@ -62,6 +66,7 @@ class Scanner:
         self.params = params
         self.hasher = hasher or Hasher()
         self.opener = opener
+        self.ignored = ignored or (lambda key, is_dir: False)
         self._chunker: Chunker | None = None
         self.now_ns = time.time_ns()
 
@@ -109,6 +114,9 @@ class Scanner:
                 continue
             if stat.S_ISLNK(st.st_mode):
                 res.skipped.append((rel, "symbolic link (not synced)"))
+                continue
+            if self.ignored(key, stat.S_ISDIR(st.st_mode)):
+                res.ignored.append(key)
                 continue
             if stat.S_ISDIR(st.st_mode):
                 tree_id = self._dir(item.path, rel + "/")

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from vaultsync.chunking import Chunker, ChunkerParams
+from vaultsync.engine import localview
 from vaultsync.engine.apply import VaultWriter, empty_trash, remove_stale_temps
-from vaultsync.engine.commit import build_trees, commit
+from vaultsync.engine.commit import commit
+from vaultsync.engine.ignore import IgnoreRules
 from vaultsync.engine.report import Report
 from vaultsync.engine.scan import ChunkLocation, Scanner, ScanResult
 from vaultsync.engine.state import StatRow
@@ -21,7 +22,6 @@ from vaultsync.model import (
     Flat,
     ObjectId,
     Tree,
-    decode_entry,
     decode_tree,
     diff_trees,
     disk_path,
@@ -65,7 +65,6 @@ class Changes:
         return [k for k, old, new in changes if not (new or old).is_dir]  # type: ignore[union-attr]
 
 
-PHANTOMS = "unwritable"
 
 
 def transfers_setting() -> int | None:
@@ -122,6 +121,7 @@ class Session:
     def __init__(self, root: str, command: str, write: bool) -> None:
         self.report = Report(command)
         self.cached_rows: dict[str, StatRow] = {}
+        self.rules = IgnoreRules([])
         self.vault = Vault.find(root)
         try:
             self.vault.lock()
@@ -173,34 +173,20 @@ class Session:
         # entries record the device *name* as their author: it is what conflict copies
         # are named after (Note.conflict-20261122-143005-laptop.md)
         self.cached_rows = self.vault.state.stat_rows()
+        self.rules = IgnoreRules.load(self.vault.root)
         scanner = Scanner(self.vault.root, self.vault.config.device_name,
                           self.cached_rows,
-                          self.repo.format.chunker, self.repo.hasher)
+                          self.repo.format.chunker, self.repo.hasher,
+                          ignored=self.rules.ignored)
         result = scanner.scan()
         remove_stale_temps(result.stale_temps, self.vault.staging)
-        self._add_phantoms(result)
+        localview.complete(result, self.vault.state, self.rules, self.base, self.flat_of,
+                           self.repo.hasher)
         self.report.skipped.extend(result.skipped)
         return result
 
     def save_rows(self, rows: dict[str, StatRow]) -> None:
         self.vault.state.save_stat_rows(rows, self.cached_rows)
-
-    def _add_phantoms(self, result: ScanResult) -> None:
-        """Entries this filesystem could not hold count as present and unchanged, so a
-        device that cannot write a name never deletes it for everyone else."""
-        raw = self.vault.state.get_meta(PHANTOMS)
-        if not raw:
-            return
-        saved = {k: decode_entry(v, "unwritable entry", need_tree=False)
-                 for k, v in json.loads(raw).items()}
-        for key in sorted(saved, key=lambda k: k.count("/")):
-            parent = key.rpartition("/")[0]
-            if key in result.flat or (parent and parent not in result.flat):
-                continue
-            result.flat[key] = result.phantoms[key] = saved[key]
-            result.skipped.append((key, "this filesystem cannot hold this name"))
-        if result.phantoms:
-            result.root, result.trees = build_trees(result.flat, self.repo.hasher)
 
     def finish_apply(self, scan: ScanResult, updates: dict[str, StatRow | None],
                      new_base: ObjectId | None, target: Flat) -> None:
@@ -212,11 +198,9 @@ class Session:
             else:
                 rows[key] = row
         self.save_rows(rows)
-        phantoms = {k: e for k, e in scan.phantoms.items() if k in target and k not in updates}
-        phantoms.update(self.report.unwritable)
         with self.vault.state.transaction():
-            self.vault.state.set_meta(PHANTOMS, json.dumps(
-                {k: e.to_json() for k, e in phantoms.items()}) if phantoms else None)
+            localview.remember(self.vault.state, scan, set(updates), target, self.report,
+                               self.rules)
             self.vault.state.set_meta("base", new_base)
         empty_trash(self.vault.trash, self.vault.config.options["trash_days"])
 

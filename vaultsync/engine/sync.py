@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass, field
 
 from vaultsync.engine.commit import build_trees
+from vaultsync.engine.localview import disk_view, local_target
 from vaultsync.engine.materialize import materialize
 from vaultsync.engine.merge import count_deletes, merge
 from vaultsync.engine.plan import diff
@@ -113,7 +114,7 @@ def sync(root: str, *, dry_run: bool = False, max_delete: float | None = None,
         unseen = s.unseen_heads(base)
         changes = s.local_changes(scan, base)
         report.uploaded = Changes.files(changes.added + changes.changed)
-        if not unseen and not changes.all():
+        if not unseen and not changes.all() and not scan.restore:
             if not dry_run:
                 s.save_rows(scan.rows)
             report.up_to_date, report.snapshot = True, base
@@ -127,21 +128,24 @@ def sync(root: str, *, dry_run: bool = False, max_delete: float | None = None,
                         and (base is None or base in s.repo.ancestors(unseen[0])))
         target = s.flat_of(unseen[0]) if fast_forward else merged.flat
         if dry_run:
-            plan = diff(scan.flat, target, merged.moves)
+            plan = diff(disk_view(scan), local_target(target, s.rules), merged.moves)
             report.downloaded = [a.path for a in plan.adds + plan.updates]
             report.deleted = [a.path for a in plan.deletes]
             report.moved = [(a.src or "", a.path) for a in plan.moves]
             report.notices.append("dry run: nothing was written")
             return report.finish()
+        new_base: ObjectId | None
         if fast_forward:
             new_base = unseen[0]
+        elif not unseen and not changes.all():  # only paths to restore here
+            new_base = base
         else:
             root_id, trees = build_trees(merged.flat, s.repo.hasher)
             parents = ((base,) if base else ()) + tuple(unseen)
             new_base, report.new_chunks, report.packs = s.commit(
                 root_id, trees, scan, parents, flat=merged.flat)
-        updates = materialize(s.repo, s.writer(), scan.flat, target, scan.disk, report,
-                              merged.moves)
+        updates = materialize(s.repo, s.writer(), disk_view(scan),
+                              local_target(target, s.rules), scan.disk, report, merged.moves)
         s.finish_apply(scan, updates, new_base, target)
         report.snapshot = new_base
         return report.finish()

@@ -1,0 +1,1 @@
+complete --command vaultsync --no-files --arguments "(env _VAULTSYNC_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) vaultsync)" --condition "env _VAULTSYNC_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) vaultsync"

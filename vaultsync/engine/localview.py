@@ -1,0 +1,111 @@
+"""The vault as the merge must see it, which is more than what is on disk.
+
+Some entries count as present and unchanged although the scan did not find them:
+- phantoms: synced names this filesystem cannot hold (never deleted for the others);
+- ignored paths: their last synced version stays as it is (ignoring never deletes);
+- paths that just stopped being ignored and are not on disk: not a deletion either, so
+  the synced version is written here.
+They go into `scan.flat` for the merge and are listed in `scan.injected`; the plan that
+changes the vault compares the target with `disk_view(scan)`, what really is there.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from vaultsync.chunking import Hasher
+from vaultsync.engine.commit import build_trees
+from vaultsync.engine.ignore import IgnoreRules
+from vaultsync.engine.report import Report
+from vaultsync.engine.scan import ScanResult
+from vaultsync.engine.state import State
+from vaultsync.model import Entry, Flat, ObjectId, decode_entry
+
+PHANTOMS = "unwritable"
+IGNORED_CACHE = "ignored_base"
+RULES = "ignore_rules"
+
+
+def _load(state: State, key: str) -> Flat:
+    raw = state.get_meta(key)
+    doc = json.loads(raw) if raw else {}
+    return {k: decode_entry(v, f"saved {key} entry", need_tree=False) for k, v in doc.items()}
+
+
+def _dump(entries: Flat) -> str | None:
+    return json.dumps({k: e.to_json() for k, e in entries.items()}) if entries else None
+
+
+def complete(scan: ScanResult, state: State, rules: IgnoreRules, base: ObjectId | None,
+             flat_of: Callable[[ObjectId | None], Flat], hasher: Hasher) -> None:
+    """Add the entries that count as present though not on disk (see the module doc)."""
+    extra: Flat = {}
+    unignored: set[str] = set()
+    for key, entry in _load(state, PHANTOMS).items():
+        extra[key] = scan.phantoms[key] = entry
+        scan.skipped.append((key, "this filesystem cannot hold this name"))
+    if base is not None:
+        extra.update(_ignored_in_base(state, rules, base, flat_of))
+        old = state.get_meta(RULES)
+        if old is not None and json.loads(old) != rules.lines:
+            was = IgnoreRules(json.loads(old))
+            for key, entry in flat_of(base).items():
+                if was.ignored(key, entry.is_dir) and not rules.ignored(key, entry.is_dir):
+                    extra.setdefault(key, entry)
+                    unignored.add(key)
+    for key in sorted(extra, key=lambda k: k.count("/")):
+        parent = key.rpartition("/")[0]
+        if key in scan.flat or (parent and parent not in scan.flat):
+            continue
+        scan.flat[key] = extra[key]
+        scan.injected.add(key)
+        if key in unignored:
+            scan.restore.add(key)
+    if scan.injected:
+        scan.root, scan.trees = build_trees(scan.flat, hasher)
+
+
+def _ignored_in_base(state: State, rules: IgnoreRules, base: ObjectId,
+                     flat_of: Callable[[ObjectId | None], Flat]) -> Flat:
+    """Base entries the rules exclude, with their folders; cached per (base, rules)."""
+    cache_key = f"{base}:{rules.digest}"
+    raw = state.get_meta(IGNORED_CACHE)
+    if raw:
+        doc = json.loads(raw)
+        if doc.get("key") == cache_key:
+            return {k: decode_entry(v, "cached entry", need_tree=False)
+                    for k, v in doc["entries"].items()}
+    flat = flat_of(base)
+    kept: Flat = {}
+    for key, entry in flat.items():
+        if rules.ignored(key, entry.is_dir):
+            kept[key] = entry
+            parts = key.split("/")
+            for i in range(1, len(parts)):
+                kept.setdefault("/".join(parts[:i]), flat["/".join(parts[:i])])
+    state.set_meta(IGNORED_CACHE, json.dumps(
+        {"key": cache_key, "entries": {k: e.to_json() for k, e in kept.items()}}))
+    return kept
+
+
+def disk_view(scan: ScanResult) -> Flat:
+    """What really is on disk: the scan without the injected entries."""
+    return {k: e for k, e in scan.flat.items() if k not in scan.injected}
+
+
+def local_target(target: Flat, rules: IgnoreRules) -> Flat:
+    """What the vault itself should hold: `target` minus ignored paths (the remote's
+    versions of those are not written here)."""
+    return {k: e for k, e in target.items() if not rules.ignored(k, e.is_dir)}
+
+
+def remember(state: State, scan: ScanResult, written: set[str], target: Flat,
+             report: Report, rules: IgnoreRules) -> None:
+    """After a run that applied `target`: names this disk still cannot hold, and the
+    rules in force (to spot paths that stop being ignored). Call inside a transaction."""
+    phantoms: dict[str, Entry] = {
+        k: e for k, e in scan.phantoms.items() if k in target and k not in written}
+    phantoms.update(report.unwritable)
+    state.set_meta(PHANTOMS, _dump(phantoms))
+    state.set_meta(RULES, json.dumps(rules.lines))
