@@ -134,7 +134,8 @@ def test_corrupt_remote_exits_5_and_touches_nothing(vault: Path, tmp_path: Path)
 def test_sync_output_conflicts_and_safety_stop(vault: Path, tmp_path: Path) -> None:
     res = run_cli("sync", cwd=vault)
     assert re.fullmatch(rf"synced to snapshot {SID}: 7 up, 0 down, 0 deleted, 0 moved, "
-                        r"0 conflict\(s\)\n", res.out), res.out
+                        r"0 conflict\(s\)\n  sent \d+\.\d KiB in \d+ request\(s\), "
+                        r"received \d+ B in \d+, \d+\.\d\d s\n", res.out), res.out
     assert run_cli("clone", str(tmp_path / "remote"), str(tmp_path / "b"), "--device",
                    "desk").code == 0
     os.utime(tmp_path / "b/Welcome.md", (0, 0))

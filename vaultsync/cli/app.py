@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from vaultsync.cli.output import emit_json, err, out, print_report, short
+from vaultsync.cli.output import emit_json, err, log_exit, open_log, out, print_report, short
 from vaultsync.errors import (
     EXIT_INTEGRITY,
     EXIT_INTERRUPTED,
@@ -50,9 +50,31 @@ def command(fn: Callable[..., int]) -> Callable[..., None]:
 @app.callback()
 def _main(
     directory: Annotated[str | None, typer.Option(
-        "-C", "--directory", help="Run as if started in DIR (like git -C).",
-        metavar="DIR")] = None,
+        "-C", "--directory", envvar="VAULTSYNC_DIR", metavar="DIR",
+        help="Run as if started in DIR (like git -C).")] = None,
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", "-q", envvar="VAULTSYNC_QUIET",
+        help="No progress bars (there are none when stderr is not a terminal).")] = False,
+    wait: Annotated[float, typer.Option(
+        "--wait", envvar="VAULTSYNC_WAIT", metavar="SECONDS", min=0,
+        help="If another run holds the vault, wait up to SECONDS for it (default: exit 6 "
+             "at once).")] = 0.0,
+    log_file: Annotated[str | None, typer.Option(
+        "--log-file", envvar="VAULTSYNC_LOG_FILE", metavar="PATH",
+        help="Also append what this run prints, with timestamps, to PATH.")] = None,
 ) -> None:
+    """Sync a folder of notes through a content-addressed remote, never losing a version.
+
+    Options can also come from the environment: VAULTSYNC_DIR, VAULTSYNC_QUIET,
+    VAULTSYNC_WAIT, VAULTSYNC_LOG_FILE (and VAULTSYNC_MAX_DELETE for sync)."""
+    from vaultsync.cli.progress import for_terminal
+    from vaultsync.engine import progress
+    from vaultsync.engine.vault import set_lock_wait
+
+    if log_file:
+        open_log(log_file)
+    set_lock_wait(wait)
+    progress.install(for_terminal(quiet))
     if directory is not None:
         if not os.path.isdir(directory):
             raise NotAVault(f"{os.path.abspath(directory)} does not exist")
@@ -88,7 +110,7 @@ def sync(
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Show what would happen; write nothing anywhere.")] = False,
     max_delete: Annotated[float | None, typer.Option(
-        "--max-delete", min=0, max=100, metavar="PCT",
+        "--max-delete", min=0, max=100, metavar="PCT", envvar="VAULTSYNC_MAX_DELETE",
         help="Stop if this device's changes delete more than PCT% of the files "
              "(default 50, or the vault's max_delete option).")] = None,
     force: Annotated[bool, typer.Option(
@@ -237,8 +259,12 @@ def main(argv: list[str] | None = None) -> None:
     becomes one line on stderr and its exit code."""
     try:
         app(args=argv, prog_name="vaultsync")
+    except SystemExit as exc:
+        log_exit(exc.code if isinstance(exc.code, int) else 0)
+        raise
     except VaultsyncError as exc:
         err(f"vaultsync: {exc.message}")
+        log_exit(exc.exit_code)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err("vaultsync: interrupted")

@@ -3,21 +3,65 @@
 from __future__ import annotations
 
 import json
+import os
+import shlex
 import sys
+import time
+from typing import TextIO
 
 from vaultsync.engine.report import Report
+from vaultsync.errors import UsageError
+
+_log: TextIO | None = None
+
+
+def open_log(path: str) -> None:
+    """--log-file: every line this run prints is also appended there, timestamped."""
+    global _log
+    try:
+        _log = open(path, "a", encoding="utf-8")  # noqa: SIM115 - kept open for the run
+    except OSError as exc:
+        raise UsageError(f"cannot open log file {path}: {exc.strerror}") from None
+    _logged(f"vaultsync {' '.join(shlex.quote(a) for a in sys.argv[1:])} (cwd {os.getcwd()})")
+
+
+def _logged(line: str) -> None:
+    if _log is not None:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        _log.write(f"{stamp} [{os.getpid()}] {line}\n")
+        _log.flush()
+
+
+def log_exit(code: int) -> None:
+    _logged(f"exit {code}")
 
 
 def out(line: str = "") -> None:
     sys.stdout.write(line + "\n")
+    _logged(line)
 
 
 def err(line: str) -> None:
     sys.stderr.write(line + "\n")
+    _logged(line)
 
 
 def emit_json(doc: object) -> None:
-    sys.stdout.write(json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    text = json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False)
+    sys.stdout.write(text + "\n")
+    _logged(json.dumps(doc, sort_keys=True, ensure_ascii=False))
+
+
+def size(n: int) -> str:
+    """Bytes for people: 512 B, 12.3 KiB, 4.0 MiB."""
+    if n < 1024:
+        return f"{n} B"
+    value = float(n)
+    for unit in ("KiB", "MiB", "GiB"):
+        value /= 1024
+        if value < 1024 or unit == "GiB":
+            break
+    return f"{value:.1f} {unit}"
 
 
 def short(sid: str | None) -> str:
@@ -45,6 +89,9 @@ def print_report(report: Report, as_json: bool, verbose: bool = False) -> int:
         out(f"{verb} to snapshot {short(report.snapshot)}: {len(report.uploaded)} up, "
             f"{len(report.downloaded)} down, {len(report.deleted)} deleted, "
             f"{len(report.moved)} moved, {len(report.conflicts)} conflict(s)")
+        t = report.traffic
+        out(f"  sent {size(t.bytes_up)} in {t.requests_up} request(s), received "
+            f"{size(t.bytes_down)} in {t.requests_down}, {report.duration:.2f} s")
     elif cmd in ("restore", "checkout"):
         out(f"{cmd}: {len(report.downloaded)} file(s) written from snapshot "
             f"{short(report.snapshot)}")

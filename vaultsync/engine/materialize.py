@@ -10,9 +10,10 @@ from __future__ import annotations
 import errno
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
+from vaultsync.engine import progress
 from vaultsync.engine.apply import DiskKey, TargetChanged, VaultWriter, disk_key
 from vaultsync.engine.conflicts import conflict_name
 from vaultsync.engine.plan import ADD, CHMOD, DELETE, MKDIR, MOVE, RMDIR, UPDATE, Action, diff
@@ -67,11 +68,19 @@ def stage_all(repo: Repository, vw: VaultWriter,
     on any failure, remove what was staged and re-raise: the vault is untouched."""
     staged: dict[str, str] = {}
     submitted: list[Future[str]] = []
+    bar = progress.current()
+    bar.start("download", sum(e.size for _, e in files), "bytes")
+
+    def stage(key: str, entry: Entry, data: Iterator[bytes]) -> str:
+        tmp = vw.stage(key, entry, data)
+        bar.advance(entry.size)
+        return tmp
+
     try:
         with ThreadPoolExecutor(STAGERS, thread_name_prefix="vaultsync-stage") as pool:
             for batch in batches(files):
                 blobs = prefetch(repo, batch)
-                futures = [(key, pool.submit(vw.stage, key, te, pieces(repo, te, blobs)))
+                futures = [(key, pool.submit(stage, key, te, pieces(repo, te, blobs)))
                            for key, te in batch]
                 submitted += [f for _, f in futures]
                 for key, future in futures:
@@ -82,6 +91,8 @@ def stage_all(repo: Repository, vw: VaultWriter,
             if future.done() and not future.cancelled() and future.exception() is None:
                 vw.discard(future.result())
         raise
+    finally:
+        bar.finish()
     return staged
 
 

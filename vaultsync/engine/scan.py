@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from vaultsync.chunking import Chunker, ChunkerParams, Hasher
+from vaultsync.engine import progress
 from vaultsync.engine.state import StatRow
 from vaultsync.model import DIR, FILE, STATE_DIR, Entry, Flat, ObjectId, Tree, name_problem, nfc
 
@@ -79,7 +80,10 @@ class Scanner:
     def scan(self) -> ScanResult:
         self.result = ScanResult("", {}, {}, {}, {},
                                  stats={"files": 0, "hashed": 0, "bytes_hashed": 0, "bytes": 0})
+        self.progress = progress.current()
+        self.progress.start("scan", None, "files")
         self.result.root = self._dir(self.root, "")
+        self.progress.finish()
         return self.result
 
     def _dir(self, abspath: str, prefix: str) -> ObjectId:
@@ -141,6 +145,7 @@ class Scanner:
     def _file(self, abspath: str, key: str, name: str, st: os.stat_result) -> Entry | None:
         res = self.result
         res.stats["files"] += 1
+        self.progress.advance()
         res.stats["bytes"] += st.st_size
         row = self.cache.get(key)
         if row is not None and row.matches(st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns):

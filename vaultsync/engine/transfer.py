@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 
+from vaultsync.engine import progress
 from vaultsync.engine.scan import ChunkLocation
 from vaultsync.errors import ChangedDuringRun, IntegrityError
 from vaultsync.model import Entry, ObjectId
@@ -45,6 +46,8 @@ def upload(repo: Repository, writer: RepoWriter, files: Iterable[Entry],
     for cid, loc in missing.items():
         assert loc is not None
         by_file[loc.path].append((cid, loc))
+    bar = progress.current()
+    bar.start("upload", sum(loc.length for loc in missing.values() if loc), "bytes")
     for path, items in sorted(by_file.items()):
         items.sort(key=lambda x: x[1].offset)
         try:
@@ -55,8 +58,10 @@ def upload(repo: Repository, writer: RepoWriter, files: Iterable[Entry],
                     if repo.hasher.id(data) != cid:
                         raise ChangedDuringRun(f"{path} changed while uploading; run again")
                     writer.add(cid, CHUNK, data)
+                    bar.advance(len(data))
         except OSError as exc:
             raise ChangedDuringRun(f"{path} could not be read: {exc.strerror}; run again") from None
+    bar.finish()
     for tree_id, encoded in trees.items():
         writer.add_tree(tree_id, encoded)
     return len(missing)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from dataclasses import replace
 
 from vaultsync.engine.config import VaultConfig, binding, new_device_id, parse_config
@@ -12,6 +13,12 @@ from vaultsync.errors import ConfigError, LockHeld, NotAVault
 from vaultsync.model import STATE_DIR
 
 TRASH = "trash"
+_lock_wait = 0.0  # seconds to wait for another run's lock (--wait); 0: fail at once
+
+
+def set_lock_wait(seconds: float) -> None:
+    global _lock_wait
+    _lock_wait = max(0.0, seconds)
 
 
 class Vault:
@@ -92,13 +99,20 @@ class Vault:
 
     def lock(self) -> Vault:
         fd = os.open(os.path.join(self.meta, "lock"), os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise LockHeld(
-                f"another vaultsync run is using {self.root}; try again when it finishes"
-            ) from None
+        deadline = time.monotonic() + _lock_wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    waited = f" (waited {_lock_wait:g} s)" if _lock_wait else ""
+                    raise LockHeld(
+                        f"another vaultsync run is using {self.root}{waited}; try again when "
+                        "it finishes, or pass --wait SECONDS"
+                    ) from None
+                time.sleep(0.1)
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._lock_fd = fd
