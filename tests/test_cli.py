@@ -78,6 +78,12 @@ def test_not_a_vault_and_no_remote(tmp_path: Path) -> None:
     one_line_error(run_cli("-C", str(tmp_path / "nope"), "status"), 2, r"does not exist")
     assert run_cli("init", cwd=tmp_path).code == 0
     one_line_error(run_cli("push", cwd=tmp_path), 2, r"has no remote.*init --remote")
+    # ...and doing what it says works
+    res = run_cli("init", "--remote", str(tmp_path.parent / "r"), cwd=tmp_path)
+    assert res.code == 0 and res.out.splitlines()[-1] == f"remote set for {tmp_path}"
+    assert run_cli("sync", cwd=tmp_path).code == 0
+    one_line_error(run_cli("init", "--remote", "/elsewhere", cwd=tmp_path), 2,
+                   r"already a vault \(remote file://")
 
 
 def test_malformed_config(vault: Path) -> None:

@@ -28,10 +28,16 @@ from vaultsync.store.url import display_url, normalize_url
 
 
 def init(root: str, remote: str | None, device_name: str | None) -> Report:
+    """Make `root` a vault; on a vault without a remote, `--remote` sets one."""
     report = Report("init")
     root = os.path.abspath(root)
+    existing = None
     if os.path.isdir(os.path.join(root, STATE_DIR)):
-        raise UsageError(f"{root} is already a vault")
+        existing = Vault.find(root)
+        if existing.config.remote or not remote:
+            where = f" (remote {display_url(existing.config.remote)})" \
+                if existing.config.remote else ""
+            raise UsageError(f"{root} is already a vault{where}")
     if not os.path.isdir(root):
         raise UsageError(f"{root} does not exist")
     url = ""
@@ -47,6 +53,10 @@ def init(root: str, remote: str | None, device_name: str | None) -> Report:
                 report.notices.append(f"created a new repository at {display_url(url)}")
         finally:
             store.close()
+    if existing is not None:
+        existing.save_config(existing.config.with_remote(url))
+        report.notices.append(f"remote set for {root}")
+        return report.finish()
     vault = Vault.create(root, _device_name(device_name), url)
     report.notices.append(f"device {vault.config.device_name} ({vault.config.device_id[:8]})")
     return report.finish()
