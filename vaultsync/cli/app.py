@@ -10,7 +10,16 @@ from typing import Annotated
 
 import typer
 
-from vaultsync.cli.output import emit_json, err, log_exit, open_log, out, print_report, short
+from vaultsync.cli.output import (
+    emit_json,
+    err,
+    log_exit,
+    open_log,
+    out,
+    print_actions,
+    print_report,
+    short,
+)
 from vaultsync.errors import (
     EXIT_INTEGRITY,
     EXIT_INTERRUPTED,
@@ -170,12 +179,7 @@ def status(
         out(f"sync would: {len(plan.uploaded)} up, {len(plan.downloaded)} down, "
             f"{len(plan.deleted)} deleted, {len(plan.moved)} moved, "
             f"{len(plan.conflicts)} conflict(s)")
-        for path in plan.downloaded:
-            out(f"  down    {path}")
-        for path in plan.deleted:
-            out(f"  delete  {path}")
-        for src, dst in plan.moved:
-            out(f"  move    {src} -> {dst}")
+        print_actions(plan)
         for path, copy in plan.conflicts:
             out(f"  conflict {path} (other version kept as {copy})")
     for path, reason in st.skipped:

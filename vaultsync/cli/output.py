@@ -68,6 +68,16 @@ def short(sid: str | None) -> str:
     return sid[:12] if sid else "none"
 
 
+def print_actions(report: Report) -> None:
+    """One line per file a run writes, deletes or moves in the vault."""
+    for p in report.downloaded:
+        out(f"  down    {p}")
+    for p in report.deleted:
+        out(f"  delete  {p}")
+    for src, dst in report.moved:
+        out(f"  move    {src} -> {dst}")
+
+
 def print_report(report: Report, as_json: bool, verbose: bool = False) -> int:
     if as_json:
         emit_json(report.to_json())
@@ -98,12 +108,7 @@ def print_report(report: Report, as_json: bool, verbose: bool = False) -> int:
     if verbose:
         for p in report.uploaded:
             out(f"  up      {p}")
-        for p in report.downloaded:
-            out(f"  down    {p}")
-        for p in report.deleted:
-            out(f"  delete  {p}")
-        for src, dst in report.moved:
-            out(f"  move    {src} -> {dst}")
+        print_actions(report)
     for path, copy in report.conflicts:
         out(f"conflict: {path}: the other version is kept as {copy}")
     for path, reason in report.skipped:

@@ -20,6 +20,7 @@ from collections.abc import Iterable
 
 from vaultsync.engine.scan import TMP_PREFIX
 from vaultsync.errors import BadName
+from vaultsync.fsutil import fsync_dir
 from vaultsync.model import Entry
 
 DiskKey = tuple[int, int, int]  # size, mtime_ns, inode as the scan saw them
@@ -128,7 +129,7 @@ class VaultWriter:
         """fsync every folder a rename touched, once each: after this the new names are
         durable. Called before the run records its new base."""
         for folder in sorted(self._dirty):
-            _fsync_dir(folder)
+            fsync_dir(folder)
         self._dirty.clear()
 
     def discard(self, tmp: str) -> None:
@@ -208,16 +209,3 @@ def _unlink_quiet(path: str) -> None:
         os.unlink(path)
     except OSError:
         pass
-
-
-def _fsync_dir(folder: str) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -6,13 +6,13 @@ temporary name in the same folder, are fsynced, then renamed into place.
 
 from __future__ import annotations
 
-import errno
 import os
 import secrets
 import stat
 from collections.abc import Iterator
 
 from vaultsync.errors import ObjectNotFound, RemoteUnreachable
+from vaultsync.fsutil import fsync_dir
 from vaultsync.store.base import Capabilities, ObjectInfo, Store
 
 
@@ -72,7 +72,7 @@ class LocalStore(Store):
             except OSError:
                 pass
             raise
-        _fsync_dir(folder)
+        fsync_dir(folder)
 
     def _delete(self, name: str) -> None:
         try:
@@ -106,17 +106,3 @@ class LocalStore(Store):
                 except FileNotFoundError:
                     continue
                 yield ObjectInfo(rel + fn, size)
-
-
-def _fsync_dir(folder: str) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError as exc:  # some filesystems refuse fsync on directories
-        if exc.errno not in (errno.EINVAL, errno.EBADF):
-            raise
-    finally:
-        os.close(fd)
