@@ -86,6 +86,14 @@ def test_not_a_vault_and_no_remote(tmp_path: Path) -> None:
                    r"already a vault \(remote file://")
 
 
+def test_init_completes_a_state_folder_without_config(tmp_path: Path) -> None:
+    (tmp_path / ".vaultsync").mkdir()
+    (tmp_path / ".vaultsync/ignore").write_text("*.log\n")
+    one_line_error(run_cli("status", cwd=tmp_path), 2, r"config.toml is missing.*init")
+    assert run_cli("init", "--remote", str(tmp_path.parent / "r2"), cwd=tmp_path).code == 0
+    assert run_cli("sync", cwd=tmp_path).code == 0
+
+
 def test_malformed_config(vault: Path) -> None:
     (vault / ".vaultsync/config.toml").write_text("remote = [unclosed")
     one_line_error(run_cli("push", cwd=vault), 2, r"config.toml is malformed")

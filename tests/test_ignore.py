@@ -96,3 +96,41 @@ def test_a_device_that_ignores_a_path_neither_writes_nor_sends_it(tmp_path: Path
     assert (a / "run.log").read_text() == "a's own log"
     assert (b / "run.log").read_text() == "b's second log"
     assert not list(b.glob("run.conflict-*"))
+
+
+def test_the_incremental_ignored_cache_equals_a_full_recount(tmp_path: Path) -> None:
+    """After new snapshots, only changed paths are checked against the rules; the result
+    must be what checking every path gives."""
+    from vaultsync.engine import localview
+    from vaultsync.engine.session import Session
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    write(a / "n.md", "n", mtime=OLD)
+    oneway.init(str(a), str(tmp_path / "remote"), "a")
+    write(a / ".vaultsync/ignore", "logs/\n*.bak\n")
+    sync(str(a))
+    oneway.clone(str(tmp_path / "remote"), str(b), "b")
+    for i, (path, text) in enumerate([("logs/1.txt", "1"), ("x.bak", "x"), ("d/y.bak", "y"),
+                                      ("logs/2.txt", "2"), ("n.md", "n2")]):
+        write(b / path, text, mtime=OLD + i)
+        sync(str(b))
+        sync(str(a))
+    (b / "logs/1.txt").unlink()
+    (b / "x.bak").unlink()
+    sync(str(b))
+    sync(str(a))
+
+    def ignored_now() -> dict:  # type: ignore[type-arg]
+        with Session(str(a), "t", write=False) as s:
+            s.rules = localview.IgnoreRules.load(str(a))
+            return localview._ignored_in_base(s.vault.state, s.rules, s.base,  # type: ignore[arg-type]
+                                              s.flat_of, s.changes_between)
+
+    incremental = ignored_now()
+    with Session(str(a), "t", write=False) as s:
+        s.vault.state.set_meta(localview.IGNORED_CACHE, None)
+    full = ignored_now()
+    assert {k: (e.kind, e.chunks) for k, e in incremental.items()} == \
+        {k: (e.kind, e.chunks) for k, e in full.items()}
+    assert set(full) == {"logs", "logs/2.txt", "d", "d/y.bak"}
+    assert not (a / "logs").exists() and not (a / "d/y.bak").exists()

@@ -12,7 +12,7 @@ changes the vault compares the target with `disk_view(scan)`, what really is the
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from vaultsync.chunking import Hasher
 from vaultsync.engine.commit import build_trees
@@ -20,7 +20,7 @@ from vaultsync.engine.ignore import IgnoreRules
 from vaultsync.engine.report import Report
 from vaultsync.engine.scan import ScanResult
 from vaultsync.engine.state import State
-from vaultsync.model import Entry, Flat, ObjectId, decode_entry
+from vaultsync.model import DIR, Change, Entry, Flat, ObjectId, decode_entry
 
 PHANTOMS = "unwritable"
 IGNORED_CACHE = "ignored_base"
@@ -38,7 +38,8 @@ def _dump(entries: Flat) -> str | None:
 
 
 def complete(scan: ScanResult, state: State, rules: IgnoreRules, base: ObjectId | None,
-             flat_of: Callable[[ObjectId | None], Flat], hasher: Hasher) -> None:
+             flat_of: Callable[[ObjectId | None], Flat], hasher: Hasher,
+             changes_since: Callable[[ObjectId, ObjectId], Iterable[Change]]) -> None:
     """Add the entries that count as present though not on disk (see the module doc)."""
     extra: Flat = {}
     unignored: set[str] = set()
@@ -46,7 +47,7 @@ def complete(scan: ScanResult, state: State, rules: IgnoreRules, base: ObjectId 
         extra[key] = scan.phantoms[key] = entry
         scan.skipped.append((key, "this filesystem cannot hold this name"))
     if base is not None:
-        extra.update(_ignored_in_base(state, rules, base, flat_of))
+        extra.update(_ignored_in_base(state, rules, base, flat_of, changes_since))
         old = state.get_meta(RULES)
         if old is not None and json.loads(old) != rules.lines:
             was = IgnoreRules(json.loads(old))
@@ -67,26 +68,44 @@ def complete(scan: ScanResult, state: State, rules: IgnoreRules, base: ObjectId 
 
 
 def _ignored_in_base(state: State, rules: IgnoreRules, base: ObjectId,
-                     flat_of: Callable[[ObjectId | None], Flat]) -> Flat:
-    """Base entries the rules exclude, with their folders; cached per (base, rules)."""
-    cache_key = f"{base}:{rules.digest}"
+                     flat_of: Callable[[ObjectId | None], Flat],
+                     changes_since: Callable[[ObjectId, ObjectId], Iterable[Change]]) -> Flat:
+    """Base entries the rules exclude, with their folders. Cached per (base, rules);
+    after a new base with the same rules only the paths that changed are checked
+    (the Merkle diff skips the rest), so a sync never matches every path again."""
     raw = state.get_meta(IGNORED_CACHE)
-    if raw:
-        doc = json.loads(raw)
-        if doc.get("key") == cache_key:
-            return {k: decode_entry(v, "cached entry", need_tree=False)
-                    for k, v in doc["entries"].items()}
-    flat = flat_of(base)
+    doc = json.loads(raw) if raw else {}
+    if doc.get("base") == base and doc.get("rules") == rules.digest:
+        return {k: decode_entry(v, "cached entry", need_tree=False)
+                for k, v in doc["entries"].items()}
     kept: Flat = {}
-    for key, entry in flat.items():
-        if rules.ignored(key, entry.is_dir):
-            kept[key] = entry
-            parts = key.split("/")
-            for i in range(1, len(parts)):
-                kept.setdefault("/".join(parts[:i]), flat["/".join(parts[:i])])
-    state.set_meta(IGNORED_CACHE, json.dumps(
-        {"key": cache_key, "entries": {k: e.to_json() for k, e in kept.items()}}))
+    if doc.get("rules") == rules.digest and doc.get("base"):
+        kept = {k: decode_entry(v, "cached entry", need_tree=False)
+                for k, v in doc["entries"].items()}
+        for key, _old, new in changes_since(doc["base"], base):
+            if new is None or not rules.ignored(key, new.is_dir):
+                kept.pop(key, None)
+            else:
+                _keep(kept, key, new)
+        for key in [k for k, e in kept.items() if e.is_dir]:  # folders nothing needs now
+            if not any(k.startswith(key + "/") for k in kept) and not rules.ignored(key, True):
+                kept.pop(key)
+    else:
+        for key, entry in flat_of(base).items():
+            if rules.ignored(key, entry.is_dir):
+                _keep(kept, key, entry)
+    state.set_meta(IGNORED_CACHE, json.dumps({
+        "base": base, "rules": rules.digest,
+        "entries": {k: e.to_json() for k, e in kept.items()}}))
     return kept
+
+
+def _keep(kept: Flat, key: str, entry: Entry) -> None:
+    """Keep `entry` and make sure its folders are there too."""
+    kept[key] = entry
+    parts = key.split("/")
+    for i in range(1, len(parts)):
+        kept.setdefault("/".join(parts[:i]), Entry(name=parts[i - 1], kind=DIR))
 
 
 def disk_view(scan: ScanResult) -> Flat:

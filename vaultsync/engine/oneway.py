@@ -32,7 +32,7 @@ def init(root: str, remote: str | None, device_name: str | None) -> Report:
     report = Report("init")
     root = os.path.abspath(root)
     existing = None
-    if os.path.isdir(os.path.join(root, STATE_DIR)):
+    if os.path.isfile(os.path.join(root, STATE_DIR, "config.toml")):
         existing = Vault.find(root)
         if existing.config.remote or not remote:
             where = f" (remote {display_url(existing.config.remote)})" \

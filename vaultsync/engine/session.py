@@ -181,7 +181,7 @@ class Session:
         result = scanner.scan()
         remove_stale_temps(result.stale_temps, self.vault.staging)
         localview.complete(result, self.vault.state, self.rules, self.base, self.flat_of,
-                           self.repo.hasher)
+                           self.repo.hasher, self.changes_between)
         self.report.skipped.extend(result.skipped)
         return result
 
@@ -219,6 +219,10 @@ class Session:
             return decode_tree(encoded) if encoded is not None else self.repo.get_tree(tid)
 
         return get
+
+    def changes_between(self, old: ObjectId, new: ObjectId) -> Iterable[Change]:
+        """What differs between two snapshots (equal subtrees skipped)."""
+        return diff_trees(self.root_of(old), self.root_of(new), self.tree_loader())
 
     def local_changes(self, scan: ScanResult, base: ObjectId | None) -> Changes:
         return Changes.of(diff_trees(self.root_of(base), scan.root, self.tree_loader(scan)))
