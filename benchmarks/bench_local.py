@@ -64,6 +64,7 @@ def generate(src: Path, n_files: int, rng: random.Random) -> tuple[list[Path], l
 
 
 def run(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, str, str]:
+    os.sync()  # no tool waits on another's (or the generator's) dirty pages
     t = time.perf_counter()
     p = subprocess.run(cmd, capture_output=True, text=True, env=env)
     dt = time.perf_counter() - t
@@ -89,8 +90,9 @@ class Bench:
     def push(self) -> tuple[float, dict]:
         return self.vaultsync("-C", str(self.src), "push")
 
-    def rsync(self, a: Path, b: Path) -> float:
-        return run(["rsync", "-a", "--delete", "--exclude=/.vaultsync/", f"{a}/", f"{b}/"])[0]
+    def rsync(self, a: Path, b: Path, *opts: str) -> float:
+        cmd = ["rsync", "-a", "--delete", *opts, "--exclude=/.vaultsync/", f"{a}/", f"{b}/"]
+        return run(cmd)[0]
 
     def rclone(self, a: Path, b: Path) -> float:
         cmd = ["rclone", "sync", str(a), str(b), "--exclude=/.vaultsync/**"]
@@ -103,9 +105,9 @@ class Bench:
                 shutil.rmtree(d, ignore_errors=True)
             t_init = run([*VS, "-C", str(self.src), "init", "--remote", str(self.remote),
                           "--device", "bench"])[0]
-            rows["init"].append(t_init)
+            rows["extra"].append(t_init)
         dt, rep = self.push()
-        rows["vs"].append(dt + (rows["init"][-1] if fresh else 0.0))
+        rows["vs"].append(dt + (rows["extra"][-1] if fresh else 0.0))
         rows["inproc"].append(rep["duration_s"])
         rows["puts"].append(rep["traffic"]["puts"])
         rows["up"].append(rep["traffic"]["bytes_up"])
@@ -113,7 +115,7 @@ class Bench:
         rows["rclone"].append(self.rclone(self.src, self.d_rclone))
 
     def clone_round(self, rows: dict[str, list], i: int) -> None:
-        outs = [self.tmp / f"pull-{name}-{i}" for name in ("vs", "rsync", "rclone")]
+        outs = [self.tmp / f"pull-{name}-{i}" for name in ("vs", "rsync", "rclone", "fsync")]
         dt, rep = self.vaultsync("clone", str(self.remote), str(outs[0]), "--device", f"c{i}")
         rows["vs"].append(dt)
         rows["inproc"].append(rep["duration_s"])
@@ -121,10 +123,10 @@ class Bench:
         rows["up"].append(rep["traffic"]["bytes_down"])
         rows["rsync"].append(self.rsync(self.d_rsync, outs[1]))
         rows["rclone"].append(self.rclone(self.d_rclone, outs[2]))
-        for d, name in zip(outs, ("vaultsync clone", "rsync", "rclone"), strict=True):
-            if (diff := tree_diff(self.src, d)):
-                sys.exit(f"MISMATCH after {name} into {d}: {diff}")
+        rows["extra"].append(self.rsync(self.d_rsync, outs[3], "--fsync"))
         for d in outs:
+            if (diff := tree_diff(self.src, d)):
+                sys.exit(f"MISMATCH in {d}: {diff}")
             shutil.rmtree(d)
 
 
@@ -143,7 +145,7 @@ def tree_diff(a: Path, b: Path) -> str:
 
 
 def new_rows() -> dict[str, list]:
-    return {k: [] for k in ("vs", "rsync", "rclone", "inproc", "puts", "up", "init")}
+    return {k: [] for k in ("vs", "rsync", "rclone", "inproc", "puts", "up", "extra")}
 
 
 def median_time(cmd: list[str], k: int) -> float:
@@ -196,7 +198,7 @@ def main() -> None:
     k, heavy = a.repeat, min(a.repeat, 3)
     rng = random.Random(SEED)
     tmp = Path(tempfile.mkdtemp(prefix="vaultsync-bench-", dir="/tmp"))
-    t0 = time.perf_counter()
+    t0, load0 = time.perf_counter(), os.getloadavg()[0]
     try:
         src = tmp / "vault"
         src.mkdir()
@@ -215,7 +217,7 @@ def main() -> None:
         for _ in range(heavy):
             b.round(rows, fresh=True)
         scenario("a. initial upload, fresh destination (vs: init+push)", rows)
-        init_s = statistics.median(rows["init"])
+        init_s = statistics.median(rows["extra"])  # extra: init
 
         rows = new_rows()
         for _ in range(k):
@@ -243,6 +245,7 @@ def main() -> None:
         for i in range(heavy):
             b.clone_round(rows, i)
         scenario("e. pull: vs clone vs copy back to a fresh folder", rows, kind="pull")
+        fsync_s = statistics.median(rows["extra"])  # extra: --fsync
 
         ctx = [("`python -c pass`", median_time([PY, "-c", "pass"], k)),
                ("`vaultsync --help`", median_time([*VS, "--help"], k)),
@@ -251,9 +254,10 @@ def main() -> None:
                ("python os.walk + lstat of the vault", median_time(
                    [PY, "-c", "import os,sys\nfor d,_,fs in os.walk(sys.argv[1]):\n"
                     " for f in fs: os.lstat(os.path.join(d,f))", str(src)], k)),
-               ("`vaultsync init` (fresh remote)", init_s)]
+               ("`vaultsync init` (fresh remote)", init_s),
+               ("e. with `rsync -a --fsync` (durable, as vaultsync's writes are)", fsync_s)]
         imp_total, imps = top_imports(src)
-        elapsed = time.perf_counter() - t0
+        elapsed, load1 = time.perf_counter() - t0, os.getloadavg()[0]
     finally:
         if a.keep:
             print(f"kept {tmp}")
@@ -261,12 +265,14 @@ def main() -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
     git = sh(f"git -C {ROOT} rev-parse --short HEAD")
-    dirty = " (+ uncommitted changes)" if sh(f"git -C {ROOT} status --porcelain") != "?" else ""
+    changed = sh(f"git -C {ROOT} status --porcelain -- vaultsync pyproject.toml") != "?"
+    dirty = " (+ uncommitted changes to vaultsync/)" if changed else ""
     argv = " ".join(["python benchmarks/bench_local.py", *sys.argv[1:]])
     lines = [BEGIN, "",
              f"- date: {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}",
              f"- machine: nproc {sh('nproc')}, Python {sys.version.split()[0]}, "
-             f"{sh('rsync --version')}, {sh('rclone version')}, vaultsync at {git}{dirty}",
+             f"{sh('rsync --version')}, {sh('rclone version')}, vaultsync at {git}{dirty}; "
+             f"1-min load average {load0:.2f} at start, {load1:.2f} at end",
              f"- command: `{argv}` (whole run {elapsed:.0f} s)",
              f"- data: {len(notes)} notes + {len(atts)} attachments "
              f"= {len(notes) + len(atts)} files, "
