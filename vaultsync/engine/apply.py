@@ -70,11 +70,6 @@ class VaultWriter:
         self.check_no_links(rel + "/x")
         os.makedirs(path, exist_ok=True)
 
-    def write_file(self, rel: str, entry: Entry, pieces: Iterable[bytes],
-                   expect: DiskKey | None) -> os.stat_result:
-        """Stage and install in one go (restore, checkout)."""
-        return self.install(self.stage(rel, entry, pieces), rel, expect)
-
     def stage(self, rel: str, entry: Entry, pieces: Iterable[bytes]) -> str:
         """Write a file's bytes, mode and mtime to a temporary file; returns its path."""
         if self.staging is not None:

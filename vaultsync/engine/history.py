@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from vaultsync.engine.apply import VaultWriter, disk_key
-from vaultsync.engine.materialize import check_entries, spelling, stage_all, stat_row
+from vaultsync.engine.materialize import check_entries, spelling, stage_all
 from vaultsync.engine.report import Report
 from vaultsync.engine.session import Session, open_remote, transfers_setting
 from vaultsync.errors import UsageError
@@ -183,5 +183,3 @@ def verify_remote(root: str, read_data: float) -> VerifyReport:
     with Session(root, "verify", write=False) as s:
         return verify(s.repo, read_data)
 
-
-__all__ = ["checkout", "log", "restore", "resolve", "all_snapshots", "stat_row"]

@@ -238,10 +238,6 @@ class Repository:
         self.cache.put_object(sid, stored)
         return sid
 
-    def list_snapshots(self) -> list[ObjectId]:
-        names = (i.name.split("/", 1)[1] for i in self.store.list("snapshots/"))
-        return sorted(n for n in names if is_object_id(n))
-
     def ancestors(self, sid: ObjectId) -> set[ObjectId]:
         """`sid` and every snapshot it descends from."""
         seen: set[ObjectId] = set()
