@@ -254,3 +254,12 @@ def test_sync_after_push_and_pull_history(tmp_path: Path) -> None:
     assert r.downloaded == ["n.md"]
     shutil.rmtree(tmp_path / "laptop" / ".vaultsync" / "trash", ignore_errors=True)
     converge(a, b)
+
+
+def test_a_no_change_sync_is_one_list_and_a_few_tiny_gets(tmp_path: Path) -> None:
+    a, b = pair(tmp_path, {"n.md": "1"})
+    sync(str(b))  # two devices, two heads
+    r = sync(str(a))
+    assert r.up_to_date
+    t = r.traffic
+    assert (t.lists, t.gets, t.requests_up) == (1, 1 + 2, 0)  # config + each head

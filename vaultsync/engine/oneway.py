@@ -195,8 +195,8 @@ def status(root: str) -> Status:
         st.local_added = [_shown(c) for c in changes.added]
         st.local_changed = [_shown(c) for c in changes.changed]
         st.local_deleted = [_shown(c) for c in changes.deleted]
-        seen = s.repo.ancestors(base) if base else set()
-        for _device, sid in sorted(s.repo.read_heads().items()):
+        seen = s.repo.ancestors(base) if base else frozenset()
+        for _device, sid in sorted(s.heads().items()):
             if sid not in seen:
                 st.remote_ahead.append(s.repo.get_snapshot(sid).device_name)
     try:

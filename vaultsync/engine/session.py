@@ -121,6 +121,8 @@ class Session:
     def __init__(self, root: str, command: str, write: bool) -> None:
         self.report = Report(command)
         self.cached_rows: dict[str, StatRow] = {}
+        self._flats: dict[ObjectId, Flat] = {}
+        self._heads: dict[str, ObjectId] | None = None
         self.rules = IgnoreRules([])
         self.vault = Vault.find(root)
         try:
@@ -155,7 +157,7 @@ class Session:
         snapshot of local state (its one parent is base) is adopted: a merge snapshot may
         not have reached the vault yet, so it stays a head to merge."""
         base = self.base
-        own = self.repo.read_heads().get(self.device)
+        own = self.heads().get(self.device)
         parents = () if base is None else (base,)
         if own is not None and own != base and self.repo.get_snapshot(own).parents == parents:
             if persist:
@@ -166,8 +168,8 @@ class Session:
 
     def unseen_heads(self, base: ObjectId | None) -> list[ObjectId]:
         """Heads whose snapshots this vault's base does not contain."""
-        seen = self.repo.ancestors(base) if base else set()
-        return sorted({sid for sid in self.repo.read_heads().values() if sid not in seen})
+        seen = self.repo.ancestors(base) if base else frozenset()
+        return sorted({sid for sid in self.heads().values() if sid not in seen})
 
     def scan(self) -> ScanResult:
         # entries record the device *name* as their author: it is what conflict copies
@@ -256,9 +258,18 @@ class Session:
                       device_name=self.vault.config.device_name)
 
     def flat_of(self, sid: ObjectId | None) -> Flat:
+        """A snapshot's flat tree, built once per run (callers must not change it)."""
         if sid is None:
             return {}
-        return flatten(self.repo.get_snapshot(sid).tree, self.repo.get_tree)
+        if sid not in self._flats:
+            self._flats[sid] = flatten(self.repo.get_snapshot(sid).tree, self.repo.get_tree)
+        return self._flats[sid]
+
+    def heads(self) -> dict[str, ObjectId]:
+        """The remote's heads, read once per run (step 3: one LIST, a few tiny GETs)."""
+        if self._heads is None:
+            self._heads = self.repo.read_heads()
+        return self._heads
 
     def close(self) -> None:
         try:

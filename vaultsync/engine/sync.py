@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from vaultsync.engine.commit import build_trees
@@ -35,7 +36,8 @@ class Merged:
     local_deletes: int = 0
 
 
-def merge_base(repo: Repository, a: set[ObjectId], b: set[ObjectId]) -> ObjectId | None:
+def merge_base(repo: Repository, a: AbstractSet[ObjectId],
+               b: AbstractSet[ObjectId]) -> ObjectId | None:
     """The newest snapshot both histories share (None: unrelated histories)."""
     common = a & b
     if not common:
@@ -53,7 +55,7 @@ def merge_all(s: Session, local: Flat, base: ObjectId | None,
     """Fold every unseen head into the local tree, each merge against the newest common
     ancestor of what has been merged so far and that head."""
     repo = s.repo
-    ancestry = repo.ancestors(base) if base else set()
+    ancestry = repo.ancestors(base) if base else frozenset()
     folded = ancestry
     base_flat = s.flat_of(base)
     fold_ci = case_insensitive(s.vault.root)
@@ -61,7 +63,7 @@ def merge_all(s: Session, local: Flat, base: ObjectId | None,
     # nothing unseen: merge with base itself, which still finds local moves
     heads: list[ObjectId | None] = list(unseen) or [base]
     for i, head in enumerate(heads):
-        head_ancestry = repo.ancestors(head) if head else set()
+        head_ancestry = repo.ancestors(head) if head else frozenset()
         mb = merge_base(repo, folded, head_ancestry) if head else base
         res = merge(s.flat_of(mb), result.flat, s.flat_of(head), local_device=s.device,
                     case_insensitive=fold_ci)

@@ -93,6 +93,7 @@ class Repository:
         self.hasher = Hasher()
         self.cache: ObjectCache = cache or MemoryCache()
         self._index: dict[ObjectId, BlobRef] | None = None
+        self._ancestors: dict[ObjectId, frozenset[ObjectId]] = {}
         # parallel pack transfers: the store's sensible number unless told otherwise
         self.transfers = max(1, min(32, transfers or store.capabilities.connections))
         self._pool: ThreadPoolExecutor | None = None
@@ -238,8 +239,12 @@ class Repository:
         self.cache.put_object(sid, stored)
         return sid
 
-    def ancestors(self, sid: ObjectId) -> set[ObjectId]:
-        """`sid` and every snapshot it descends from."""
+    def ancestors(self, sid: ObjectId) -> frozenset[ObjectId]:
+        """`sid` and every snapshot it descends from (snapshots are immutable, so each
+        answer is kept for the life of this object)."""
+        known = self._ancestors.get(sid)
+        if known is not None:
+            return known
         seen: set[ObjectId] = set()
         todo = [sid]
         while todo:
@@ -248,7 +253,8 @@ class Repository:
                 continue
             seen.add(cur)
             todo.extend(self.get_snapshot(cur).parents)
-        return seen
+        self._ancestors[sid] = frozenset(seen)
+        return self._ancestors[sid]
 
     # ---- heads -----------------------------------------------------------------------
     def read_heads(self) -> dict[str, ObjectId]:
