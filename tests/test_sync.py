@@ -258,7 +258,9 @@ def test_sync_after_push_and_pull_history(tmp_path: Path) -> None:
 
 def test_a_no_change_sync_is_one_list_and_a_few_tiny_gets(tmp_path: Path) -> None:
     a, b = pair(tmp_path, {"n.md": "1"})
-    sync(str(b))  # two devices, two heads
+    write(b / "m.md", "from b", mtime=OLD)
+    sync(str(b))  # b commits: two devices, two heads
+    sync(str(a))
     r = sync(str(a))
     assert r.up_to_date
     t = r.traffic
