@@ -15,6 +15,8 @@ EXIT_REMOTE = 3
 EXIT_SAFETY = 4
 EXIT_INTEGRITY = 5
 EXIT_LOCKED = 6
+EXIT_LOCAL = 7  # the vault's own disk failed us (full, unwritable, unreadable as a whole)
+EXIT_BUG = 70  # an unexpected error: one line, the traceback in a log
 EXIT_INTERRUPTED = 130
 
 
@@ -107,6 +109,13 @@ class LockHeld(VaultsyncError):
     """Another vaultsync run holds this vault's lock."""
 
     exit_code = EXIT_LOCKED
+
+
+class LocalFailure(VaultsyncError):
+    """The vault's own disk failed: full, read-only, unwritable, or a folder unreadable as
+    a whole. Nothing was committed; the message names the path and says "local"."""
+
+    exit_code = EXIT_LOCAL
 
 
 class Interrupted(VaultsyncError):
