@@ -46,11 +46,15 @@ MEANINGS = {
     "EXIT_OK": "in sync: the command did what it was asked",
     "EXIT_ATTENTION": "done, with conflicts kept or files skipped (look)",
     "EXIT_USAGE": "usage (also: not a vault here, no remote configured)",
-    "EXIT_REMOTE": "remote unreachable or auth failed (try again later)",
+    "EXIT_REMOTE": "remote unreachable, auth failed, or the remote refused a write (full, "
+                   "read-only, permission): try again later",
     "EXIT_SAFETY": "safety stop: nothing was written",
     "EXIT_INTEGRITY": "integrity error (a corrupt or missing object)",
     "EXIT_LOCKED": "another run holds the vault lock",
-    "EXIT_INTERRUPTED": "interrupted (Ctrl-C or SIGTERM)",
+    "EXIT_LOCAL": "local failure: the vault's disk is full or unwritable, or a folder is "
+                  "unreadable as a whole; nothing committed",
+    "EXIT_BUG": "an unexpected error (a bug): one line, the traceback in a log",
+    "EXIT_INTERRUPTED": "interrupted (Ctrl-C or SIGTERM): temporary files removed first",
 }
 
 
