@@ -24,7 +24,8 @@ SHELLS = ("bash", "zsh", "fish")
 # design.md, "Exit codes"
 DESIGN_CODES = {
     "EXIT_OK": 0, "EXIT_ATTENTION": 1, "EXIT_USAGE": 2, "EXIT_REMOTE": 3,
-    "EXIT_SAFETY": 4, "EXIT_INTEGRITY": 5, "EXIT_LOCKED": 6, "EXIT_INTERRUPTED": 130,
+    "EXIT_SAFETY": 4, "EXIT_INTEGRITY": 5, "EXIT_LOCKED": 6, "EXIT_LOCAL": 7, "EXIT_BUG": 70,
+    "EXIT_INTERRUPTED": 130,
 }
 
 
