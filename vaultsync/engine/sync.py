@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
@@ -24,7 +23,7 @@ from vaultsync.engine.renames import Move
 from vaultsync.engine.report import Report
 from vaultsync.engine.session import Changes, Session
 from vaultsync.errors import SafetyStop
-from vaultsync.model import STATE_DIR, Flat, ObjectId
+from vaultsync.model import Flat, ObjectId
 from vaultsync.repository.repo import Repository
 
 
@@ -45,11 +44,6 @@ def merge_base(repo: Repository, a: AbstractSet[ObjectId],
     return max(common, key=lambda sid: (repo.get_snapshot(sid).time_ns, sid))
 
 
-def case_insensitive(root: str) -> bool:
-    """Whether the vault's filesystem folds case (the state folder answers to .VAULTSYNC)."""
-    return os.path.isdir(os.path.join(root, STATE_DIR.upper()))
-
-
 def merge_all(s: Session, local: Flat, base: ObjectId | None,
               unseen: list[ObjectId]) -> Merged:
     """Fold every unseen head into the local tree, each merge against the newest common
@@ -58,15 +52,13 @@ def merge_all(s: Session, local: Flat, base: ObjectId | None,
     ancestry = repo.ancestors(base) if base else frozenset()
     folded = ancestry
     base_flat = s.flat_of(base)
-    fold_ci = case_insensitive(s.vault.root)
     result = Merged(local)
     # nothing unseen: merge with base itself, which still finds local moves
     heads: list[ObjectId | None] = list(unseen) or [base]
     for i, head in enumerate(heads):
         head_ancestry = repo.ancestors(head) if head else frozenset()
         mb = merge_base(repo, folded, head_ancestry) if head else base
-        res = merge(s.flat_of(mb), result.flat, s.flat_of(head), local_device=s.device,
-                    case_insensitive=fold_ci)
+        res = merge(s.flat_of(mb), result.flat, s.flat_of(head), local_device=s.device)
         if i == 0:
             result.local_deletes = count_deletes(base_flat, local, res.local_moves)
         result.flat = res.merged
