@@ -22,6 +22,7 @@ from vaultsync.errors import (
     ObjectNotFound,
     RemoteUnreachable,
 )
+from vaultsync.lineage import Lineage
 from vaultsync.model import (
     ObjectId,
     Snapshot,
@@ -93,7 +94,8 @@ class Repository:
         self.hasher = Hasher()
         self.cache: ObjectCache = cache or MemoryCache()
         self._index: dict[ObjectId, BlobRef] | None = None
-        self._ancestors: dict[ObjectId, frozenset[ObjectId]] = {}
+        # the snapshot graph, read through parent links (answers kept for this object's life)
+        self.lineage = Lineage(lambda sid: self.get_snapshot(sid).parents)
         # parallel pack transfers: the store's sensible number unless told otherwise
         self.transfers = max(1, min(32, transfers or store.capabilities.connections))
         self._pool: ThreadPoolExecutor | None = None
@@ -240,21 +242,8 @@ class Repository:
         return sid
 
     def ancestors(self, sid: ObjectId) -> frozenset[ObjectId]:
-        """`sid` and every snapshot it descends from (snapshots are immutable, so each
-        answer is kept for the life of this object)."""
-        known = self._ancestors.get(sid)
-        if known is not None:
-            return known
-        seen: set[ObjectId] = set()
-        todo = [sid]
-        while todo:
-            cur = todo.pop()
-            if cur in seen:
-                continue
-            seen.add(cur)
-            todo.extend(self.get_snapshot(cur).parents)
-        self._ancestors[sid] = frozenset(seen)
-        return self._ancestors[sid]
+        """`sid` and every snapshot it descends from (see `lineage`)."""
+        return self.lineage.ancestors(sid)
 
     # ---- heads -----------------------------------------------------------------------
     def read_heads(self) -> dict[str, ObjectId]:
