@@ -9,6 +9,7 @@ import pytest
 
 from tests.conftest import tree_state, write
 from vaultsync.engine import oneway, scan
+from vaultsync.engine.apply import VaultWriter
 from vaultsync.engine.history import checkout, log, restore
 from vaultsync.engine.session import Session
 from vaultsync.engine.vault import Vault
@@ -248,8 +249,13 @@ def test_writes_never_follow_a_symlinked_folder(tmp_path: Path) -> None:
     outside.mkdir()
     (b / "notes").symlink_to(outside)
     oneway.init(str(b), str(tmp_path / "remote"), "b")
+    report = oneway.pull(str(b))  # the link is skipped (reported), never written through
+    assert ("notes", "symbolic link (not synced)") in report.skipped
+    assert report.exit_code == 1
+    assert list(outside.iterdir()) == []
+    vw = VaultWriter(str(b), str(tmp_path / "trash"))  # and the writer itself refuses
     with pytest.raises(BadName, match="symbolic link"):
-        oneway.pull(str(b))
+        vw.make_dirs("notes/deeper")
     assert list(outside.iterdir()) == []
 
 

@@ -39,6 +39,12 @@ app = typer.Typer(
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="List every file action.")]
+MaxDeleteOpt = Annotated[float | None, typer.Option(
+    "--max-delete", min=0, max=100, metavar="PCT", envvar="VAULTSYNC_MAX_DELETE",
+    help="Stop if this device's changes delete more than PCT% of the files "
+         "(default 50, or the vault's max_delete option).")]
+ForceOpt = Annotated[bool, typer.Option(
+    "--force", help="Override the delete and empty-vault safety stops.")]
 
 
 def command(fn: Callable[..., int]) -> Callable[..., None]:
@@ -118,12 +124,8 @@ def clone(
 def sync(
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Show what would happen; write nothing anywhere.")] = False,
-    max_delete: Annotated[float | None, typer.Option(
-        "--max-delete", min=0, max=100, metavar="PCT", envvar="VAULTSYNC_MAX_DELETE",
-        help="Stop if this device's changes delete more than PCT% of the files "
-             "(default 50, or the vault's max_delete option).")] = None,
-    force: Annotated[bool, typer.Option(
-        "--force", help="Override the delete and empty-vault safety stops.")] = False,
+    max_delete: MaxDeleteOpt = None,
+    force: ForceOpt = False,
     json_: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> int:
@@ -135,11 +137,17 @@ def sync(
 
 
 @command
-def push(json_: JsonOpt = False, verbose: VerboseOpt = False) -> int:
+def push(
+    max_delete: MaxDeleteOpt = None,
+    force: ForceOpt = False,
+    json_: JsonOpt = False,
+    verbose: VerboseOpt = False,
+) -> int:
     """One way: the remote takes local state; local files are never touched."""
     from vaultsync.engine.oneway import push as do_push
 
-    return print_report(do_push(os.getcwd()), json_, verbose)
+    return print_report(do_push(os.getcwd(), max_delete=max_delete, force=force), json_,
+                        verbose)
 
 
 @command

@@ -1,6 +1,12 @@
 """The vault as the merge must see it, which is more than what is on disk.
 
 Some entries count as present and unchanged although the scan did not find them:
+- paths the scan could not read (an unreadable file or folder, a file that kept
+  changing, a symbolic link where a file was): "frozen" for this run. Not a delete: they
+  keep their base version (nothing propagates from here), and nothing is written at or
+  below them. Where the merge moved such a path on, the disk still holds the old version:
+  that "belief" is remembered and corrects the local side's merge base until the path
+  can be read and written again, so an old version there is never taken for an edit;
 - phantoms: synced names this filesystem cannot hold (never deleted for the others);
 - ignored paths: their last synced version stays as it is (ignoring never deletes);
 - paths that just stopped being ignored and are not on disk: not a deletion either, so
@@ -13,6 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
+from collections.abc import Set as AbstractSet
 
 from vaultsync.chunking import Hasher
 from vaultsync.engine.commit import build_trees
@@ -20,21 +27,41 @@ from vaultsync.engine.ignore import IgnoreRules
 from vaultsync.engine.report import Report
 from vaultsync.engine.scan import ScanResult
 from vaultsync.engine.state import State
-from vaultsync.model import DIR, Change, Entry, Flat, ObjectId, decode_entry
+from vaultsync.model import DIR, Change, Entry, Flat, ObjectId, decode_entry, nfc
 
 PHANTOMS = "unwritable"
 IGNORED_CACHE = "ignored_base"
 RULES = "ignore_rules"
+BELIEFS = "unapplied"
 
 
-def _load(state: State, key: str) -> Flat:
+def _load(state: State, key: str) -> dict[str, Entry | None]:
     raw = state.get_meta(key)
     doc = json.loads(raw) if raw else {}
-    return {k: decode_entry(v, f"saved {key} entry", need_tree=False) for k, v in doc.items()}
+    return {k: None if v is None else decode_entry(v, f"saved {key} entry", need_tree=False)
+            for k, v in doc.items()}
 
 
-def _dump(entries: Flat) -> str | None:
-    return json.dumps({k: e.to_json() for k, e in entries.items()}) if entries else None
+def _dump(entries: dict[str, Entry | None]) -> str | None:
+    if not entries:
+        return None
+    return json.dumps({k: None if e is None else e.to_json() for k, e in entries.items()})
+
+
+def unread_paths(skipped: Iterable[tuple[str, str]]) -> set[str]:
+    """Keys of the paths the scan found but could not read (every skip is one)."""
+    return {nfc(path) for path, _ in skipped if path != "."}
+
+
+def below(key: str, roots: AbstractSet[str]) -> bool:
+    """Whether `key` is one of `roots` or inside one of them."""
+    if not roots:
+        return False
+    while key:
+        if key in roots:
+            return True
+        key = key.rpartition("/")[0]
+    return False
 
 
 def complete(scan: ScanResult, state: State, rules: IgnoreRules, base: ObjectId | None,
@@ -43,9 +70,16 @@ def complete(scan: ScanResult, state: State, rules: IgnoreRules, base: ObjectId 
     """Add the entries that count as present though not on disk (see the module doc)."""
     extra: Flat = {}
     unignored: set[str] = set()
-    for key, entry in _load(state, PHANTOMS).items():
-        extra[key] = scan.phantoms[key] = entry
-        scan.skipped.append((key, "this filesystem cannot hold this name"))
+    scan.frozen = unread_paths(scan.skipped)
+    scan.beliefs = _load(state, BELIEFS)
+    if scan.frozen and base is not None:
+        for key, entry in flat_of(base).items():
+            if below(key, scan.frozen):
+                extra[key] = entry
+    for key, phantom in _load(state, PHANTOMS).items():
+        if phantom is not None:
+            extra[key] = scan.phantoms[key] = phantom
+            scan.skipped.append((key, "this filesystem cannot hold this name"))
     if base is not None:
         extra.update(_ignored_in_base(state, rules, base, flat_of, changes_since))
         old = state.get_meta(RULES)
@@ -113,10 +147,30 @@ def disk_view(scan: ScanResult) -> Flat:
     return {k: e for k, e in scan.flat.items() if k not in scan.injected}
 
 
-def local_target(target: Flat, rules: IgnoreRules) -> Flat:
+def local_target(target: Flat, rules: IgnoreRules, scan: ScanResult) -> Flat:
     """What the vault itself should hold: `target` minus ignored paths (the remote's
-    versions of those are not written here)."""
-    return {k: e for k, e in target.items() if not rules.ignored(k, e.is_dir)}
+    versions of those are not written here) and minus what this run cannot touch (paths
+    it could not read: those keep what the disk holds)."""
+    return {k: e for k, e in target.items()
+            if not rules.ignored(k, e.is_dir) and not below(k, scan.frozen)}
+
+
+def new_beliefs(scan: ScanResult, target: Flat) -> dict[str, Entry | None]:
+    """What a frozen path's disk holds where it differs from `target` (nothing was
+    written there): the old belief, else the base version the scan kept for it."""
+    out: dict[str, Entry | None] = {}
+    if not scan.frozen:
+        return out
+    keys = {k for k in (*target, *scan.flat) if below(k, scan.frozen)}
+    for key in keys:
+        held = scan.beliefs[key] if key in scan.beliefs else scan.flat.get(key)
+        want = target.get(key)
+        if held is None and want is None:
+            continue
+        if held is not None and want is not None and held.same_version(want):
+            continue
+        out[key] = held
+    return out
 
 
 def remember(state: State, scan: ScanResult, written: set[str], target: Flat,
@@ -126,5 +180,12 @@ def remember(state: State, scan: ScanResult, written: set[str], target: Flat,
     phantoms: dict[str, Entry] = {
         k: e for k, e in scan.phantoms.items() if k in target and k not in written}
     phantoms.update(report.unwritable)
-    state.set_meta(PHANTOMS, _dump(phantoms))
+    state.set_meta(PHANTOMS, _dump(dict(phantoms)))
+    remember_beliefs(state, scan, target)
     state.set_meta(RULES, json.dumps(rules.lines))
+
+
+def remember_beliefs(state: State, scan: ScanResult, target: Flat) -> None:
+    """After a run whose new base holds `target`: what frozen paths' disks still hold
+    (`new_beliefs`). Call inside a transaction."""
+    state.set_meta(BELIEFS, _dump(new_beliefs(scan, target)))

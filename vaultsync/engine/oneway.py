@@ -11,15 +11,16 @@ import os
 import shutil
 from dataclasses import dataclass, field
 
+from vaultsync.engine import localview
 from vaultsync.engine.commit import build_trees
 from vaultsync.engine.config import default_device_name
-from vaultsync.engine.localview import disk_view, local_target
+from vaultsync.engine.localview import below, disk_view, local_target
 from vaultsync.engine.materialize import materialize
 from vaultsync.engine.overlay import overlay
 from vaultsync.engine.report import Report
 from vaultsync.engine.scan import ScanResult
 from vaultsync.engine.session import Changes, Session, new_format_from_env, open_remote
-from vaultsync.engine.sync import remote_flat, sync
+from vaultsync.engine.sync import check_safety, local_base, local_deletes, remote_flat, sync
 from vaultsync.engine.vault import Vault
 from vaultsync.errors import SafetyStop, UsageError
 from vaultsync.model import STATE_DIR, Change, ObjectId
@@ -92,12 +93,13 @@ def clone(url: str, dest: str, device_name: str | None) -> Report:
     return report
 
 
-def push(root: str) -> Report:
+def push(root: str, *, max_delete: float | None = None, force: bool = False) -> Report:
     """The remote takes local state; local files are never touched. Versions other
     devices pushed that this vault has not seen stay in the repository as conflict
     copies. Two snapshots: local state (this vault's new base), then that state plus the
     kept versions, merging the other heads (this device's head); the next sync or pull
-    brings the copies down."""
+    brings the copies down. The safety stops are sync's: a push of an emptied or mostly
+    deleted vault stops unless forced."""
     with Session(root, "push", write=True) as s:
         scan = s.scan()
         base = s.adopt_own_head()
@@ -105,6 +107,9 @@ def push(root: str) -> Report:
         changes = s.local_changes(scan, base)
         if not unseen and not changes.all() and base is not None:
             return _up_to_date(s, scan, base)
+        base_flat = s.flat_of(base)
+        check_safety(scan, base_flat, local_deletes(base_flat, scan.flat),
+                     s.max_delete(max_delete), force)
         s.report.uploaded = Changes.files(changes.added + changes.changed)
         s.report.deleted = Changes.files(changes.deleted)
         local_sid = base
@@ -112,17 +117,24 @@ def push(root: str) -> Report:
             local_sid, s.report.new_chunks, s.report.packs = s.commit(
                 scan.root, scan.trees, scan, (base,) if base else ())
         snapshot = local_sid
-        if unseen:
-            over = overlay(scan.flat, remote_flat(s, unseen), s.flat_of(base))
-            root_id, trees = build_trees(over.flat, s.repo.hasher)
-            parents = ((local_sid,) if local_sid else ()) + tuple(unseen)
-            snapshot, chunks, packs = s.commit(root_id, trees, scan, parents, flat=over.flat)
-            s.report.new_chunks += chunks
-            s.report.packs += packs
-            s.report.conflicts = list(over.copies)
+        # versions this disk never received count as unseen: base's, where a path could
+        # not be read when they arrived (localview's beliefs)
+        pending = any(not below(k, scan.frozen) for k in scan.beliefs)
+        if unseen or pending:
+            remote = remote_flat(s, unseen) if unseen else base_flat
+            over = overlay(scan.flat, remote, local_base(base_flat, scan.beliefs))
+            if unseen or over.copies:
+                root_id, trees = build_trees(over.flat, s.repo.hasher)
+                parents = ((local_sid,) if local_sid else ()) + tuple(unseen)
+                snapshot, chunks, packs = s.commit(root_id, trees, scan, parents,
+                                                   flat=over.flat)
+                s.report.new_chunks += chunks
+                s.report.packs += packs
+                s.report.conflicts = list(over.copies)
         s.save_rows(scan.rows)
         with s.vault.state.transaction():
             s.vault.state.set_meta("base", local_sid)
+            localview.remember_beliefs(s.vault.state, scan, scan.flat)
         s.report.snapshot = snapshot
         return s.report.finish()
 
@@ -135,11 +147,14 @@ def pull(root: str) -> Report:
         scan = s.scan()
         base = s.adopt_own_head()
         unseen = s.unseen_heads(base)
-        if not unseen:
+        pending = any(not below(k, scan.frozen) for k in scan.beliefs)
+        if not unseen and not pending:
             return _up_to_date(s, scan, base)
-        over = overlay(remote_flat(s, unseen), scan.flat, s.flat_of(base))
+        base_flat = s.flat_of(base)
+        remote = remote_flat(s, unseen) if unseen else base_flat
+        over = overlay(remote, scan.flat, local_base(base_flat, scan.beliefs))
         updates = materialize(s.repo, s.writer(), disk_view(scan),
-                              local_target(over.flat, s.rules), scan.disk, s.report)
+                              local_target(over.flat, s.rules, scan), scan.disk, s.report)
         s.report.conflicts += list(over.copies)
         # several diverged heads have no single snapshot to stand on: keep the old base
         new_base = unseen[0] if len(unseen) == 1 else base

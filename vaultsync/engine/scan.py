@@ -44,6 +44,10 @@ class ScanResult:
     ignored: list[str] = field(default_factory=list)  # paths on disk the rules exclude
     injected: set[str] = field(default_factory=set)  # in `flat` but not on disk
     restore: set[str] = field(default_factory=set)  # injected, to be written here
+    # paths the scan could not read (see localview): they keep their base version and
+    # are not written this run; beliefs: what such a disk holds where base moved on
+    frozen: set[str] = field(default_factory=set)
+    beliefs: dict[str, Entry | None] = field(default_factory=dict)
 
 
 def _open(path: str) -> BinaryIO:

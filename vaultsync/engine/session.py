@@ -16,7 +16,7 @@ from vaultsync.engine.scan import ChunkLocation, Scanner, ScanResult
 from vaultsync.engine.state import StatRow
 from vaultsync.engine.transfer import Relocate
 from vaultsync.engine.vault import Vault
-from vaultsync.errors import NoRemote, UsageError
+from vaultsync.errors import LocalFailure, NoRemote, UsageError
 from vaultsync.model import (
     Change,
     Flat,
@@ -167,9 +167,14 @@ class Session:
         return base
 
     def unseen_heads(self, base: ObjectId | None) -> list[ObjectId]:
-        """Heads whose snapshots this vault's base does not contain."""
-        seen = self.repo.ancestors(base) if base else frozenset()
-        return sorted({sid for sid in self.heads().values() if sid not in seen})
+        """The heads this vault's base does not contain, minus any head another of them
+        contains, in the order they fold in (`lineage`: fixed by the graph, not by the
+        listing or by any clock)."""
+        return list(self.repo.lineage.unseen(self.heads().values(), base))
+
+    def max_delete(self, given: float | None) -> float:
+        """--max-delete, else the vault's max_delete option."""
+        return given if given is not None else float(self.vault.config.options["max_delete"])
 
     def scan(self) -> ScanResult:
         # entries record the device *name* as their author: it is what conflict copies
@@ -181,6 +186,10 @@ class Session:
                           self.repo.format.chunker, self.repo.hasher,
                           ignored=self.rules.ignored)
         result = scanner.scan()
+        for path, reason in result.skipped:
+            if path == ".":  # the vault folder itself: nothing to compare, nothing to do
+                raise LocalFailure(f"local vault folder {self.vault.root} cannot be read "
+                                   f"({reason}); nothing was written")
         remove_stale_temps(result.stale_temps, self.vault.staging)
         localview.complete(result, self.vault.state, self.rules, self.base, self.flat_of,
                            self.repo.hasher, self.changes_between)

@@ -11,20 +11,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from vaultsync.engine.commit import build_trees
 from vaultsync.engine.localview import disk_view, local_target
 from vaultsync.engine.materialize import materialize
-from vaultsync.engine.merge import count_deletes, merge
+from vaultsync.engine.merge import MergeResult, count_deletes, merge
 from vaultsync.engine.plan import diff
-from vaultsync.engine.renames import Move
+from vaultsync.engine.renames import LOCAL, Move, detect_moves
 from vaultsync.engine.report import Report
+from vaultsync.engine.scan import ScanResult
 from vaultsync.engine.session import Changes, Session
 from vaultsync.errors import SafetyStop
-from vaultsync.model import Flat, ObjectId
-from vaultsync.repository.repo import Repository
+from vaultsync.model import Entry, Flat, ObjectId
 
 
 @dataclass
@@ -35,66 +36,110 @@ class Merged:
     local_deletes: int = 0
 
 
-def merge_base(repo: Repository, a: AbstractSet[ObjectId],
-               b: AbstractSet[ObjectId]) -> ObjectId | None:
-    """The newest snapshot both histories share (None: unrelated histories)."""
-    common = a & b
-    if not common:
-        return None
-    return max(common, key=lambda sid: (repo.get_snapshot(sid).time_ns, sid))
+class Bases:
+    """Merge bases from the snapshot graph (`lineage`), never from a clock.
+
+    The base of two histories is their nearest common ancestor. After criss-cross merges
+    there can be several; then they are merged among themselves, in id order, into one
+    virtual base (as git's recursive merge does), so every device computes the same."""
+
+    def __init__(self, s: Session) -> None:
+        self.s = s
+        self.lineage = s.repo.lineage
+        self._virtual: dict[tuple[ObjectId, ...], Flat] = {}
+
+    def between(self, a: AbstractSet[ObjectId], b: AbstractSet[ObjectId]) -> Flat:
+        return self.of(self.lineage.nearest_common(a, b))
+
+    def of(self, nearest: tuple[ObjectId, ...]) -> Flat:
+        if len(nearest) <= 1:
+            return self.s.flat_of(nearest[0] if nearest else None)
+        if nearest not in self._virtual:
+            flat, _ = self.fold(self.s.flat_of(nearest[0]),
+                                self.lineage.ancestors(nearest[0]), nearest[1:])
+            self._virtual[nearest] = flat
+        return self._virtual[nearest]
+
+    def fold(self, flat: Flat, history: frozenset[ObjectId], heads: Iterable[ObjectId],
+             beliefs: dict[str, Entry | None] | None = None,
+             ) -> tuple[Flat, list[MergeResult]]:
+        """Merge each head into `flat` (whose history is `history`) against the base of
+        the two histories. `beliefs` correct the first merge's base where `flat` is a
+        disk that never received a version its base names (see `local_base`)."""
+        results = []
+        for head in heads:
+            head_history = self.lineage.ancestors(head)
+            mb = local_base(self.between(history, head_history), beliefs or {})
+            beliefs = None
+            res = merge(mb, flat, self.s.flat_of(head), local_device=self.s.device)
+            results.append(res)
+            flat = res.merged
+            history = history | head_history
+        return flat, results
 
 
-def merge_all(s: Session, local: Flat, base: ObjectId | None,
-              unseen: list[ObjectId]) -> Merged:
-    """Fold every unseen head into the local tree, each merge against the newest common
-    ancestor of what has been merged so far and that head."""
-    repo = s.repo
-    ancestry = repo.ancestors(base) if base else frozenset()
-    folded = ancestry
+def local_base(base_flat: Flat, beliefs: dict[str, Entry | None]) -> Flat:
+    """The base as this disk knows it: where a version was merged but never written
+    here (its path could not be read), the disk still holds what it held before."""
+    if not beliefs:
+        return base_flat
+    out = dict(base_flat)
+    for key, entry in beliefs.items():
+        if entry is None:
+            out.pop(key, None)
+        else:
+            out[key] = entry
+    return out
+
+
+def merge_all(s: Session, scan: ScanResult, base: ObjectId | None,
+              unseen: Sequence[ObjectId]) -> Merged:
+    """Fold every unseen head into the local tree, each against the nearest common
+    ancestor of what is merged so far and that head (heads in `lineage` order)."""
+    bases = Bases(s)
+    local = scan.flat
     base_flat = s.flat_of(base)
-    result = Merged(local)
-    # nothing unseen: merge with base itself, which still finds local moves
-    heads: list[ObjectId | None] = list(unseen) or [base]
-    for i, head in enumerate(heads):
-        head_ancestry = repo.ancestors(head) if head else frozenset()
-        mb = merge_base(repo, folded, head_ancestry) if head else base
-        res = merge(s.flat_of(mb), result.flat, s.flat_of(head), local_device=s.device)
-        if i == 0:
-            result.local_deletes = count_deletes(base_flat, local, res.local_moves)
-        result.flat = res.merged
+    history = s.repo.ancestors(base) if base else frozenset()
+    if unseen:
+        flat, results = bases.fold(local, history, unseen, scan.beliefs)
+    else:  # nothing unseen: merge with base itself, which still finds local moves
+        res = merge(local_base(base_flat, scan.beliefs), local, base_flat,
+                    local_device=s.device)
+        flat, results = res.merged, [res]
+    result = Merged(flat, local_deletes=local_deletes(base_flat, local))
+    for res in results:
         result.moves += res.moves
         result.conflicts += [(c.path, c.copy) for c in res.conflicts]
-        folded = folded | head_ancestry
     return result
 
 
-def remote_flat(s: Session, unseen: list[ObjectId]) -> Flat:
+def remote_flat(s: Session, unseen: Sequence[ObjectId]) -> Flat:
     """The remote side alone: every unseen head folded together (one-way modes)."""
-    repo = s.repo
-    flat = s.flat_of(unseen[0])
-    folded = repo.ancestors(unseen[0])
-    for head in unseen[1:]:
-        head_ancestry = repo.ancestors(head)
-        mb = merge_base(repo, folded, head_ancestry)
-        flat = merge(s.flat_of(mb), flat, s.flat_of(head), local_device=s.device).merged
-        folded |= head_ancestry
+    bases = Bases(s)
+    flat, _ = bases.fold(s.flat_of(unseen[0]), s.repo.ancestors(unseen[0]), unseen[1:])
     return flat
 
 
-def check_safety(s: Session, local: Flat, base_flat: Flat, merged: Merged,
-                 max_delete: float, force: bool) -> None:
+def local_deletes(base_flat: Flat, local: Flat) -> int:
+    """Base files this device's own changes delete, its moves excluded (--max-delete)."""
+    return count_deletes(base_flat, local, detect_moves(base_flat, local).as_moves(LOCAL))
+
+
+def check_safety(scan: ScanResult, base_flat: Flat, deletes: int, max_delete: float,
+                 force: bool) -> None:
+    """The safety stops of every command that commits this device's deletes."""
     if force:
         return
     base_files = sum(1 for e in base_flat.values() if not e.is_dir)
-    if base_files and not local:
+    if base_files and not disk_view(scan):
         raise SafetyStop(
             f"the vault folder is empty but the last sync had {base_files} file(s); nothing "
             "was written. If you really deleted everything, run again with --force"
         )
-    if base_files and merged.local_deletes * 100 > max_delete * base_files:
+    if base_files and deletes * 100 > max_delete * base_files:
         raise SafetyStop(
-            f"this sync would delete {merged.local_deletes} of {base_files} files "
-            f"({merged.local_deletes * 100 // base_files}%, over --max-delete {max_delete:g}%); "
+            f"this run would delete {deletes} of {base_files} files "
+            f"({deletes * 100 // base_files}%, over --max-delete {max_delete:g}%); "
             "nothing was written. Check the vault, then use --max-delete or --force"
         )
 
@@ -114,15 +159,14 @@ def sync(root: str, *, dry_run: bool = False, max_delete: float | None = None,
             report.up_to_date, report.snapshot = True, base
             return report.finish()
         base_flat = s.flat_of(base)
-        merged = merge_all(s, scan.flat, base, unseen)
-        limit = max_delete if max_delete is not None else s.vault.config.options["max_delete"]
-        check_safety(s, scan.flat, base_flat, merged, limit, force)
+        merged = merge_all(s, scan, base, unseen)
+        check_safety(scan, base_flat, merged.local_deletes, s.max_delete(max_delete), force)
         report.conflicts = merged.conflicts
         fast_forward = (len(unseen) == 1 and not changes.all()
                         and (base is None or base in s.repo.ancestors(unseen[0])))
         target = s.flat_of(unseen[0]) if fast_forward else merged.flat
         if dry_run:
-            plan = diff(disk_view(scan), local_target(target, s.rules), merged.moves)
+            plan = diff(disk_view(scan), local_target(target, s.rules, scan), merged.moves)
             report.downloaded = [a.path for a in plan.adds + plan.updates]
             report.deleted = [a.path for a in plan.deletes]
             report.moved = [(a.src or "", a.path) for a in plan.moves]
@@ -139,7 +183,7 @@ def sync(root: str, *, dry_run: bool = False, max_delete: float | None = None,
             new_base, report.new_chunks, report.packs = s.commit(
                 root_id, trees, scan, parents, flat=merged.flat)
         updates = materialize(s.repo, s.writer(), disk_view(scan),
-                              local_target(target, s.rules), scan.disk, report, merged.moves)
+                              local_target(target, s.rules, scan), scan.disk, report, merged.moves)
         s.finish_apply(scan, updates, new_base, target)
         report.snapshot = new_base
         return report.finish()

@@ -1,0 +1,303 @@
+"""The edges of "never lose a version" (design.md, "Edges"), through the real CLI.
+
+Two devices, A (laptop) and B (desktop), sync through a directory remote. Each test is a
+defect of issue 9 that once deleted a file or dropped an edit on another device.
+Permission tests run the CLI without CAP_DAC_OVERRIDE (the suite runs as root, which
+reads anything), so chmod 000 really makes a file unreadable to it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT, Result, run_cli, tree_state, write
+
+# run without the capabilities that let root ignore permission bits
+NO_OVERRIDE = ["setpriv", "--inh-caps=-dac_override,-dac_read_search",
+               "--bounding-set=-dac_override,-dac_read_search", "--"]
+DAY_NS = 86_400 * 10**9
+
+
+def run_as(prefix: list[str], *args: str, cwd: Path) -> Result:
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    proc = subprocess.run([*prefix, sys.executable, "-m", "vaultsync", *args], cwd=cwd,
+                          env=env, capture_output=True, text=True, timeout=120)
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def two_devices(tmp_path: Path, notes: int = 4) -> tuple[Path, Path, Path]:
+    a, remote, b = tmp_path / "A", tmp_path / "R", tmp_path / "B"
+    for i in range(1, notes + 1):
+        write(a / f"n{i}.md", f"n{i}\n")
+    write(a / "d/x.md", "x\n")
+    write(a / "d/y.md", "y\n")
+    assert run_cli("init", "--remote", str(remote), "--device", "laptop", cwd=a).code == 0
+    assert run_cli("sync", cwd=a).code == 0
+    assert run_cli("clone", str(remote), str(b), "--device", "desktop").code == 0
+    return a, remote, b
+
+
+def sync(vault: Path, *args: str) -> Result:
+    return run_cli("sync", *args, cwd=vault)
+
+
+def files(vault: Path) -> dict[str, bytes]:
+    return {k: v[0] for k, v in tree_state(vault).items()}
+
+
+# ---- 1. a path the scan could not read is not a delete ------------------------------
+
+def test_an_unreadable_file_is_not_deleted_on_the_other_device(tmp_path: Path) -> None:
+    a, _, b = two_devices(tmp_path)
+    (a / "n1.md").chmod(0)
+    res = run_as(NO_OVERRIDE, "sync", cwd=a)
+    assert res.code == 1, res.out + res.err
+    assert "skipped: n1.md" in res.out
+    assert sync(b).code == 0
+    assert (b / "n1.md").read_text() == "n1\n"
+
+
+def test_an_unreadable_folder_is_not_deleted_on_the_other_device(tmp_path: Path) -> None:
+    a, _, b = two_devices(tmp_path)
+    (a / "d").chmod(0)
+    try:
+        res = run_as(NO_OVERRIDE, "sync", cwd=a)
+        assert res.code == 1, res.out + res.err
+        assert "skipped: d (cannot read folder" in res.out
+        assert sync(b).code == 0
+        assert files(b)["d/x.md"] == b"x\n" and files(b)["d/y.md"] == b"y\n"
+        write(b / "d/z.md", "new in d\n")  # arrives while A cannot read d: not written there
+        assert sync(b).code == 0
+        assert run_as(NO_OVERRIDE, "sync", cwd=a).code == 1
+    finally:
+        (a / "d").chmod(0o755)
+    assert sync(a).code == 0
+    assert files(a)["d/z.md"] == b"new in d\n"
+    assert files(a) == files(b)
+
+
+def test_an_edit_that_arrives_while_unreadable_lands_once_readable(tmp_path: Path) -> None:
+    """B's edit is merged while A cannot read the file: A keeps its old bytes on disk
+    (nothing is written over what could not be read). Once readable, those old bytes are
+    not an edit of A's: B's version is written, no conflict, nothing reverted."""
+    a, _, b = two_devices(tmp_path)
+    (a / "n1.md").chmod(0)
+    assert run_as(NO_OVERRIDE, "sync", cwd=a).code == 1
+    write(b / "n1.md", "n1 edited on B\n")
+    assert sync(b).code == 0
+    res = run_as(NO_OVERRIDE, "sync", cwd=a)
+    assert res.code == 1 and "skipped: n1.md" in res.out, res.out + res.err
+    (a / "n1.md").chmod(0o644)
+    assert (a / "n1.md").read_text() == "n1\n"  # untouched while unreadable
+    res = sync(a)
+    assert res.code == 0, res.out + res.err
+    assert (a / "n1.md").read_text() == "n1 edited on B\n"
+    assert sync(b).code == 0
+    assert files(a) == files(b)
+    assert not [k for k in files(a) if "conflict" in k]
+
+
+def test_an_edit_made_while_unreadable_meets_the_other_edit_as_a_conflict(
+        tmp_path: Path) -> None:
+    a, _, b = two_devices(tmp_path)
+    (a / "n1.md").chmod(0)
+    assert run_as(NO_OVERRIDE, "sync", cwd=a).code == 1
+    write(b / "n1.md", "n1 edited on B\n")
+    assert sync(b).code == 0
+    assert run_as(NO_OVERRIDE, "sync", cwd=a).code == 1
+    (a / "n1.md").chmod(0o644)
+    write(a / "n1.md", "n1 edited on A\n")
+    assert sync(a).code == 1  # conflict kept
+    assert sync(b).code == 0
+    both = set(files(a).values())
+    assert {b"n1 edited on A\n", b"n1 edited on B\n"} <= both
+    assert files(a) == files(b)
+
+
+def test_a_file_that_keeps_changing_while_read_is_not_a_delete(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vaultsync.engine import scan
+    from vaultsync.engine.sync import sync as do_sync
+
+    a, _, b = two_devices(tmp_path)
+    real_open = scan._open
+
+    class Growing:
+        """A file that someone appends to while it is being read."""
+
+        def __init__(self, path: str) -> None:
+            self.f = real_open(path)
+            self.path = path
+            self.grown = False
+
+        def read(self, n: int = -1) -> bytes:
+            if not self.grown:  # once per read of the whole file
+                with open(self.path, "ab") as g:
+                    g.write(b"+")
+                self.grown = True
+            return self.f.read(n)
+
+        def fileno(self) -> int:
+            return self.f.fileno()
+
+        def __enter__(self) -> Growing:
+            return self
+
+        def __exit__(self, *_: object) -> None:
+            self.f.close()
+
+    monkeypatch.setattr(scan, "_open", lambda p: Growing(p) if p.endswith("n2.md")
+                        else real_open(p))
+    write(a / "n2.md", "n2 being written\n")
+    report = do_sync(str(a))
+    assert [p for p, _ in report.skipped] == ["n2.md"]
+    assert report.exit_code == 1
+    monkeypatch.undo()
+    assert sync(b).code == 0
+    assert (b / "n2.md").read_text() == "n2\n"  # the old version stays, not deleted
+
+
+def test_an_unreadable_vault_folder_is_a_local_failure_not_an_empty_vault(
+        tmp_path: Path) -> None:
+    a, _, b = two_devices(tmp_path)
+    os.chmod(a, 0o311)  # can enter .vaultsync/, cannot list the vault
+    try:
+        res = run_as(NO_OVERRIDE, "sync", cwd=a)
+    finally:
+        os.chmod(a, 0o755)
+    assert res.code == 7, res.out + res.err
+    assert "local" in res.err and str(a) in res.err and "--force" not in res.err
+    assert len(res.err.strip().splitlines()) == 1
+    assert sync(b).code == 0 and len(files(b)) == 6
+
+
+def test_a_symlink_where_the_remote_has_a_folder_is_skipped_not_stuck(
+        tmp_path: Path) -> None:
+    a, remote, b = two_devices(tmp_path)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (b / "notes").symlink_to(outside)
+    write(a / "notes/new.md", "new\n")
+    assert sync(a).code == 0
+    first = sync(b)
+    assert first.code == 1 and "skipped: notes (symbolic link" in first.out, first.out
+    snapshots = sorted(os.listdir(remote / "snapshots"))
+    again = sync(b)
+    assert again.code == 1 and "already up to date" in again.out, again.out
+    assert sorted(os.listdir(remote / "snapshots")) == snapshots  # no snapshot per run
+    assert list(outside.iterdir()) == []
+    assert sync(a).code == 0 and (a / "notes/new.md").exists()
+
+
+# ---- 2. the merge base comes from parent links, never from a clock ------------------
+
+def _behind(vault: Path, rel: str, text: str) -> None:
+    """Write as a device whose clock is a day behind would (file mtime a day old)."""
+    path = write(vault / rel, text)
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns - DAY_NS, st.st_mtime_ns - DAY_NS))
+
+
+@pytest.mark.parametrize("change", ["revert", "delete"])
+def test_a_device_with_a_wrong_clock_never_overwrites_an_edit(
+        tmp_path: Path, change: str) -> None:
+    if shutil.which("faketime") is None:
+        pytest.fail("faketime is not installed (scripts/install-servers.sh installs it)")
+    a, _, b = two_devices(tmp_path)
+    _behind(b, "n1.md", "v2 from B\n")
+    res = run_as(["faketime", "-f", "-1d"], "sync", cwd=b)
+    assert res.code == 0, res.out + res.err
+    assert sync(a).code == 0
+    assert (a / "n1.md").read_text() == "v2 from B\n"
+    if change == "revert":  # A writes the old text back, having seen v2: an edit
+        write(a / "n1.md", "n1\n")
+    else:
+        (a / "n1.md").unlink()
+    res = sync(a)
+    assert res.code == 0 and "0 conflict(s)" in res.out, res.out
+    assert run_as(["faketime", "-f", "-1d"], "sync", cwd=b).code == 0
+    for vault in (a, b):
+        if change == "revert":
+            assert (vault / "n1.md").read_text() == "n1\n"
+        else:
+            assert not (vault / "n1.md").exists()
+        assert not [k for k in files(vault) if "conflict" in k]
+
+
+# ---- 3. push passes the safety stops ----------------------------------------------
+
+def test_push_of_an_emptied_vault_stops(tmp_path: Path) -> None:
+    a, remote, b = two_devices(tmp_path)
+    for p in a.iterdir():
+        if p.name != ".vaultsync":
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+    heads = {p.name: p.read_bytes() for p in (remote / "heads").iterdir()}
+    res = run_cli("push", cwd=a)
+    assert res.code == 4, res.out + res.err
+    assert "empty" in res.err and "--force" in res.err
+    assert {p.name: p.read_bytes() for p in (remote / "heads").iterdir()} == heads
+    assert sync(b).code == 0 and len(files(b)) == 6
+
+
+def test_push_of_a_mass_delete_stops_and_force_goes_through(tmp_path: Path) -> None:
+    a, _, b = two_devices(tmp_path, notes=8)
+    for i in range(1, 8):
+        (a / f"n{i}.md").unlink()
+    res = run_cli("push", cwd=a)
+    assert res.code == 4 and "would delete 7 of 10" in res.err, res.out + res.err
+    assert sync(b).code == 0 and len(files(b)) == 10
+    res = run_cli("push", "--max-delete", "80", cwd=a)
+    assert res.code == 0 and "7 deleted" in res.out, res.out + res.err
+    assert sync(b).code == 0 and sorted(files(b)) == ["d/x.md", "d/y.md", "n8.md"]
+
+
+def test_push_force_commits_an_emptied_vault(tmp_path: Path) -> None:
+    a, _, b = two_devices(tmp_path)
+    shutil.rmtree(a / "d")
+    for i in range(1, 5):
+        (a / f"n{i}.md").unlink()
+    assert run_cli("push", cwd=a).code == 4
+    assert run_cli("push", "--force", cwd=a).code == 0
+    assert sync(b).code == 0 and files(b) == {}
+    trash = b / ".vaultsync" / "trash"
+    assert len([p for p in trash.rglob("*") if p.is_file()]) == 6  # undone without network
+
+
+# ---- 5. re-joining folds heads by the graph, not by listing order -------------------
+
+def test_rejoining_never_resurrects_a_replaced_version(tmp_path: Path) -> None:
+    """A and B converge on v2 (B replaced v1). A re-joins from scratch: its heads are
+    folded by the graph, so A's old head (an ancestor of B's) adds nothing. The old code
+    folded heads in the order of their ids and kept v1 as a conflict copy whenever A's
+    old head sorted first: the scenario is rebuilt until it does."""
+    for attempt in range(40):
+        root = tmp_path / f"try{attempt}"
+        a, remote, b = two_devices(root, notes=attempt % 5 + 1)
+        write(b / "n1.md", "v2\n")
+        assert sync(b).code == 0
+        assert sync(a).code == 0 and (a / "n1.md").read_text() == "v2\n"
+        if _head_snapshot(remote, a) < _head_snapshot(remote, b):
+            break
+    else:
+        pytest.fail("no scenario where the ancestor head sorts first")
+    shutil.rmtree(a / ".vaultsync")
+    assert run_cli("init", "--remote", str(remote), "--device", "laptop", cwd=a).code == 0
+    res = sync(a)
+    assert res.code == 0 and "0 conflict(s)" in res.out, res.out
+    assert not [k for k in files(a) if "conflict" in k]
+
+
+def _head_snapshot(remote: Path, vault: Path) -> str:
+    """The snapshot id the head of `vault`'s device names."""
+    import json
+    import tomllib
+
+    device = tomllib.loads((vault / ".vaultsync/config.toml").read_text())["device_id"]
+    raw = (remote / "heads" / device).read_bytes()
+    return str(json.loads(raw[1:])["snapshot"])
