@@ -1,0 +1,83 @@
+"""Which entries of a target tree this disk can hold (design.md, Edges: foreign
+filesystems). Pure: the filesystem's answers come in as two functions.
+
+A target may hold names this disk refuses (`Meeting 10:30?.md` on exFAT), or several
+names that this disk takes for one (`Dir/` and `dir/` where case is ignored). Of names
+that fold to one, one is written: the one already on disk here, else the one in base,
+else the first by bytes. The others, and names this disk cannot hold, stay out of the
+vault with everything below them: phantoms, reported on each run and kept as they are in
+the tree the other devices see (never deleted, moved or merged for them).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from vaultsync.engine.scan import TMP_PREFIX
+from vaultsync.model import STATE_DIR, Entry, Flat
+
+CANNOT_HOLD = "this filesystem cannot hold this name"
+
+
+@dataclass
+class Fit:
+    flat: Flat  # what is written here
+    refused: dict[str, tuple[Entry, str]] = field(default_factory=dict)  # key -> entry, why
+
+
+def _parent(key: str) -> str:
+    return key.rpartition("/")[0]
+
+
+def _last(key: str) -> str:
+    return key.rpartition("/")[2]
+
+
+def fit(local: Flat, target: Flat, base: Flat, fold: Callable[[str], str],
+        holds: Callable[[str], bool], moved_here: frozenset[str] = frozenset()) -> Fit:
+    """`target` without what this disk cannot hold. `local` is what is on disk (its names
+    are held, by definition), `moved_here` the target paths an entry on disk moves to,
+    `fold` the form under which this disk compares sibling names, `holds(name)` whether
+    it can hold a name (asked only of names not on disk)."""
+    children: dict[str, list[str]] = defaultdict(list)
+    for key in target:
+        children[_parent(key)].append(key)
+    out = Fit({})
+
+    def refuse(key: str, why: str) -> None:
+        out.refused[key] = (target[key], why)
+        for child in children.get(key, ()):
+            refuse(child, f"inside {key}, which this disk cannot hold")
+
+    def visit(folder: str) -> None:
+        groups: dict[str, list[str]] = defaultdict(list)
+        for key in children.get(folder, ()):
+            groups[fold(target[key].name)].append(key)
+        for folded, keys in sorted(groups.items()):
+            keys.sort(key=lambda k: (k not in local, k not in moved_here, k not in base,
+                                     target[k].name.encode()))
+            winner = keys[0]
+            for other in keys[1:]:
+                refuse(other, f"this filesystem ignores case, and {_last(winner)!r} takes "
+                              "this name here")
+            name = target[winner].name
+            if winner not in local and not _holds(name, folder, folded, fold, holds):
+                refuse(winner, CANNOT_HOLD)
+                continue
+            out.flat[winner] = target[winner]
+            if target[winner].is_dir:
+                visit(winner)
+
+    visit("")
+    return out
+
+
+def _holds(name: str, folder: str, folded: str, fold: Callable[[str], str],
+           holds: Callable[[str], bool]) -> bool:
+    if name.startswith(TMP_PREFIX):  # the scan would take it for a stale temporary file
+        return False
+    if folder == "" and folded == fold(STATE_DIR):  # `.VaultSync` is the state folder
+        return False
+    return holds(name)
