@@ -139,7 +139,8 @@ def pull(root: str) -> Report:
             return _up_to_date(s, scan, base)
         over = overlay(remote_flat(s, unseen), scan.flat, s.flat_of(base))
         updates = materialize(s.repo, s.writer(), disk_view(scan),
-                              local_target(over.flat, s.rules), scan.disk, s.report)
+                              local_target(over.flat, s.rules), scan.disk, s.report,
+                              base=s.flat_of(base), renames=scan.respell)
         s.report.conflicts += list(over.copies)
         # several diverged heads have no single snapshot to stand on: keep the old base
         new_base = unseen[0] if len(unseen) == 1 else base

@@ -181,6 +181,7 @@ class Session:
                           self.repo.format.chunker, self.repo.hasher,
                           ignored=self.rules.ignored)
         result = scanner.scan()
+        self.report.notices.extend(result.notices)
         remove_stale_temps(result.stale_temps, self.vault.staging)
         localview.complete(result, self.vault.state, self.rules, self.base, self.flat_of,
                            self.repo.hasher, self.changes_between)
