@@ -12,6 +12,7 @@ next run removes.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import secrets
 import shutil
@@ -173,9 +174,14 @@ class VaultWriter:
         if case_only and not self._same_entry(src, dst):
             raise TargetChanged(dst_rel)
         os.makedirs(os.path.dirname(dst), exist_ok=True)
-        os.rename(src, dst)
         if case_only:
+            os.rename(src, dst)
             self._check_case(src_rel, src, dst)
+        else:
+            try:
+                rename_noreplace(src, dst)
+            except FileExistsError:
+                raise TargetChanged(dst_rel) from None
         self._dirty.update((os.path.dirname(dst), os.path.dirname(src)))
         return os.stat(dst)
 
@@ -200,9 +206,10 @@ class VaultWriter:
             return True
         dst = self.abspath(r.dst)
         self.check_no_links(r.dst)
-        if os.path.lexists(dst):
+        try:
+            rename_noreplace(src, dst)
+        except FileExistsError:
             return False
-        os.rename(src, dst)
         self._dirty.add(os.path.dirname(dst))
         return True
 
@@ -252,6 +259,39 @@ class VaultWriter:
                 shutil.copy2(target, dest)
                 return
         os.replace(target, dest)
+
+
+def rename_noreplace(src: str, dst: str) -> None:
+    """Rename `src` to `dst`, never over an existing `dst` (FileExistsError): one
+    renameat2(RENAME_NOREPLACE) where the kernel and filesystem offer it, else a check
+    just before the rename (we hold the vault lock; only another program could race)."""
+    fn = _renameat2()
+    if fn is not None:
+        if fn(-100, os.fsencode(src), -100, os.fsencode(dst), 1) == 0:  # AT_FDCWD, NOREPLACE
+            return
+        import ctypes
+
+        err = ctypes.get_errno()
+        if err == errno.EEXIST:
+            raise FileExistsError(err, os.strerror(err), dst)
+        if err not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EPERM):
+            raise OSError(err, os.strerror(err), src, None, dst)
+    if os.path.lexists(dst):
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), dst)
+    os.rename(src, dst)
+
+
+@functools.cache
+def _renameat2():  # type: ignore[no-untyped-def]
+    import ctypes  # only a rename that must not overwrite pays for it
+
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn
 
 
 def remove_stale_temps(paths: Iterable[str], staging: str | None = None) -> None:

@@ -27,10 +27,6 @@ class Fit:
     refused: dict[str, tuple[Entry, str]] = field(default_factory=dict)  # key -> entry, why
 
 
-def _parent(key: str) -> str:
-    return key.rpartition("/")[0]
-
-
 def _last(key: str) -> str:
     return key.rpartition("/")[2]
 
@@ -43,34 +39,38 @@ def fit(local: Flat, target: Flat, base: Flat, fold: Callable[[str], str],
     it can hold a name (asked only of names not on disk)."""
     children: dict[str, list[str]] = defaultdict(list)
     for key in target:
-        children[_parent(key)].append(key)
+        children[key.rpartition("/")[0]].append(key)
     out = Fit({})
 
     def refuse(key: str, why: str) -> None:
-        out.refused[key] = (target[key], why)
-        for child in children.get(key, ()):
-            refuse(child, f"inside {key}, which this disk cannot hold")
+        todo = [(key, why)]
+        while todo:
+            key, why = todo.pop()
+            out.refused[key] = (target[key], why)
+            todo += [(c, f"inside {key}, which this disk cannot hold")
+                     for c in children.get(key, ())]
 
-    def visit(folder: str) -> None:
-        groups: dict[str, list[str]] = defaultdict(list)
+    folders = [""]
+    while folders:  # folder by folder, from the root: a refused folder's contents go too
+        folder = folders.pop()
+        groups: dict[str, list[str]] = {}
         for key in children.get(folder, ()):
-            groups[fold(target[key].name)].append(key)
-        for folded, keys in sorted(groups.items()):
-            keys.sort(key=lambda k: (k not in local, k not in moved_here, k not in base,
-                                     target[k].name.encode()))
+            groups.setdefault(fold(target[key].name), []).append(key)
+        for folded, keys in groups.items():
+            if len(keys) > 1:
+                keys.sort(key=lambda k: (k not in local, k not in moved_here, k not in base,
+                                         target[k].name.encode()))
+                for other in keys[1:]:
+                    refuse(other, f"this filesystem ignores case, and {_last(keys[0])!r} "
+                                  "takes this name here")
             winner = keys[0]
-            for other in keys[1:]:
-                refuse(other, f"this filesystem ignores case, and {_last(winner)!r} takes "
-                              "this name here")
-            name = target[winner].name
-            if winner not in local and not _holds(name, folder, folded, fold, holds):
+            if winner not in local and not _holds(target[winner].name, folder, folded, fold,
+                                                  holds):
                 refuse(winner, CANNOT_HOLD)
                 continue
             out.flat[winner] = target[winner]
             if target[winner].is_dir:
-                visit(winner)
-
-    visit("")
+                folders.append(winner)
     return out
 
 

@@ -17,7 +17,7 @@ from dataclasses import replace
 from vaultsync.engine import fsprobe, progress
 from vaultsync.engine.apply import DiskKey, TargetChanged, VaultWriter
 from vaultsync.engine.conflicts import TAKEN, copy_path
-from vaultsync.engine.diskfit import CANNOT_HOLD, fit
+from vaultsync.engine.diskfit import CANNOT_HOLD, Fit, fit
 from vaultsync.engine.plan import ADD, CHMOD, DELETE, MKDIR, MOVE, RMDIR, UPDATE, Action, diff
 from vaultsync.engine.renames import Move
 from vaultsync.engine.report import Report
@@ -113,9 +113,7 @@ def materialize(repo: Repository, vw: VaultWriter, local: Flat, target: Flat,
     never stops the rest."""
     settle_spellings(vw, renames, report)
     hints = tuple(hints)
-    fitted = fit(local, target, base or {}, vw.fs.fold,
-                 lambda name: not fsprobe.suspicious(name) or vw.fs.holds(name),
-                 frozenset(m.dst for m in hints if m.src in local))
+    fitted = fit_to_disk(vw.fs, local, target, base or {}, hints)
     for key, (entry, why) in fitted.refused.items():
         _refuse(report, key, entry, why)
     target = fitted.flat
@@ -155,6 +153,15 @@ def materialize(repo: Repository, vw: VaultWriter, local: Flat, target: Flat,
             _fix_metadata(vw, key, spelling(key, local, target), le, te, disk[key], rows)
     vw.sync_dirs()
     return rows
+
+
+def fit_to_disk(fs: fsprobe.FsTraits, local: Flat, target: Flat, base: Flat,
+                hints: Iterable[Move] = ()) -> Fit:
+    """`target` cut to what the disk of `fs` can hold, as `materialize` writes it (a dry
+    run can show the same: `.flat` is what would be written, `.refused` the phantoms)."""
+    return fit(local, target, base, fs.fold,
+               lambda name: not fsprobe.suspicious(name) or fs.holds(name),
+               frozenset(m.dst for m in hints if m.src in local))
 
 
 def _last(rel: str) -> str:
