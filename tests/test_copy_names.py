@@ -81,7 +81,8 @@ def test_of_names_that_fold_to_one_base_then_bytes_decide() -> None:
 
 def test_names_the_disk_refuses_are_refused_with_everything_below() -> None:
     target = {"ok.md": f("ok.md"), "Q?": d("Q?"), "Q?/in.md": f("in.md"), "a:b.md": f("a:b.md"),
-              ".vaultsync-tmp-x": f(".vaultsync-tmp-x"), ".VaultSync": d(".VaultSync"),
+              ".vaultsync-tmp-0123456789ab": f(".vaultsync-tmp-0123456789ab"),
+              ".vaultsync-tmp-mine.md": f(".vaultsync-tmp-mine.md"), ".VaultSync": d(".VaultSync"),
               "sub": d("sub"), "sub/.VaultSync": f(".VaultSync")}
     asked: list[str] = []
 
@@ -90,9 +91,10 @@ def test_names_the_disk_refuses_are_refused_with_everything_below() -> None:
         return not any(c in name for c in ":?")
 
     out = fit({"ok.md": f("ok.md")}, target, {}, lower, holds)
-    assert sorted(out.flat) == ["ok.md", "sub", "sub/.VaultSync"]
+    assert sorted(out.flat) == [".vaultsync-tmp-mine.md", "ok.md", "sub", "sub/.VaultSync"]
     assert out.refused["Q?"][1] == CANNOT_HOLD and "Q?" in out.refused["Q?/in.md"][1]
-    assert sorted(out.refused) == [".VaultSync", ".vaultsync-tmp-x", "Q?", "Q?/in.md", "a:b.md"]
+    assert sorted(out.refused) == [".VaultSync", ".vaultsync-tmp-0123456789ab", "Q?",
+                                   "Q?/in.md", "a:b.md"]
     assert "ok.md" not in asked  # a name on disk is held, by definition
 
 

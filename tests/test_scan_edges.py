@@ -183,3 +183,16 @@ def test_a_taken_copy_name_during_apply_gets_the_next_number(tmp_path: Path) -> 
     assert {n: (a / n).read_text() for n in names(a)} == {
         n: (b / n).read_text() for n in names(b)}
 
+
+
+# ---- a user's file that merely looks like a temporary file -----------------------------
+
+def test_a_users_file_named_like_a_temporary_file_is_synced_never_removed(
+        tmp_path: Path) -> None:
+    remote = tmp_path / "remote"
+    a = vault(tmp_path / "a", {".vaultsync-tmp-notes.md": "mine", "ok.md": "ok"}, remote)
+    cli("sync", cwd=a)
+    cli("sync", cwd=a)
+    assert (a / ".vaultsync-tmp-notes.md").read_text() == "mine"
+    cli("clone", str(remote), str(tmp_path / "b"), "--device", "desk")
+    assert (tmp_path / "b" / ".vaultsync-tmp-notes.md").read_text() == "mine"

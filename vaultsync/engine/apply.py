@@ -21,7 +21,7 @@ from collections.abc import Iterable
 
 from vaultsync.engine import fsprobe
 from vaultsync.engine.fsprobe import FsTraits
-from vaultsync.engine.scan import TMP_PREFIX, Respell
+from vaultsync.engine.scan import TMP_PREFIX, Respell, is_temp_name
 from vaultsync.errors import BadName
 from vaultsync.fsutil import fsync_dir
 from vaultsync.model import Entry
@@ -300,7 +300,7 @@ def remove_stale_temps(paths: Iterable[str], staging: str | None = None) -> None
     if staging is not None and os.path.isdir(staging):
         paths = [*paths, *(os.path.join(staging, n) for n in os.listdir(staging))]
     for p in paths:
-        if os.path.basename(p).startswith(TMP_PREFIX) and os.path.isfile(p):
+        if is_temp_name(os.path.basename(p)) and os.path.isfile(p):
             _unlink_quiet(p)
     meta = os.path.dirname(staging) if staging is not None else None
     if meta is not None and os.path.isdir(meta):

@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from vaultsync.engine.scan import TMP_PREFIX
+from vaultsync.engine.scan import is_temp_name
 from vaultsync.model import STATE_DIR, Entry, Flat
 
 CANNOT_HOLD = "this filesystem cannot hold this name"
@@ -64,9 +64,10 @@ def fit(local: Flat, target: Flat, base: Flat, fold: Callable[[str], str],
                     refuse(other, f"this filesystem ignores case, and {_last(keys[0])!r} "
                                   "takes this name here")
             winner = keys[0]
-            if winner not in local and not _holds(target[winner].name, folder, folded, fold,
-                                                  holds):
-                refuse(winner, CANNOT_HOLD)
+            why = None if winner in local else _refusal(target[winner].name, folder, folded,
+                                                        fold, holds)
+            if why is not None:
+                refuse(winner, why)
                 continue
             out.flat[winner] = target[winner]
             if target[winner].is_dir:
@@ -74,10 +75,11 @@ def fit(local: Flat, target: Flat, base: Flat, fold: Callable[[str], str],
     return out
 
 
-def _holds(name: str, folder: str, folded: str, fold: Callable[[str], str],
-           holds: Callable[[str], bool]) -> bool:
-    if name.startswith(TMP_PREFIX):  # the scan would take it for a stale temporary file
-        return False
-    if folder == "" and folded == fold(STATE_DIR):  # `.VaultSync` is the state folder
-        return False
-    return holds(name)
+def _refusal(name: str, folder: str, folded: str, fold: Callable[[str], str],
+             holds: Callable[[str], bool]) -> str | None:
+    """Why this disk cannot hold `name` in `folder` (None: it can)."""
+    if is_temp_name(name):  # the scan here would remove it as a stale temporary file
+        return "a name vaultsync keeps for its temporary files"
+    if folder == "" and folded == fold(STATE_DIR):  # `.VaultSync` where case is ignored
+        return f"this filesystem ignores case, and {STATE_DIR!r} is vaultsync's own folder"
+    return None if holds(name) else CANNOT_HOLD

@@ -7,6 +7,7 @@ chunker (and its compiled extension) is imported only when some file must be rea
 from __future__ import annotations
 
 import os
+import re
 import stat
 import time
 from collections import defaultdict
@@ -23,11 +24,18 @@ from vaultsync.engine.state import StatRow
 from vaultsync.model import DIR, FILE, STATE_DIR, Entry, Flat, ObjectId, Tree, name_problem, nfc
 
 TMP_PREFIX = ".vaultsync-tmp-"
+# what vaultsync itself names temporary files: the prefix, then 12 hex digits (or a probe
+# of `fsprobe`). Only these are removed as stale; a user's `.vaultsync-tmp-notes.md` syncs.
+_TEMP_NAME = re.compile(re.escape(TMP_PREFIX) + r"(?:[0-9a-f]{12}|probe-[a-z]+-[0-9a-f]+)\Z")
 RACY_NS = 2_000_000_000  # files modified this recently are not trusted to the stat cache
 # The times a tree can hold (model.decode_entry refuses anything else): about 1823-2116.
 # A file dated outside is recorded at the nearest end, with a notice; never a failed sync.
 TIME_MIN, TIME_MAX = -(1 << 62), 1 << 62
 FILE_MODE, EXEC_MODE = 0o644, 0o755  # a tree records only a file's executable bit
+
+
+def is_temp_name(name: str) -> bool:
+    return _TEMP_NAME.match(name) is not None
 
 
 def clamp_time(ns: int) -> int:
@@ -141,7 +149,7 @@ class Scanner:
             name = item.name
             if name == STATE_DIR:
                 continue
-            if name.startswith(TMP_PREFIX):
+            if is_temp_name(name):
                 res.stale_temps.append(item.path)
                 continue
             rel = prefix + name
