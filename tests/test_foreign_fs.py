@@ -269,3 +269,32 @@ def test_a_name_refused_only_when_written_is_a_phantom_too(tmp_path: Path, drive
     cli("sync", cwd=a)
     assert sorted(listing(a)) == ["Q?", "Q?/deep", "Q?/deep/x.md", "Q?/in.md", "a:b.md",
                                   "ok.md", "re:named.md"]
+
+
+def test_a_case_rename_the_disk_ignores_goes_by_way_of_the_trash(
+        drive: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Some filesystems keep the old spelling on a rename by case only: then the file
+    goes to the trash and back under the new name (this drive takes the rename at once,
+    so the listing after it is made to show the old spelling)."""
+    from vaultsync.engine import apply
+    from vaultsync.engine.apply import VaultWriter, disk_key
+
+    (drive / ".vaultsync").mkdir()
+    write(drive / "note.md", "n", mtime=OLD)
+    vw = VaultWriter(str(drive), str(drive / ".vaultsync" / "trash"))
+    assert vw.fs.case_insensitive  # probed before the listing is tampered with
+    real = os.listdir
+    calls: list[str] = []
+
+    def listdir(path: str) -> list[str]:  # the check after the rename sees the old name
+        calls.append(path)
+        return ["note.md", ".vaultsync"] if len(calls) == 2 else real(path)
+
+    monkeypatch.setattr(apply.os, "listdir", listdir)
+    vw.move("note.md", "Note.md", disk_key(str(drive / "note.md")))  # type: ignore[arg-type]
+    monkeypatch.undo()
+    assert len(calls) == 2
+    assert sorted(os.listdir(drive)) == [".vaultsync", "Note.md"]
+    assert (drive / "Note.md").read_text() == "n"
+    assert [p.name for p in (drive / ".vaultsync" / "trash").glob("*/case-*")]  # the way
+    assert not [p for p in (drive / ".vaultsync").rglob("*") if p.is_file()]

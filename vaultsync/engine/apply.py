@@ -236,7 +236,7 @@ class VaultWriter:
         name = os.path.basename(dst)
         if name == os.path.basename(src) or name in os.listdir(os.path.dirname(dst)):
             return
-        dest = os.path.join(self.trash_dir, *src_rel.split("/"))
+        dest = os.path.join(self.trash_dir, "case-" + secrets.token_hex(4), *src_rel.split("/"))
         os.makedirs(os.path.dirname(dest), exist_ok=True)
         os.rename(dst, dest)
         os.rename(dest, dst)
