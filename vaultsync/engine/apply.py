@@ -12,13 +12,16 @@ next run removes.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import secrets
 import shutil
 import time
 from collections.abc import Iterable
 
-from vaultsync.engine.scan import TMP_PREFIX
+from vaultsync.engine import fsprobe
+from vaultsync.engine.fsprobe import FsTraits
+from vaultsync.engine.scan import TMP_PREFIX, Respell, is_temp_name
 from vaultsync.errors import BadName
 from vaultsync.fsutil import fsync_dir
 from vaultsync.model import Entry
@@ -47,6 +50,24 @@ class VaultWriter:
         self.trash_dir = os.path.join(
             trash_root, time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
         )
+        self._fs: FsTraits | None = None
+
+    @property
+    def fs(self) -> FsTraits:
+        """What the filesystem under the vault can hold (probed once per process)."""
+        if self._fs is None:
+            self._fs = fsprobe.traits(self.root)
+        return self._fs
+
+    def still(self, path: str, expect: DiskKey | None) -> bool:
+        """Whether `path` is what the scan saw (`expect`; None: nothing there). Where
+        the filesystem renumbers inodes, size and mtime alone say it (an edit of the same
+        size within the mtime's granularity is then missed; the trash keeps what an
+        install replaces, so even that is not lost)."""
+        now = disk_key(path)
+        if now is None or expect is None:
+            return now == expect
+        return now == expect if self.fs.stable_inodes else now[:2] == expect[:2]
 
     def abspath(self, rel: str) -> str:
         parts = rel.split("/")
@@ -71,7 +92,8 @@ class VaultWriter:
         os.makedirs(path, exist_ok=True)
 
     def stage(self, rel: str, entry: Entry, pieces: Iterable[bytes]) -> str:
-        """Write a file's bytes, mode and mtime to a temporary file; returns its path."""
+        """Write a file's bytes and mtime to a temporary file; returns its path. Its mode
+        is 0644 or 0755 under the umask: only the executable bit of `entry` counts."""
         if self.staging is not None:
             folder = self.staging
             if not self._staging_ready:
@@ -83,13 +105,13 @@ class VaultWriter:
             os.makedirs(folder, exist_ok=True)
         tmp = os.path.join(folder, TMP_PREFIX + secrets.token_hex(6))
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            mode = 0o777 if entry.executable else 0o666  # the kernel applies the umask
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
             with os.fdopen(fd, "wb") as f:
                 for piece in pieces:
                     f.write(piece)
                 f.flush()
                 os.fsync(f.fileno())
-            os.chmod(tmp, entry.mode & 0o7777)
             os.utime(tmp, ns=(entry.mtime_ns, entry.mtime_ns))
         except BaseException:
             _unlink_quiet(tmp)
@@ -104,7 +126,7 @@ class VaultWriter:
         self.check_no_links(rel)
         folder = os.path.dirname(target)
         os.makedirs(folder, exist_ok=True)
-        if disk_key(target) != expect:
+        if not self.still(target, expect):
             raise TargetChanged(rel)
         if expect is not None:
             self._keep_in_trash(rel, target, link=True)
@@ -134,24 +156,90 @@ class VaultWriter:
         """Move `rel` to the trash, if it is still what the scan saw."""
         target = self.abspath(rel)
         self.check_no_links(rel)
-        if disk_key(target) != expect:
+        if not self.still(target, expect):
             raise TargetChanged(rel)
         self._keep_in_trash(rel, target, link=False)
 
     def move(self, src_rel: str, dst_rel: str, expect: DiskKey) -> os.stat_result:
         """Rename a file within the vault if it is still what the scan saw and nothing
-        is at the destination; otherwise raise TargetChanged and touch nothing."""
+        is at the destination; otherwise raise TargetChanged and touch nothing. On a
+        case-insensitive filesystem a rename that only changes case (`note.md` ->
+        `Note.md`) finds its own file at the destination, and is carried out."""
         src, dst = self.abspath(src_rel), self.abspath(dst_rel)
         self.check_no_links(src_rel)
         self.check_no_links(dst_rel)
-        if disk_key(src) != expect:
+        if not self.still(src, expect):
             raise TargetChanged(src_rel)
-        if os.path.lexists(dst):
+        case_only = os.path.lexists(dst)
+        if case_only and not self._same_entry(src, dst):
             raise TargetChanged(dst_rel)
         os.makedirs(os.path.dirname(dst), exist_ok=True)
-        os.rename(src, dst)
+        if case_only:
+            os.rename(src, dst)
+            self._check_case(src_rel, src, dst)
+        else:
+            try:
+                rename_noreplace(src, dst)
+            except FileExistsError:
+                raise TargetChanged(dst_rel) from None
         self._dirty.update((os.path.dirname(dst), os.path.dirname(src)))
         return os.stat(dst)
+
+    def respell(self, r: Respell) -> bool:
+        """Settle a second spelling the scan found: rename it to its collision copy's
+        name (never over anything), or move it to the trash when it holds the very bytes
+        of the spelling that kept the name. False (nothing done) if it is not what the
+        scan saw any more, or the copy's name is taken: the next run looks again."""
+        src = self.abspath(r.src)
+        self.check_no_links(r.src)
+        try:
+            st = os.stat(src, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        if r.expect is not None and not self.still(src, r.expect):
+            return False
+        if r.expect is None and self.fs.stable_inodes and st.st_ino != r.ino:
+            return False
+        if r.dst is None:
+            self._keep_in_trash(r.src, src, link=False)
+            self._dirty.add(os.path.dirname(src))
+            return True
+        dst = self.abspath(r.dst)
+        self.check_no_links(r.dst)
+        try:
+            rename_noreplace(src, dst)
+        except FileExistsError:
+            return False
+        self._dirty.add(os.path.dirname(dst))
+        return True
+
+    def rename_case(self, src_rel: str, dst_rel: str) -> bool:
+        """Rename a folder to another case of its name, on a disk that ignores case;
+        False (nothing done) when `dst_rel` is not the same folder under another case."""
+        src, dst = self.abspath(src_rel), self.abspath(dst_rel)
+        self.check_no_links(src_rel + "/x")
+        if not self._same_entry(src, dst):
+            return False
+        os.rename(src, dst)
+        self._check_case(src_rel, src, dst)
+        self._dirty.add(os.path.dirname(dst))
+        return True
+
+    def _same_entry(self, src: str, dst: str) -> bool:
+        """`dst` is `src` under another case (a case-insensitive filesystem)."""
+        return fsprobe.same_name_here(self.fs, src, dst)
+
+    def _check_case(self, src_rel: str, src: str, dst: str) -> None:
+        """After a rename that changes case only: did the new spelling take? Where a
+        filesystem keeps the old one, the file goes by way of the trash (a run killed in
+        between leaves it there, and the next run fetches it again)."""
+        name = os.path.basename(dst)
+        if name == os.path.basename(src) or name in os.listdir(os.path.dirname(dst)):
+            return
+        dest = os.path.join(self.trash_dir, "case-" + secrets.token_hex(4), *src_rel.split("/"))
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        os.rename(dst, dest)
+        os.rename(dest, dst)
 
     def remove_dir_if_empty(self, rel: str) -> bool:
         try:
@@ -173,13 +261,56 @@ class VaultWriter:
         os.replace(target, dest)
 
 
+def rename_noreplace(src: str, dst: str) -> None:
+    """Rename `src` to `dst`, never over an existing `dst` (FileExistsError): one
+    renameat2(RENAME_NOREPLACE) where the kernel and filesystem offer it, else a check
+    just before the rename (we hold the vault lock; only another program could race)."""
+    fn = _renameat2()
+    if fn is not None:
+        if fn(-100, os.fsencode(src), -100, os.fsencode(dst), 1) == 0:  # AT_FDCWD, NOREPLACE
+            return
+        import ctypes
+
+        err = ctypes.get_errno()
+        if err == errno.EEXIST:
+            raise FileExistsError(err, os.strerror(err), dst)
+        if err not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EPERM):
+            raise OSError(err, os.strerror(err), src, None, dst)
+    if os.path.lexists(dst):
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), dst)
+    os.rename(src, dst)
+
+
+@functools.cache
+def _renameat2():  # type: ignore[no-untyped-def]
+    import ctypes  # only a rename that must not overwrite pays for it
+
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn
+
+
 def remove_stale_temps(paths: Iterable[str], staging: str | None = None) -> None:
-    """Remove temporary files a killed run left behind (we hold the vault lock)."""
+    """Remove temporary files a killed run left behind (we hold the vault lock), and
+    the probes of `fsprobe` in the state folder."""
     if staging is not None and os.path.isdir(staging):
         paths = [*paths, *(os.path.join(staging, n) for n in os.listdir(staging))]
     for p in paths:
-        if os.path.basename(p).startswith(TMP_PREFIX) and os.path.isfile(p):
+        if is_temp_name(os.path.basename(p)) and os.path.isfile(p):
             _unlink_quiet(p)
+    meta = os.path.dirname(staging) if staging is not None else None
+    if meta is not None and os.path.isdir(meta):
+        for name in os.listdir(meta):
+            if name.startswith(fsprobe.PROBE_PREFIX):
+                path = os.path.join(meta, name)
+                if os.path.isdir(path):
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    _unlink_quiet(path)
 
 
 def empty_trash(trash_root: str, days: int) -> int:

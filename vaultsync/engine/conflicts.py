@@ -4,12 +4,22 @@
 UTC becomes `Note.conflict-20261122-143005-laptop.md`: the marker goes before the last
 suffix; a name without a suffix, or a dotfile like `.gitignore`, gets it at the end. A copy
 is never named from a copy: the marker of an existing copy is stripped first.
+
+`copy_path` is the one place that decides where a losing version goes: the merge
+(placement), the one-way modes (overlay), the apply step (a file edited during the run)
+and the scan (two spellings of one name) all call it, each with its own answer to "what
+is at this path?".
 """
 
 from __future__ import annotations
 
+import itertools
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+
+from vaultsync.model import Entry, nfc
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
@@ -64,3 +74,34 @@ def conflict_name(name: str, mtime_ns: int, author: str, attempt: int = 1) -> st
     while len(stem.encode()) > room and stem:
         stem = stem[:-1]  # a long name is shortened, never left unwritable
     return stem + marker + suffix
+
+
+# What a lookup answers for a path that holds something whose content is unknown (a file
+# on disk that the scan did not see): taken, and never "the same bytes".
+TAKEN = Entry(name="", kind="?")
+
+
+@dataclass(frozen=True, slots=True)
+class CopyPlace:
+    key: str  # the copy's path (NFC key)
+    name: str  # its last component as written (the loser's own spelling)
+    exists: bool  # a copy with the same content is there already: nothing to write
+
+
+def copy_path(path: str, entry: Entry, at: Callable[[str], Entry | None],
+              spelled: str | None = None) -> CopyPlace:
+    """Where the losing version `entry` of `path` is kept, beside `path`: the first
+    conflict name (`-2`, `-3`... after it) that `at` says is free, or one that already
+    holds the same content (the same conflict, resolved before). `spelled` is the
+    spelling of `path`'s last component to name the copy from (default: the key's)."""
+    folder, _, last = path.rpartition("/")
+    name = spelled if spelled is not None else last
+    for attempt in itertools.count(1):
+        copy_name = conflict_name(name, entry.mtime_ns, entry.author, attempt)
+        key = f"{folder}/{nfc(copy_name)}" if folder else nfc(copy_name)
+        there = at(key)
+        if there is None:
+            return CopyPlace(key, copy_name, False)
+        if there.kind == entry.kind and entry.same_content(there):
+            return CopyPlace(key, copy_name, True)
+    raise AssertionError("unreachable")  # pragma: no cover

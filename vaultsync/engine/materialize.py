@@ -7,19 +7,21 @@ overwritten: the incoming version is kept beside it as a conflict copy.
 
 from __future__ import annotations
 
-import errno
 import os
+import stat
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 
-from vaultsync.engine import progress
-from vaultsync.engine.apply import DiskKey, TargetChanged, VaultWriter, disk_key
-from vaultsync.engine.conflicts import conflict_name
+from vaultsync.engine import fsprobe, progress
+from vaultsync.engine.apply import DiskKey, TargetChanged, VaultWriter
+from vaultsync.engine.conflicts import TAKEN, copy_path
+from vaultsync.engine.diskfit import CANNOT_HOLD, Fit, fit
 from vaultsync.engine.plan import ADD, CHMOD, DELETE, MKDIR, MOVE, RMDIR, UPDATE, Action, diff
 from vaultsync.engine.renames import Move
 from vaultsync.engine.report import Report
-from vaultsync.engine.scan import RACY_NS
+from vaultsync.engine.scan import RACY_NS, Respell, clamp_time, tree_mode
 from vaultsync.engine.state import StatRow
 from vaultsync.engine.transfer import batches, pieces, prefetch
 from vaultsync.errors import IntegrityError
@@ -39,9 +41,12 @@ def spelling(key: str, local: Flat, target: Flat) -> str:
 
 
 def stat_row(key: str, entry: Entry, st: os.stat_result) -> StatRow:
-    racy = time.time_ns() - st.st_mtime_ns < RACY_NS
-    return StatRow(key, st.st_size, -1 if racy else st.st_mtime_ns, st.st_ino, st.st_ctime_ns,
-                   st.st_mode & 0o7777, entry.author, entry.chunks)
+    """The stat cache row of a file just written: the mode is the entry's executable bit
+    (a filesystem without permission bits keeps it there, see `Scanner._mode`)."""
+    racy = abs(time.time_ns() - st.st_mtime_ns) < RACY_NS
+    return StatRow(key, st.st_size, -1 if racy else clamp_time(st.st_mtime_ns), st.st_ino,
+                   clamp_time(st.st_ctime_ns), tree_mode(entry.executable), entry.author,
+                   entry.chunks)
 
 
 def check_entries(repo: Repository, entries: list[tuple[str, Entry]]) -> None:
@@ -52,11 +57,6 @@ def check_entries(repo: Repository, entries: list[tuple[str, Entry]]) -> None:
         if total != entry.size:
             raise IntegrityError(f"{key}: chunks add up to {total} bytes, the tree says "
                                  f"{entry.size}")
-
-
-# errors that mean "this filesystem cannot hold this name" (too long, bad bytes, a
-# character the filesystem refuses)
-UNWRITABLE = {errno.ENAMETOOLONG, errno.EILSEQ, errno.EINVAL}
 
 
 STAGERS = 4  # files written and fsynced at once: fsync latency overlaps
@@ -98,31 +98,53 @@ def stage_all(repo: Repository, vw: VaultWriter,
 
 def materialize(repo: Repository, vw: VaultWriter, local: Flat, target: Flat,
                 disk: dict[str, DiskKey], report: Report,
-                hints: Iterable[Move] = ()) -> dict[str, StatRow | None]:
+                hints: Iterable[Move] = (), *, base: Flat | None = None,
+                renames: Iterable[Respell] = ()) -> dict[str, StatRow | None]:
     """Turn the vault (`local`, as scanned) into `target`; returns stat-cache updates
     (None: path gone).
 
-    Every new file is downloaded, verified and staged before the vault changes at all:
-    a corrupt or missing remote object stops the run with the vault untouched. Moves are
-    local renames (nothing downloaded). A path edited since the scan is never
-    overwritten: the incoming version lands beside it as a conflict copy."""
+    First the second spellings the scan found (`renames`) are settled, and the target is
+    cut to what this disk can hold (`diskfit`; `base` decides between names it takes for
+    one): the rest are phantoms, in `report.unwritable`. Then every new file is
+    downloaded, verified and staged before the vault changes at all: a corrupt or missing
+    remote object stops the run with the vault untouched. Moves are local renames
+    (nothing downloaded). A path edited since the scan is never overwritten: the
+    incoming version lands beside it as a conflict copy. One name this disk refuses
+    never stops the rest."""
+    settle_spellings(vw, renames, report)
+    hints = tuple(hints)
+    fitted = fit_to_disk(vw.fs, local, target, base or {}, hints)
+    for key, (entry, why) in fitted.refused.items():
+        _refuse(report, key, entry, why)
+    target = fitted.flat
+    local, disk = respell_folders(vw, local, disk, target)
     plan = diff(local, target, hints)
     writes = plan.adds + plan.updates
     check_entries(repo, [(a.path, a.entry) for a in writes if a.entry is not None])
     staged = stage_all(repo, vw, [(a.path, a.entry) for a in writes if a.entry is not None])
     rows: dict[str, StatRow | None] = {}
+    refused: list[str] = []  # folders this disk would not make
     for action in plan.steps():
+        inside = next((r for r in refused if _below(action.path, r)), None)
+        if inside is not None and action.entry is not None:
+            _refuse(report, action.path, action.entry, f"inside {inside}, which this disk "
+                                                       "cannot hold")
+            _discard(vw, staged, action.path)
+            continue
         try:
             _carry_out(action, vw, local, target, disk, staged, rows, report)
         except OSError as exc:
-            if exc.errno not in UNWRITABLE or action.entry is None:
+            here = spelling(action.path, local, target)
+            folder = os.path.dirname(vw.abspath(here))
+            if action.entry is None or not fsprobe.name_refused(exc, vw.fs, _last(here),
+                                                                folder):
                 raise
-            if action.path not in {path for path, _ in report.skipped}:  # said once
-                report.skipped.append((action.path, f"this filesystem cannot hold this "
-                                                    f"name ({exc.strerror})"))
-            report.unwritable[action.path] = action.entry
-            if action.path in staged:
-                vw.discard(staged[action.path])
+            _refuse(report, action.path, action.entry, f"{CANNOT_HOLD} ({exc.strerror})")
+            _discard(vw, staged, action.path)
+            if action.op == MKDIR:
+                refused.append(action.path)
+            elif action.op == MOVE and action.src is not None:
+                _drop_source(vw, action.src, local, disk, rows, report)
     # equal bytes, other mtime: take the merged mtime (two equal edits keep the newer)
     for key, te in target.items():
         le = local.get(key)
@@ -131,6 +153,48 @@ def materialize(repo: Repository, vw: VaultWriter, local: Flat, target: Flat,
             _fix_metadata(vw, key, spelling(key, local, target), le, te, disk[key], rows)
     vw.sync_dirs()
     return rows
+
+
+def fit_to_disk(fs: fsprobe.FsTraits, local: Flat, target: Flat, base: Flat,
+                hints: Iterable[Move] = ()) -> Fit:
+    """`target` cut to what the disk of `fs` can hold, as `materialize` writes it (a dry
+    run can show the same: `.flat` is what would be written, `.refused` the phantoms)."""
+    return fit(local, target, base, fs.fold,
+               lambda name: not fsprobe.suspicious(name) or fs.holds(name),
+               frozenset(m.dst for m in hints if m.src in local))
+
+
+def _last(rel: str) -> str:
+    return rel.rpartition("/")[2]
+
+
+def _below(key: str, folder: str) -> bool:
+    return key == folder or key.startswith(folder + "/")
+
+
+def _refuse(report: Report, key: str, entry: Entry, why: str) -> None:
+    """A target entry this disk cannot hold: a phantom, reported once per run."""
+    report.unwritable[key] = entry
+    if key not in {path for path, _ in report.skipped}:
+        report.skipped.append((key, why))
+
+
+def _discard(vw: VaultWriter, staged: dict[str, str], key: str) -> None:
+    if key in staged:
+        vw.discard(staged.pop(key))
+
+
+def _drop_source(vw: VaultWriter, src: str, local: Flat, disk: dict[str, DiskKey],
+                 rows: dict[str, StatRow | None], report: Report) -> None:
+    """A move whose new name this disk refuses: the old name is not in the target any
+    more (left here, the next run would push it back as a new file), so it goes to the
+    trash; its bytes stay in the phantom, and in the repository."""
+    try:
+        vw.delete_file(spelling(src, local, {}), disk[src])
+    except TargetChanged:
+        report.skipped.append((src, "changed during the run; kept, will sync next run"))
+        return
+    rows[src] = None
 
 
 def _carry_out(a: Action, vw: VaultWriter, local: Flat, target: Flat,
@@ -165,33 +229,123 @@ def _carry_out(a: Action, vw: VaultWriter, local: Flat, target: Flat,
             rows[a.path] = stat_row(a.path, a.entry, vw.install(staged[a.path], here, expect))
             report.downloaded.append(a.path)
         except TargetChanged:
-            folder, _, name = here.rpartition("/")
-            copy = conflict_name(name, a.entry.mtime_ns, a.entry.author)
-            copy = f"{folder}/{copy}" if folder else copy
-            vw.install(staged[a.path], copy, None)
-            report.conflicts.append((a.path, copy))
+            _keep_beside(vw, a.path, a.entry, staged.pop(a.path), local, target, disk, report)
     elif a.op == CHMOD:
         assert a.entry is not None and a.old is not None
         _fix_metadata(vw, a.path, here, a.old, a.entry, disk[a.path], rows)
 
 
+def _keep_beside(vw: VaultWriter, key: str, entry: Entry, tmp: str, local: Flat,
+                 target: Flat, disk: dict[str, DiskKey], report: Report) -> None:
+    """`key` changed on disk during the run: the incoming version, staged as `tmp`, is
+    kept beside it under a conflict copy's name (`copy_path`: the first free one, or one
+    that already holds these bytes)."""
+    here = spelling(key, local, target)
+    folder = here.rpartition("/")[0]
+
+    def at(k: str) -> Entry | None:
+        rel = f"{folder}/{_last(k)}" if folder else _last(k)
+        if os.path.lexists(vw.abspath(rel)):  # on disk: what the scan saw there, if still so
+            seen = local.get(k)
+            unchanged = k in disk and vw.still(vw.abspath(rel), disk[k])
+            return seen if seen is not None and unchanged else TAKEN
+        return target.get(k)  # free on disk; the target may still want it
+
+    for _attempt in range(5):  # a name taken between the check and the rename: next one
+        where = copy_path(key, entry, at, spelled=_last(here))
+        if where.exists:
+            vw.discard(tmp)
+            break
+        copy = f"{folder}/{where.name}" if folder else where.name
+        try:
+            vw.install(tmp, copy, None)
+            break
+        except TargetChanged:
+            continue
+    else:
+        vw.discard(tmp)
+        report.skipped.append((key, "changed during the run, and no name was free to keep "
+                                    "the incoming version beside it; it stays in the "
+                                    "repository"))
+        return
+    report.conflicts.append((key, where.key))
+
+
+def settle_spellings(vw: VaultWriter, renames: Iterable[Respell], report: Report) -> None:
+    """Carry out what the scan decided for second spellings of one name (NFC and NFD):
+    each is renamed to its collision copy's name (a conflict, reported once: the copy is
+    in the tree already) or, holding the very same bytes, moved to the trash."""
+    for r in sorted(renames, key=lambda r: r.src.count("/")):  # folders before contents
+        try:
+            done = vw.respell(r)
+        except OSError:
+            done = False
+        if not done:
+            report.skipped.append((r.key, f"a second spelling of this name, {r.src!r}, "
+                                          "could not be renamed; will retry next run"))
+        elif r.dst is None:
+            report.notices.append(f"{r.src!r} had the same bytes as {r.key!r} under another "
+                                  "spelling: kept once, the other is in the trash")
+        else:
+            report.conflicts.append((r.key, r.copy or r.dst))
+
+
+def respell_folders(vw: VaultWriter, local: Flat, disk: dict[str, DiskKey],
+                    target: Flat) -> tuple[Flat, dict[str, DiskKey]]:
+    """On a disk that ignores case, a folder that another device renamed by case only
+    (`dir/` -> `Dir/`) is renamed here first, and `local` and `disk` follow; otherwise
+    its files would be written into the old spelling and pushed back from there."""
+    if not vw.fs.case_insensitive:
+        return local, disk
+    fold = vw.fs.fold
+    wanted = {(k.rpartition("/")[0], fold(e.name)): k
+              for k, e in target.items() if e.is_dir and k not in local}
+    tried: set[str] = set()
+    while wanted:
+        found = [(k, wanted[(k.rpartition("/")[0], fold(e.name))])
+                 for k, e in sorted(local.items(), key=lambda ke: ke[0].count("/"))
+                 if e.is_dir and k not in target and k not in tried
+                 and (k.rpartition("/")[0], fold(e.name)) in wanted]
+        found = [(old, new) for old, new in found if new not in local]
+        if not found:
+            break
+        old, new = found[0]
+        tried.add(old)
+        old_rel = spelling(old, local, {})
+        new_rel = old_rel.rpartition("/")[0] + "/" + target[new].name if "/" in old_rel \
+            else target[new].name
+        if not vw.rename_case(old_rel, new_rel):
+            continue
+
+        def moved(k: str, old: str = old, new: str = new) -> str:
+            return new + k[len(old):] if k == old or k.startswith(old + "/") else k
+
+        local = {moved(k): (replace(e, name=target[new].name) if k == old else e)
+                 for k, e in local.items()}
+        disk = {moved(k): v for k, v in disk.items()}
+    return local, disk
+
+
 def _settle(vw: VaultWriter, key: str, rel: str, entry: Entry, st: os.stat_result) -> StatRow:
-    """Give a moved file the mode of its merged entry."""
-    if st.st_mode & 0o7777 != entry.mode & 0o7777:
-        os.chmod(vw.abspath(rel), entry.mode & 0o7777)
+    """Give a moved file the executable bit of its merged entry (where the disk has one)."""
+    if vw.fs.modes and bool(st.st_mode & stat.S_IXUSR) != entry.executable:
+        os.chmod(vw.abspath(rel), fsprobe.exec_toggled(st.st_mode, entry.executable))
         st = os.stat(vw.abspath(rel))
     return stat_row(key, entry, st)
 
 
 def _fix_metadata(vw: VaultWriter, key: str, rel: str, le: Entry, te: Entry, expect: DiskKey,
                   rows: dict[str, StatRow | None]) -> None:
-    if le.mode == te.mode and le.mtime_ns == te.mtime_ns and le.author == te.author:
+    """Same bytes, another executable bit or mtime. Only the bit syncs, never the rest of
+    a mode; on a disk without permission bits it is only remembered (the stat cache)."""
+    if le.executable == te.executable and le.mtime_ns == te.mtime_ns \
+            and le.author == te.author:
         return
     path = vw.abspath(rel)
-    if disk_key(path) != expect:
+    if not vw.still(path, expect):
         return  # edited during the run: the next run sees it
-    if le.mode != te.mode:
-        os.chmod(path, te.mode & 0o7777)
+    if le.executable != te.executable and vw.fs.modes:
+        os.chmod(path, fsprobe.exec_toggled(os.stat(path).st_mode, te.executable))
     if le.mtime_ns != te.mtime_ns:
         os.utime(path, ns=(te.mtime_ns, te.mtime_ns))
     rows[key] = stat_row(key, te, os.stat(path))

@@ -154,7 +154,8 @@ def pull(root: str) -> Report:
         remote = remote_flat(s, unseen) if unseen else base_flat
         over = overlay(remote, scan.flat, local_base(base_flat, scan.beliefs))
         updates = materialize(s.repo, s.writer(), disk_view(scan),
-                              local_target(over.flat, s.rules, scan), scan.disk, s.report)
+                              local_target(over.flat, s.rules, scan), scan.disk, s.report,
+                              base=base_flat, renames=scan.respell)
         s.report.conflicts += list(over.copies)
         # several diverged heads have no single snapshot to stand on: keep the old base
         new_base = unseen[0] if len(unseen) == 1 else base

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vaultsync.engine.conflicts import conflict_name
+from vaultsync.engine.conflicts import copy_path
 from vaultsync.model import DIR, Entry, Flat
 
 
@@ -15,10 +15,6 @@ from vaultsync.model import DIR, Entry, Flat
 class Overlay:
     flat: Flat
     copies: tuple[tuple[str, str], ...] = ()  # (path, where the loser's version went)
-
-
-def _join(folder: str, name: str) -> str:
-    return f"{folder}/{name}" if folder else name
 
 
 def overlay(winner: Flat, loser: Flat, base: Flat) -> Overlay:
@@ -42,15 +38,10 @@ def overlay(winner: Flat, loser: Flat, base: Flat) -> Overlay:
             if path != key:
                 copies.append((key, path))
             continue
-        folder, _, name = path.rpartition("/")
-        for attempt in range(1, 100):
-            copy = _join(folder, conflict_name(name, entry.mtime_ns, entry.author, attempt))
-            taken = out.get(copy)
-            if taken is None or entry.same_content(taken):
-                break
-        if taken is None:
-            _add(out, copy, entry)
-        copies.append((key, copy))
+        where = copy_path(path, entry, out.get)
+        if not where.exists:
+            _add(out, where.key, entry)
+        copies.append((key, where.key))
     return Overlay(out, tuple(copies))
 
 
@@ -62,8 +53,13 @@ def _free_parents(out: Flat, key: str) -> str:
         prefix = "/".join(parts[: i + 1])
         there = out.get(prefix)
         if there is not None and not there.is_dir:
-            parts[i] = conflict_name(parts[i], there.mtime_ns, "folder")
+            folder = Entry(name=parts[i], kind=DIR, mtime_ns=there.mtime_ns, author="folder")
+            parts[i] = last_of(copy_path(prefix, folder, out.get).key)
     return "/".join(parts)
+
+
+def last_of(key: str) -> str:
+    return key.rpartition("/")[2]
 
 
 def _add(out: Flat, key: str, entry: Entry) -> None:

@@ -8,8 +8,9 @@ path, or (on a case-insensitive filesystem) on paths equal under case folding:
   stays while something inside it survives, restored from any side that had it);
 - files with equal bytes are one file (the newer mtime's entry, executable if any was);
 - different files: the newer mtime stays (tie: the greater device id), each other content
-  becomes a conflict copy named from its own mtime and author; a taken copy name gets
-  `-2`, `-3`...; a copy name already holding the same bytes is that copy.
+  becomes a conflict copy named from its own mtime and author (`conflicts.copy_path`: a
+  taken copy name gets `-2`, `-3`...; a copy name already holding the same bytes is that
+  copy).
 
 Everything is ordered by data, never by which side an entry came from: the result is the
 same whichever device computes it.
@@ -20,7 +21,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, replace
 
-from vaultsync.engine.conflicts import conflict_name
+from vaultsync.engine.conflicts import copy_path
 from vaultsync.engine.renames import content_key
 from vaultsync.model import DIR, Entry, Flat, nfc
 
@@ -215,18 +216,16 @@ def _copy_order(copy: _Copy) -> tuple:
 def _name_copy(copy: _Copy, placed: Flat, taken: dict[str, str], fold) -> Conflict:
     last = last_of(copy.origin)
     name = copy.entry.name if nfc(copy.entry.name) == last else last
-    attempt = 1
-    while True:
-        copy_name = conflict_name(name, copy.entry.mtime_ns, copy.entry.author, attempt)
-        key = join(parent_of(copy.origin), nfc(copy_name))
+
+    def at(key: str) -> Entry | None:
         holder = taken.get(fold(key))
-        if holder is None:
-            placed[key] = replace(copy.entry, name=copy_name)
-            taken[fold(key)] = key
-            break
-        there = placed[holder]
-        if not there.is_dir and there.same_content(copy.entry):
-            key = holder  # that copy exists already (the same conflict, resolved before)
-            break
-        attempt += 1
+        return None if holder is None else placed[holder]
+
+    where = copy_path(copy.origin, copy.entry, at, spelled=name)
+    if where.exists:
+        key = taken[fold(where.key)]  # that copy exists already (the same conflict)
+    else:
+        key = where.key
+        placed[key] = replace(copy.entry, name=where.name)
+        taken[fold(key)] = key
     return Conflict(copy.winner, key, copy.winner_author, copy.entry.author, copy.reason)

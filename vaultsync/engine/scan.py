@@ -7,19 +7,43 @@ chunker (and its compiled extension) is imported only when some file must be rea
 from __future__ import annotations
 
 import os
+import re
 import stat
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import BinaryIO
 
 from vaultsync.chunking import Chunker, ChunkerParams, Hasher
-from vaultsync.engine import progress
+from vaultsync.engine import fsprobe, progress
+from vaultsync.engine.conflicts import TAKEN, copy_path
+from vaultsync.engine.fsprobe import FsTraits
 from vaultsync.engine.state import StatRow
 from vaultsync.model import DIR, FILE, STATE_DIR, Entry, Flat, ObjectId, Tree, name_problem, nfc
 
 TMP_PREFIX = ".vaultsync-tmp-"
+# what vaultsync itself names temporary files: the prefix, then 12 hex digits (or a probe
+# of `fsprobe`). Only these are removed as stale; a user's `.vaultsync-tmp-notes.md` syncs.
+_TEMP_NAME = re.compile(re.escape(TMP_PREFIX) + r"(?:[0-9a-f]{12}|probe-[a-z]+-[0-9a-f]+)\Z")
 RACY_NS = 2_000_000_000  # files modified this recently are not trusted to the stat cache
+# The times a tree can hold (model.decode_entry refuses anything else): about 1823-2116.
+# A file dated outside is recorded at the nearest end, with a notice; never a failed sync.
+TIME_MIN, TIME_MAX = -(1 << 62), 1 << 62
+FILE_MODE, EXEC_MODE = 0o644, 0o755  # a tree records only a file's executable bit
+
+
+def is_temp_name(name: str) -> bool:
+    return _TEMP_NAME.match(name) is not None
+
+
+def clamp_time(ns: int) -> int:
+    return min(max(ns, TIME_MIN), TIME_MAX)
+
+
+def tree_mode(executable: bool) -> int:
+    return EXEC_MODE if executable else FILE_MODE
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +51,23 @@ class ChunkLocation:
     path: str  # absolute path of a file that holds the chunk
     offset: int
     length: int
+
+
+@dataclass(frozen=True, slots=True)
+class Respell:
+    """Two spellings of one name in one folder (NFC and NFD, different bytes): the vault
+    write that settles it, left to the apply step of a writing command. `src` (on-disk,
+    relative, its folders already as they will be) is renamed to `dst`, a collision copy
+    named like a conflict copy (key `copy`); a file with the winner's very bytes goes to
+    the trash instead (`dst` None). `ino` (and for a file `expect`: size, mtime, inode)
+    is what the scan saw there."""
+
+    key: str
+    src: str
+    dst: str | None
+    copy: str | None
+    ino: int
+    expect: tuple[int, int, int] | None = None
 
 
 @dataclass
@@ -48,6 +89,9 @@ class ScanResult:
     # are not written this run; beliefs: what such a disk holds where base moved on
     frozen: set[str] = field(default_factory=set)
     beliefs: dict[str, Entry | None] = field(default_factory=dict)
+    notices: list[str] = field(default_factory=list)  # said, but nothing skipped
+    respell: list[Respell] = field(default_factory=list)  # second spellings to settle
+    fs: FsTraits | None = None  # what the vault's filesystem can hold
 
 
 def _open(path: str) -> BinaryIO:
@@ -64,6 +108,7 @@ class Scanner:
         hasher: Hasher | None = None,
         opener: Callable[[str], BinaryIO] | None = None,
         ignored: Callable[[str, bool], bool] | None = None,
+        fs: FsTraits | None = None,
     ) -> None:
         self.root = root
         self.device = device
@@ -74,6 +119,7 @@ class Scanner:
         self.ignored = ignored or (lambda key, is_dir: False)
         self._chunker: Chunker | None = None
         self.now_ns = time.time_ns()
+        self.fs = fs
 
     @property
     def chunker(self) -> Chunker:
@@ -84,6 +130,9 @@ class Scanner:
     def scan(self) -> ScanResult:
         self.result = ScanResult("", {}, {}, {}, {},
                                  stats={"files": 0, "hashed": 0, "bytes_hashed": 0, "bytes": 0})
+        if self.fs is None:
+            self.fs = fsprobe.traits(self.root)
+        self.result.fs = self.fs
         self.progress = progress.current()
         self.progress.start("scan", None, "files")
         self.result.root = self._dir(self.root, "")
@@ -91,29 +140,26 @@ class Scanner:
         return self.result
 
     def _dir(self, abspath: str, prefix: str) -> ObjectId:
+        """Scan one folder; `prefix` is its path as it will be on disk (a folder that is a
+        second spelling is scanned under its collision copy's name)."""
         res = self.result
-        entries: list[Entry] = []
-        keys: set[str] = set()
         try:
-            items = sorted(os.scandir(abspath), key=lambda d: d.name)
+            items = sorted(os.scandir(abspath), key=lambda d: os.fsencode(d.name))
         except OSError as exc:
             res.skipped.append((prefix.rstrip("/") or ".", f"cannot read folder: {exc.strerror}"))
             items = []
+        found: dict[str, list[tuple[os.DirEntry[str], os.stat_result]]] = defaultdict(list)
         for item in items:
             name = item.name
             if name == STATE_DIR:
                 continue
-            if name.startswith(TMP_PREFIX):
+            if is_temp_name(name):
                 res.stale_temps.append(item.path)
                 continue
             rel = prefix + name
             problem = name_problem(name)
             if problem:
                 res.skipped.append((os.fsencode(rel).decode("utf-8", "replace"), problem))
-                continue
-            key = nfc(rel)
-            if nfc(name) in keys:
-                res.skipped.append((rel, "another name in this folder has the same Unicode form"))
                 continue
             try:
                 st = item.stat(follow_symlinks=False)
@@ -123,51 +169,142 @@ class Scanner:
             if stat.S_ISLNK(st.st_mode):
                 res.skipped.append((rel, "symbolic link (not synced)"))
                 continue
-            if self.ignored(key, stat.S_ISDIR(st.st_mode)):
-                res.ignored.append(key)
-                continue
-            if stat.S_ISDIR(st.st_mode):
-                tree_id = self._dir(item.path, rel + "/")
-                entry = Entry(name=name, kind=DIR, tree=tree_id)
-            elif stat.S_ISREG(st.st_mode):
-                file_entry = self._file(item.path, key, name, st)
-                if file_entry is None:
-                    continue
-                entry = file_entry
-            else:
+            if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
                 res.skipped.append((rel, "not a regular file or folder"))
                 continue
-            keys.add(nfc(name))
-            entries.append(entry)
-            res.flat[key] = entry
+            if self.ignored(nfc(rel), stat.S_ISDIR(st.st_mode)):
+                res.ignored.append(nfc(rel))
+                continue
+            found[nfc(name)].append((item, st))
+        entries: list[Entry] = []
+        losers = []
+        on_disk = {nfc(item.name) for item in items}
+        for spellings in found.values():
+            if len(spellings) > 1:
+                spellings = self._rank_spellings(prefix, spellings)
+                losers += spellings[1:]
+            item, st = spellings[0]
+            entry = self._entry(item, st, prefix, item.name)
+            if entry is not None:
+                entries.append(entry)
+        for item, st in losers:
+            entry = self._second_spelling(item, st, prefix, on_disk, entries)
+            if entry is not None:
+                entries.append(entry)
         tree = Tree.of(entries)
         encoded = tree.encode()
         tree_id = self.hasher.id(encoded)
         res.trees[tree_id] = encoded
         return tree_id
 
-    def _file(self, abspath: str, key: str, name: str, st: os.stat_result) -> Entry | None:
+    def _entry(self, item: os.DirEntry[str], st: os.stat_result, prefix: str, name: str,
+               hashed: tuple[tuple[ObjectId, ...], os.stat_result] | None = None,
+               ) -> Entry | None:
+        """The entry of a file or folder found on disk as `item`, named `name` here."""
+        key = nfc(prefix + name)
+        if stat.S_ISDIR(st.st_mode):
+            entry = Entry(name=name, kind=DIR, tree=self._dir(item.path, prefix + name + "/"))
+        else:
+            file_entry = self._file(item.path, key, name, st, hashed)
+            if file_entry is None:
+                return None
+            entry = file_entry
+        self.result.flat[key] = entry
+        return entry
+
+    def _rank_spellings(self, prefix: str, spellings: list) -> list:
+        """The spellings of one name, the one that keeps it first: the one this device
+        synced last (the stat cache knows its inode), else the first by bytes."""
+        key = nfc(prefix + spellings[0][0].name)
+
+        def synced(pair: tuple[os.DirEntry[str], os.stat_result]) -> bool:
+            item, st = pair
+            if not self.fs or not self.fs.stable_inodes:
+                return False  # no evidence: the first by bytes keeps the name
+            if not stat.S_ISDIR(st.st_mode):
+                row = self.cache.get(key)
+                return row is not None and row.ino == st.st_ino
+            try:
+                children = list(os.scandir(item.path))
+                for child in children:
+                    row = self.cache.get(key + "/" + nfc(child.name))
+                    if row is not None and row.ino == child.stat(follow_symlinks=False).st_ino:
+                        return True
+            except OSError:
+                pass
+            return False
+
+        return sorted(spellings, key=lambda p: (not synced(p), os.fsencode(p[0].name)))
+
+    def _second_spelling(self, item: os.DirEntry[str], st: os.stat_result, prefix: str,
+                         on_disk: set[str], entries: list[Entry]) -> Entry | None:
+        """A second spelling of a name already taken in this folder: the same bytes are
+        one file (this one goes to the trash); anything else is kept apart under a
+        collision copy's name. The rename is only planned here (`Respell`)."""
+        res = self.result
+        key = nfc(prefix + item.name)
+        kept = res.flat.get(key)
+        hashed = None
+        if stat.S_ISREG(st.st_mode) and kept is not None and not kept.is_dir:
+            hashed = self._hash(item.path, key)
+            if hashed is None:
+                return None
+            if hashed[0] == kept.chunks and hashed[1].st_size == kept.size:
+                res.respell.append(Respell(key, prefix + item.name, None, None, st.st_ino,
+                                           _disk_key(hashed[1])))
+                return None
+        kind = DIR if stat.S_ISDIR(st.st_mode) else FILE
+        loser = Entry(name=item.name, kind=kind, mtime_ns=clamp_time(st.st_mtime_ns),
+                      author=self.device)
+        folder = nfc(prefix)
+        names = on_disk | {nfc(e.name) for e in entries}
+        where = copy_path(key, loser, lambda k: TAKEN if k[len(folder):] in names else None,
+                          spelled=item.name)
+        expect = None if kind == DIR else _disk_key(st)
+        res.respell.append(Respell(key, prefix + item.name, prefix + where.name, where.key,
+                                   st.st_ino, expect))
+        return self._entry(item, st, prefix, where.name, hashed)
+
+    def _file(self, abspath: str, key: str, name: str, st: os.stat_result,
+              hashed: tuple[tuple[ObjectId, ...], os.stat_result] | None = None,
+              ) -> Entry | None:
         res = self.result
         res.stats["files"] += 1
         self.progress.advance()
         res.stats["bytes"] += st.st_size
         row = self.cache.get(key)
-        if row is not None and row.matches(st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns):
+        mtime, ctime = clamp_time(st.st_mtime_ns), clamp_time(st.st_ctime_ns)
+        assert self.fs is not None
+        ino = st.st_ino if self.fs.stable_inodes or row is None else row.ino  # made-up ones
+        if hashed is None and row is not None and row.matches(st.st_size, mtime, ino, ctime):
             chunks, author = row.chunks, row.author
         else:
-            hashed = self._hash(abspath, key)
+            hashed = hashed or self._hash(abspath, key)
             if hashed is None:
                 return None
             chunks, st = hashed
+            mtime, ctime = clamp_time(st.st_mtime_ns), clamp_time(st.st_ctime_ns)
             # a touch (same bytes) keeps the version's author; new bytes are ours
             author = row.author if row is not None and row.chunks == chunks else self.device
-        mode = stat.S_IMODE(st.st_mode)
-        racy = self.now_ns - st.st_mtime_ns < RACY_NS
-        res.rows[key] = StatRow(key, st.st_size, -1 if racy else st.st_mtime_ns, st.st_ino,
-                                st.st_ctime_ns, mode, author, chunks)
-        res.disk[key] = (st.st_size, st.st_mtime_ns, st.st_ino)
-        return Entry(name=name, kind=FILE, mode=mode, size=st.st_size, mtime_ns=st.st_mtime_ns,
+        if mtime != st.st_mtime_ns:
+            res.notices.append(f"{key}: its date ({_date(st.st_mtime_ns)}) is outside what "
+                               f"the repository can record; synced as {_date(mtime)}")
+        mode = self._mode(st, row)
+        racy = abs(self.now_ns - st.st_mtime_ns) < RACY_NS
+        res.rows[key] = StatRow(key, st.st_size, -1 if racy else mtime, st.st_ino, ctime,
+                                mode, author, chunks)
+        res.disk[key] = _disk_key(st)
+        return Entry(name=name, kind=FILE, mode=mode, size=st.st_size, mtime_ns=mtime,
                      author=author, chunks=chunks)
+
+    def _mode(self, st: os.stat_result, row: StatRow | None) -> int:
+        """Only the executable bit syncs. A filesystem without permission bits (exFAT
+        reads 0777 everywhere) tells nothing: the bit stays as last synced (the stat
+        cache holds it), and a new file there is not executable."""
+        assert self.fs is not None
+        if self.fs.modes:
+            return tree_mode(bool(st.st_mode & stat.S_IXUSR))
+        return tree_mode(row is not None and bool(row.mode & stat.S_IXUSR))
 
     def _hash(self, abspath: str, key: str) -> tuple[tuple[ObjectId, ...], os.stat_result] | None:
         """Chunk a file; a file that changes while being read is read again (twice at most)."""
@@ -191,3 +328,14 @@ class Scanner:
                 return tuple(chunks), after
         res.skipped.append((key, "kept changing while being read; will retry next run"))
         return None
+
+
+def _disk_key(st: os.stat_result) -> tuple[int, int, int]:
+    return (st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def _date(ns: int) -> str:
+    try:
+        return datetime.fromtimestamp(ns // 10**9, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (OverflowError, ValueError, OSError):
+        return f"{ns // 10**9} s from 1970"

@@ -190,6 +190,7 @@ class Session:
             if path == ".":  # the vault folder itself: nothing to compare, nothing to do
                 raise LocalFailure(f"local vault folder {self.vault.root} cannot be read "
                                    f"({reason}); nothing was written")
+        self.report.notices.extend(result.notices)
         remove_stale_temps(result.stale_temps, self.vault.staging)
         localview.complete(result, self.vault.state, self.rules, self.base, self.flat_of,
                            self.repo.hasher, self.changes_between)

@@ -153,7 +153,7 @@ def sync(root: str, *, dry_run: bool = False, max_delete: float | None = None,
         unseen = s.unseen_heads(base)
         changes = s.local_changes(scan, base)
         report.uploaded = Changes.files(changes.added + changes.changed)
-        if not unseen and not changes.all() and not scan.restore:
+        if not unseen and not changes.all() and not scan.restore and not scan.respell:
             if not dry_run:
                 s.save_rows(scan.rows)
             report.up_to_date, report.snapshot = True, base
@@ -183,7 +183,8 @@ def sync(root: str, *, dry_run: bool = False, max_delete: float | None = None,
             new_base, report.new_chunks, report.packs = s.commit(
                 root_id, trees, scan, parents, flat=merged.flat)
         updates = materialize(s.repo, s.writer(), disk_view(scan),
-                              local_target(target, s.rules, scan), scan.disk, report, merged.moves)
+                              local_target(target, s.rules, scan), scan.disk, report,
+                              merged.moves, base=base_flat, renames=scan.respell)
         s.finish_apply(scan, updates, new_base, target)
         report.snapshot = new_base
         return report.finish()
