@@ -13,23 +13,46 @@ from vaultsync.engine.report import Report
 from vaultsync.errors import UsageError
 
 _log: TextIO | None = None
+_log_path: str | None = None
 
 
 def open_log(path: str) -> None:
     """--log-file: every line this run prints is also appended there, timestamped."""
-    global _log
+    global _log, _log_path
     try:
         _log = open(path, "a", encoding="utf-8")  # noqa: SIM115 - kept open for the run
     except OSError as exc:
         raise UsageError(f"cannot open log file {path}: {exc.strerror}") from None
+    _log_path = os.path.abspath(path)
     _logged(f"vaultsync {' '.join(shlex.quote(a) for a in sys.argv[1:])} (cwd {os.getcwd()})")
 
 
+def log_path() -> str | None:
+    """The --log-file of this run, while it can still be written."""
+    return _log_path if _log is not None else None
+
+
 def _logged(line: str) -> None:
-    if _log is not None:
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    global _log
+    if _log is None:
+        return
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    try:
         _log.write(f"{stamp} [{os.getpid()}] {line}\n")
         _log.flush()
+    except OSError as exc:  # the log's disk is full or gone: keep running, say so once
+        _log = None
+        sys.stderr.write(f"vaultsync: cannot write log file {_log_path}: {exc.strerror}; "
+                         "no more logging this run\n")
+
+
+def log_lines(lines: list[str]) -> bool:
+    """Append lines (a traceback) to the --log-file; False when there is none open."""
+    if _log is None:
+        return False
+    for line in lines:
+        _logged(line)
+    return _log is not None
 
 
 def log_exit(code: int) -> None:

@@ -1,0 +1,87 @@
+"""How a run ends when it does not end well: a bug's traceback goes to a log file, never
+to the terminal.
+
+- An unexpected exception's traceback is appended to the `--log-file` when one is open,
+  else written to a crash log under `platformdirs.user_log_dir("vaultsync")`
+  (`$XDG_STATE_HOME/vaultsync/log/`, by default `~/.local/state/vaultsync/log/`), else to
+  the system's temporary folder.
+- An exception in a background thread, or one Python could not raise (`__del__`), goes to
+  the `--log-file` (if any) instead of stderr.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from vaultsync import __version__
+from vaultsync.cli.output import log_lines, log_path
+
+
+def _thread_failed(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit or args.exc_value is None:
+        return
+    where = args.thread.name if args.thread is not None else "a thread"
+    log_lines([f"exception in {where} (the run went on):", *_traceback(args.exc_value)])
+
+
+def _unraisable(args: Any) -> None:
+    if args.exc_value is not None:
+        log_lines([f"exception ignored in {args.object!r}:", *_traceback(args.exc_value)])
+
+
+@contextmanager
+def run_guard() -> Iterator[None]:
+    """For the duration of one run: thread and unraisable exceptions to the log.
+    Restores the previous hooks after (tests and gen-docs call `main` in-process)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old_thread, old_unraisable = threading.excepthook, sys.unraisablehook
+    threading.excepthook, sys.unraisablehook = _thread_failed, _unraisable
+    try:
+        yield
+    finally:
+        threading.excepthook, sys.unraisablehook = old_thread, old_unraisable
+
+
+def _traceback(exc: BaseException) -> list[str]:
+    return "".join(traceback.format_exception(exc)).splitlines()
+
+
+def record_traceback(exc: BaseException) -> str:
+    """Write `exc`'s traceback where a bug report can find it; returns where (a path), or
+    why it could not be written."""
+    lines = [f"vaultsync {__version__} (Python {sys.version.split()[0]}) hit an unexpected "
+             "error; traceback:", *_traceback(exc)]
+    if log_lines(lines):
+        return log_path() or "the log file"
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    argv = " ".join(sys.argv[1:])
+    text = "".join(line + "\n"
+                   for line in [f"vaultsync {argv}", f"cwd {os.getcwd()}", *lines])
+    problems = []
+    for folder in (_crash_folder(), tempfile.gettempdir()):
+        path = os.path.join(folder, f"crash-{stamp}-{os.getpid()}.log")
+        try:
+            os.makedirs(folder, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+            return path
+        except OSError as write_error:
+            problems.append(f"{path}: {write_error.strerror}")
+    return "nowhere (" + "; ".join(problems) + ")"
+
+
+def _crash_folder() -> str:
+    import platformdirs
+
+    return str(platformdirs.user_log_dir("vaultsync"))
