@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -123,3 +127,68 @@ def test_local_state_database_full_is_exit_7_naming_it(tmp_path: Path) -> None:
         (disk / "filler").unlink()
         assert run_cli("sync", cwd=v).code == 0
         assert run_cli("verify", cwd=v).code == 0
+
+
+# -- SIGTERM: the Ctrl-C path, exit 130, temporary files removed -----------------------------
+
+def start(args: list[str], cwd: Path, env: dict[str, str] | None = None,
+          ) -> subprocess.Popen[str]:
+    full = dict(os.environ, PYTHONPATH=str(REPO_ROOT), **(env or {}))
+    return subprocess.Popen([sys.executable, "-m", "vaultsync", *args], cwd=cwd, env=full,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def terminate_when(proc: subprocess.Popen[str], seen: list[Path]) -> tuple[int, str]:
+    """SIGTERM `proc` as soon as one of the globbed folders holds a temporary file (it
+    is mid-write); returns (exit code, stderr)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if any(leftovers(folder) for folder in seen if folder.exists()):
+            proc.send_signal(signal.SIGTERM)
+            break
+        time.sleep(0.0005)
+    else:
+        proc.kill()
+        pytest.fail("the run ended before it wrote a temporary file: give it more data")
+    _, err = proc.communicate(timeout=60)
+    return proc.returncode, err
+
+
+BIG = {"VAULTSYNC_PACK_SIZE": str(4 << 20)}  # packs that take a moment to write
+
+
+def test_sigterm_mid_push_exits_130_and_cleans_up(tmp_path: Path) -> None:
+    v = tmp_path / "vault"
+    write(v / "note.md", "note")
+    init(v, tmp_path / "remote")
+    for i in range(24):
+        write(v / f"data/f{i}.bin", os.urandom(1 << 20))
+    code, err = terminate_when(start(["push"], v, BIG), [tmp_path / "remote"])
+    assert code == 130 and err.strip() == "vaultsync: interrupted", (code, err)
+    assert leftovers(tmp_path / "remote") == [] and leftovers(v) == []
+    assert run_cli("verify", cwd=v).code == 0
+    res = run_cli("push", cwd=v)
+    assert res.code == 0 and "25 added or changed" in res.out, res.out
+    assert run_cli("verify", "--read-data", "100", cwd=v).code == 0
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "engine/materialize.py, not this change's to edit: an interrupt that lands inside "
+    "stage_all's submit() loses the future of a file a stager then writes, and the "
+    "install loop never discards staged files it did not install (fix: stagers record "
+    "what they wrote; materialize discards staged files on any exception)"))
+def test_sigterm_mid_pull_exits_130_and_the_vault_is_untouched(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    write(a / "note.md", "note")
+    init(a, tmp_path / "remote")
+    assert run_cli("sync", cwd=a).code == 0
+    assert run_cli("clone", str(tmp_path / "remote"), str(b)).code == 0
+    for i in range(24):
+        write(a / f"data/f{i}.bin", os.urandom(1 << 20))
+    assert run_cli("sync", cwd=a, env=BIG).code == 0
+    before = tree_state(b)
+    code, err = terminate_when(start(["pull"], b), [b / ".vaultsync/staging"])
+    assert code == 130 and err.strip() == "vaultsync: interrupted", (code, err)
+    assert leftovers(b) == [] and tree_state(b) == before
+    assert run_cli("pull", cwd=b).code == 0
+    assert tree_state(b) == tree_state(a)

@@ -1,6 +1,9 @@
-"""How a run ends when it does not end well: a bug's traceback goes to a log file, never
-to the terminal.
+"""How a run ends when it does not end well: SIGTERM takes the Ctrl-C path, and a bug's
+traceback goes to a log file, never to the terminal.
 
+- SIGTERM raises KeyboardInterrupt in the main thread, exactly as Ctrl-C does, so every
+  `finally` and `except BaseException` on the way out removes its temporary files (the
+  store's `.tmp-*`, the vault's staged `.vaultsync-tmp-*`) before the run exits 130.
 - An unexpected exception's traceback is appended to the `--log-file` when one is open,
   else written to a crash log under `platformdirs.user_log_dir("vaultsync")`
   (`$XDG_STATE_HOME/vaultsync/log/`, by default `~/.local/state/vaultsync/log/`), else to
@@ -12,6 +15,7 @@ to the terminal.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import tempfile
 import threading
@@ -19,10 +23,15 @@ import time
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import FrameType
 from typing import Any
 
 from vaultsync import __version__
 from vaultsync.cli.output import log_lines, log_path
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 def _thread_failed(args: threading.ExceptHookArgs) -> None:
@@ -39,16 +48,19 @@ def _unraisable(args: Any) -> None:
 
 @contextmanager
 def run_guard() -> Iterator[None]:
-    """For the duration of one run: thread and unraisable exceptions to the log.
-    Restores the previous hooks after (tests and gen-docs call `main` in-process)."""
+    """For the duration of one run: SIGTERM as Ctrl-C, thread and unraisable exceptions
+    to the log. Restores the previous handlers after (tests and gen-docs call `main`
+    in-process)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    old_term = signal.signal(signal.SIGTERM, _interrupt)
     old_thread, old_unraisable = threading.excepthook, sys.unraisablehook
     threading.excepthook, sys.unraisablehook = _thread_failed, _unraisable
     try:
         yield
     finally:
+        signal.signal(signal.SIGTERM, old_term)
         threading.excepthook, sys.unraisablehook = old_thread, old_unraisable
 
 
