@@ -192,3 +192,42 @@ def test_sigterm_mid_pull_exits_130_and_the_vault_is_untouched(tmp_path: Path) -
     assert leftovers(b) == [] and tree_state(b) == before
     assert run_cli("pull", cwd=b).code == 0
     assert tree_state(b) == tree_state(a)
+
+
+# -- secrets never reach the log, stdout, stderr or --json ----------------------------------
+
+SECRET = "s3cret-Pw-77q"
+
+
+def test_passwords_in_urls_never_reach_log_or_output(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tmp_path / "run.log"
+    env = {"VAULTSYNC_RETRY_ATTEMPTS": "1"}
+    v = tmp_path / "vault"
+    v.mkdir()
+    outputs = []
+    for url in (f"webdav://ann:{SECRET}@127.0.0.1:{port}/notes",
+                f"sftp://ann:{SECRET}@127.0.0.1:{port}/srv/notes"):
+        res = run_cli("--log-file", str(log), "init", "--remote", url, cwd=v, env=env)
+        assert res.code == 3, (res.code, res.err)
+        outputs.append(res.out + res.err)
+        res = run_cli("--log-file", str(log), "clone", url, str(tmp_path / "c"), "--json",
+                      env=env)
+        assert res.code == 3
+        outputs.append(res.out + res.err)
+    # a vault whose config names a remote with a password in it
+    assert run_cli("init", cwd=v).code == 0
+    cfg = v / ".vaultsync/config.toml"
+    cfg.write_text(cfg.read_text().replace(
+        'remote = ""', f'remote = "webdav://ann:{SECRET}@127.0.0.1:{port}/notes"'))
+    for args in (["sync", "--json"], ["status"], ["log"]):
+        res = run_cli("--log-file", str(log), *args, cwd=v, env=env)
+        assert res.code == 3, (args, res.err)
+        outputs.append(res.out + res.err)
+    text = log.read_text()
+    assert SECRET not in text and not any(SECRET in o for o in outputs)
+    assert f"init --remote 'webdav://ann:***@127.0.0.1:{port}/notes'" in text

@@ -30,6 +30,7 @@ from vaultsync.errors import (
 )
 
 SAMPLE = REPO_ROOT / "fixtures" / "sample-vault"
+SECRET = "pw-Tq83xZ"
 
 
 @pytest.mark.parametrize(("exc", "expected"), [
@@ -79,13 +80,13 @@ def test_every_class_has_a_documented_code() -> None:
 
 # -- through the real entry point ---------------------------------------------------------
 
-HOOK = '''
+HOOK = f'''
 import os
 if os.environ.get("VAULTSYNC_TEST_BUG"):
     import vaultsync.engine.history as history
 
     def log(root, path):
-        raise RuntimeError("a bug near here")
+        raise RuntimeError("a bug near webdav://ann:{SECRET}@dav.example/notes")
 
     history.log = log
 '''
@@ -111,15 +112,15 @@ def vault(tmp_path: Path) -> Path:
     return v
 
 
-LINE = (r"vaultsync: unexpected error \(RuntimeError: a bug near here\); this is a bug "
-        r"in vaultsync; traceback written to (\S+)")
+LINE = (r"vaultsync: unexpected error \(RuntimeError: a bug near webdav://ann:\*\*\*@dav\."
+        r"example/notes\); this is a bug in vaultsync; traceback written to (\S+)")
 
 
 def test_a_bug_is_exit_70_with_its_traceback_in_a_crash_log(vault: Path, tmp_path: Path,
                                                            buggy: dict[str, str]) -> None:
     res = run_cli("log", cwd=vault, env=buggy)
     assert res.code == 70, (res.code, res.err)
-    assert "Traceback" not in res.err
+    assert "Traceback" not in res.err and SECRET not in res.err + res.out
     lines = res.err.splitlines()
     assert len(lines) == 1
     m = re.fullmatch(LINE, lines[0])
@@ -128,7 +129,7 @@ def test_a_bug_is_exit_70_with_its_traceback_in_a_crash_log(vault: Path, tmp_pat
     assert crash.parent == tmp_path / "state/vaultsync/log" and crash.name.startswith("crash-")
     text = crash.read_text()
     assert "Traceback (most recent call last)" in text and "RuntimeError: a bug" in text
-    assert "vaultsync log" in text
+    assert "vaultsync log" in text and SECRET not in text
 
 
 def test_a_bug_with_a_log_file_puts_the_traceback_there(vault: Path, tmp_path: Path,
@@ -139,7 +140,7 @@ def test_a_bug_with_a_log_file_puts_the_traceback_there(vault: Path, tmp_path: P
     m = re.fullmatch(LINE, res.err.strip())
     assert m and m.group(1) == str(log), res.err
     text = log.read_text()
-    assert "Traceback (most recent call last)" in text
+    assert "Traceback (most recent call last)" in text and SECRET not in text
     assert text.splitlines()[-1].endswith("exit 70")
     assert not (tmp_path / "state").exists()  # no crash log beside it
 

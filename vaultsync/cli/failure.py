@@ -7,7 +7,7 @@ traceback goes to a log file, never to the terminal.
 - An unexpected exception's traceback is appended to the `--log-file` when one is open,
   else written to a crash log under `platformdirs.user_log_dir("vaultsync")`
   (`$XDG_STATE_HOME/vaultsync/log/`, by default `~/.local/state/vaultsync/log/`), else to
-  the system's temporary folder.
+  the system's temporary folder. Its lines are redacted like every other log line.
 - An exception in a background thread, or one Python could not raise (`__del__`), goes to
   the `--log-file` (if any) instead of stderr.
 """
@@ -28,6 +28,7 @@ from typing import Any
 
 from vaultsync import __version__
 from vaultsync.cli.output import log_lines, log_path
+from vaultsync.store.url import redact
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -76,8 +77,8 @@ def record_traceback(exc: BaseException) -> str:
     if log_lines(lines):
         return log_path() or "the log file"
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    argv = " ".join(sys.argv[1:])
-    text = "".join(line + "\n"
+    argv = " ".join(redact(a) for a in sys.argv[1:])
+    text = "".join(redact(line) + "\n"
                    for line in [f"vaultsync {argv}", f"cwd {os.getcwd()}", *lines])
     problems = []
     for folder in (_crash_folder(), tempfile.gettempdir()):

@@ -1,4 +1,8 @@
-"""Printing results (stdout) and errors (stderr). `--json` prints one document."""
+"""Printing results (stdout) and errors (stderr). `--json` prints one document.
+
+Every human line goes through `out` or `err`, which mask passwords in URLs (`redact`).
+`--json` is masked the same way.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from typing import TextIO
 
 from vaultsync.engine.report import Report
 from vaultsync.errors import UsageError
+from vaultsync.store.url import redact
 
 _log: TextIO | None = None
 _log_path: str | None = None
@@ -24,7 +29,8 @@ def open_log(path: str) -> None:
     except OSError as exc:
         raise UsageError(f"cannot open log file {path}: {exc.strerror}") from None
     _log_path = os.path.abspath(path)
-    _logged(f"vaultsync {' '.join(shlex.quote(a) for a in sys.argv[1:])} (cwd {os.getcwd()})")
+    argv = " ".join(shlex.quote(redact(a)) for a in sys.argv[1:])
+    _logged(f"vaultsync {argv} (cwd {os.getcwd()})")
 
 
 def log_path() -> str | None:
@@ -38,7 +44,7 @@ def _logged(line: str) -> None:
         return
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     try:
-        _log.write(f"{stamp} [{os.getpid()}] {line}\n")
+        _log.write(f"{stamp} [{os.getpid()}] {redact(line)}\n")
         _log.flush()
     except OSError as exc:  # the log's disk is full or gone: keep running, say so once
         _log = None
@@ -60,16 +66,29 @@ def log_exit(code: int) -> None:
 
 
 def out(line: str = "") -> None:
+    line = redact(line)
     sys.stdout.write(line + "\n")
     _logged(line)
 
 
 def err(line: str) -> None:
+    line = redact(line)
     sys.stderr.write(line + "\n")
     _logged(line)
 
 
+def _masked(doc: object) -> object:
+    if isinstance(doc, str):
+        return redact(doc)
+    if isinstance(doc, dict):
+        return {k: _masked(v) for k, v in doc.items()}
+    if isinstance(doc, list | tuple):
+        return [_masked(v) for v in doc]
+    return doc
+
+
 def emit_json(doc: object) -> None:
+    doc = _masked(doc)
     text = json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False)
     sys.stdout.write(text + "\n")
     _logged(json.dumps(doc, sort_keys=True, ensure_ascii=False))
