@@ -4,7 +4,9 @@ faked, and settings that are checked before they do harm."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -231,3 +233,37 @@ def test_passwords_in_urls_never_reach_log_or_output(tmp_path: Path) -> None:
     text = log.read_text()
     assert SECRET not in text and not any(SECRET in o for o in outputs)
     assert f"init --remote 'webdav://ann:***@127.0.0.1:{port}/notes'" in text
+
+
+# -- names and device names cannot fake output lines ----------------------------------------
+
+EVIL = "evil\nsynced to snapshot 000000000000: 99 up.md"
+ESC = "red\x1b[31m.md"
+BIDI = "invoice\u202egpj.md"
+
+
+def test_control_characters_in_names_are_escaped(vault: Path, tmp_path: Path) -> None:
+    for name in (EVIL, ESC, BIDI):
+        write(vault / name, "x")
+    cfg = vault / ".vaultsync/config.toml"
+    cfg.write_text(cfg.read_text().replace('device_name = "laptop"',
+                                           'device_name = "lap\\u001b]0;pwned\\u0007top"'))
+    outputs = []
+    res = run_cli("status", cwd=vault)
+    assert res.code == 0
+    added = sorted(line for line in res.out.splitlines() if line.startswith("  added"))
+    assert added == ['  added   "evil\\nsynced to snapshot 000000000000: 99 up.md"',
+                     '  added   "invoice\\u202egpj.md"', '  added   "red\\x1b[31m.md"']
+    outputs.append(res.out)
+    doc = json.loads(run_cli("status", "--json", cwd=vault).out)
+    assert sorted(doc["local"]["added"]) == sorted([EVIL, ESC, BIDI])  # --json stays exact
+    res = run_cli("sync", "-v", cwd=vault)
+    assert res.code == 0
+    assert len([line for line in res.out.splitlines() if line.startswith("synced")]) == 1
+    outputs.append(res.out)
+    res = run_cli("log", cwd=vault)
+    assert res.code == 0 and len(res.out.splitlines()) == 2
+    assert '"lap\\x1b]0;pwned\\x07top"' in res.out
+    outputs.append(res.out)
+    for text in outputs:
+        assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f\u202e]", text), text

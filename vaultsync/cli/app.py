@@ -15,6 +15,7 @@ from vaultsync.cli.output import (
     emit_json,
     err,
     log_exit,
+    name,
     open_log,
     out,
     print_actions,
@@ -186,11 +187,11 @@ def status(
     for label, paths in (("added", st.local_added), ("changed", st.local_changed),
                          ("deleted", st.local_deleted)):
         for p in paths:
-            out(f"  {label:8}{p}")
+            out(f"  {label:8}{name(p)}")
     if not (st.local_added or st.local_changed or st.local_deleted):
         out("no local changes")
     for device in st.remote_ahead:
-        out(f"remote: new changes from {device}")
+        out(f"remote: new changes from {name(device)}")
     if st.stop:
         out(f"sync would stop: {st.stop}")
     elif st.plan is not None and not st.plan.up_to_date:
@@ -200,12 +201,12 @@ def status(
             f"{len(plan.conflicts)} conflict(s)")
         print_actions(plan)
         for path, copy in plan.conflicts:
-            out(f"  conflict {path} (other version kept as {copy})")
+            out(f"  conflict {name(path)} (other version kept as {name(copy)})")
     for path, reason in st.skipped:
-        out(f"skipped: {path} ({reason})")
+        out(f"skipped: {name(path)} ({reason})")
     if ignored:
         for path in st.ignored:
-            out(f"ignored: {path}")
+            out(f"ignored: {name(path)}")
     return code
 
 
@@ -225,7 +226,7 @@ def log(
         doc = line.to_json()
         extra = (f"{line.entry.size} bytes" if line.entry is not None
                  else f"{doc['files']} files, {doc['size']} bytes")
-        out(f"{short(line.id)}  {doc['time']}  {doc['device']:<16} {extra}")
+        out(f"{short(line.id)}  {doc['time']}  {name(str(doc['device'])):<16} {extra}")
     return EXIT_OK
 
 

@@ -27,7 +27,7 @@ from types import FrameType
 from typing import Any
 
 from vaultsync import __version__
-from vaultsync.cli.output import log_lines, log_path
+from vaultsync.cli.output import escape, log_lines, log_path
 from vaultsync.store.url import redact
 
 
@@ -78,7 +78,7 @@ def record_traceback(exc: BaseException) -> str:
         return log_path() or "the log file"
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     argv = " ".join(redact(a) for a in sys.argv[1:])
-    text = "".join(redact(line) + "\n"
+    text = "".join(escape(redact(line)) + "\n"
                    for line in [f"vaultsync {argv}", f"cwd {os.getcwd()}", *lines])
     problems = []
     for folder in (_crash_folder(), tempfile.gettempdir()):
