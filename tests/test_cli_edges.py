@@ -267,3 +267,21 @@ def test_control_characters_in_names_are_escaped(vault: Path, tmp_path: Path) ->
     outputs.append(res.out)
     for text in outputs:
         assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f\u202e]", text), text
+
+
+# -- log PATH with no version; options and tuning variables checked -------------------------
+
+def test_log_of_a_path_with_no_version_is_a_usage_error(vault: Path) -> None:
+    one_line(run_cli("log", "missing.md", cwd=vault), 2, "missing.md has no version in any "
+             "snapshot")
+    one_line(run_cli("log", "Daily", cwd=vault), 2, "Daily is a folder")
+    res = run_cli("log", "./Daily/../Welcome.md", cwd=vault)
+    assert res.code == 0 and len(res.out.splitlines()) == 1, res.out
+
+
+@pytest.mark.parametrize(("option", "value"), [("max_delete", 500), ("max_delete", -1),
+                                               ("trash_days", 100_000)])
+def test_options_out_of_range_are_config_errors(vault: Path, option: str, value: int) -> None:
+    cfg = vault / ".vaultsync/config.toml"
+    cfg.write_text(re.sub(rf"{option} = \d+", f"{option} = {value}", cfg.read_text()))
+    one_line(run_cli("sync", cwd=vault), 2, f"option '{option}' must be a whole number from")

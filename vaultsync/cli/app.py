@@ -222,6 +222,8 @@ def log(
     if json_:
         emit_json([line.to_json() for line in lines])
         return EXIT_OK
+    if not lines:
+        out("no snapshots yet")
     for line in lines:
         doc = line.to_json()
         extra = (f"{line.entry.size} bytes" if line.entry is not None
