@@ -285,3 +285,28 @@ def test_options_out_of_range_are_config_errors(vault: Path, option: str, value:
     cfg = vault / ".vaultsync/config.toml"
     cfg.write_text(re.sub(rf"{option} = \d+", f"{option} = {value}", cfg.read_text()))
     one_line(run_cli("sync", cwd=vault), 2, f"option '{option}' must be a whole number from")
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("VAULTSYNC_PACK_SIZE", "abc"), ("VAULTSYNC_PACK_SIZE", "10"),
+    ("VAULTSYNC_PACK_SIZE", str((1 << 30) + 1)), ("VAULTSYNC_PACK_SIZE", "1e6"),
+    ("VAULTSYNC_CHUNK_MIN", "10"), ("VAULTSYNC_CHUNK_AVG", "-5"),
+    ("VAULTSYNC_CHUNK_MAX", "1000"), ("VAULTSYNC_CHUNK_MIN", "8192"),
+])
+def test_bad_tuning_variables_stop_init_before_anything_exists(tmp_path: Path, name: str,
+                                                               value: str) -> None:
+    v = tmp_path / "vault"
+    v.mkdir()
+    one_line(run_cli("init", "--remote", str(tmp_path / "remote"), cwd=v,
+                     env={name: value}), 2, name.rsplit("_", 1)[0])
+    assert not (tmp_path / "remote").exists() and list(v.iterdir()) == []
+
+
+def test_tuning_variables_at_their_limits_make_a_working_repository(tmp_path: Path) -> None:
+    v = tmp_path / "vault"
+    write(v / "note.md", os.urandom(5000))
+    env = {"VAULTSYNC_PACK_SIZE": "1024", "VAULTSYNC_CHUNK_MIN": "64",
+           "VAULTSYNC_CHUNK_AVG": "256", "VAULTSYNC_CHUNK_MAX": "1024"}
+    assert run_cli("init", "--remote", str(tmp_path / "remote"), cwd=v, env=env).code == 0
+    assert run_cli("sync", cwd=v).code == 0
+    assert run_cli("verify", "--read-data", "100", cwd=v).code == 0
