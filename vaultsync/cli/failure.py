@@ -17,10 +17,8 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import tempfile
 import threading
 import time
-import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -66,6 +64,8 @@ def run_guard() -> Iterator[None]:
 
 
 def _traceback(exc: BaseException) -> list[str]:
+    import traceback  # only when something went wrong: start-up stays fast
+
     return "".join(traceback.format_exception(exc)).splitlines()
 
 
@@ -80,6 +80,8 @@ def record_traceback(exc: BaseException) -> str:
     argv = " ".join(redact(a) for a in sys.argv[1:])
     text = "".join(escape(redact(line)) + "\n"
                    for line in [f"vaultsync {argv}", f"cwd {os.getcwd()}", *lines])
+    import tempfile
+
     problems = []
     for folder in (_crash_folder(), tempfile.gettempdir()):
         path = os.path.join(folder, f"crash-{stamp}-{os.getpid()}.log")
