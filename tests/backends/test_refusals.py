@@ -132,3 +132,14 @@ def test_s3_access_denied_on_read_and_bad_keys_on_write_stay_auth_errors(
     monkeypatch.setattr(s3.fs, "call_s3", answer)
     raises_clean(AuthError, lambda: s3.put("heads/x", b"x"))
     raises_clean(AuthError, lambda: s3.stat("heads/x"))
+
+
+def test_no_os_error_escapes_the_webdav_store() -> None:
+    """An OSError leaving a store would be reported as a local failure (exit 7): requests
+    raises a bare OSError for a missing CA bundle before any connection."""
+    from vaultsync.errors import RemoteUnreachable
+    from vaultsync.store.url import open_store
+
+    store = open_store("webdavs://127.0.0.1:9/notes", {"verify": "/nonexistent/ca.pem"})
+    with pytest.raises(RemoteUnreachable, match="CA certificate bundle"):
+        store.exists()

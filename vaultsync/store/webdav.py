@@ -145,6 +145,8 @@ class WebDAVStore(Store):
         except requests.RequestException as exc:
             raise RemoteUnreachable(f"WebDAV request to {self.url} failed: "
                                     f"{type(exc).__name__}") from None
+        except OSError as exc:  # e.g. requests' "invalid path" for a `verify` CA bundle
+            raise RemoteUnreachable(f"WebDAV request to {self.url} failed: {exc}") from None
 
     def _fail(self, resp: requests.Response, method: str, name: str) -> NoReturn:
         code = resp.status_code
