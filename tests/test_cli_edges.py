@@ -239,7 +239,7 @@ def test_passwords_in_urls_never_reach_log_or_output(tmp_path: Path) -> None:
 
 EVIL = "evil\nsynced to snapshot 000000000000: 99 up.md"
 ESC = "red\x1b[31m.md"
-BIDI = "invoice\u202egpj.md"
+BIDI = "invoice\u202egpj\x85.md"
 
 
 def test_control_characters_in_names_are_escaped(vault: Path, tmp_path: Path) -> None:
@@ -253,10 +253,13 @@ def test_control_characters_in_names_are_escaped(vault: Path, tmp_path: Path) ->
     assert res.code == 0
     added = sorted(line for line in res.out.splitlines() if line.startswith("  added"))
     assert added == ['  added   "evil\\nsynced to snapshot 000000000000: 99 up.md"',
-                     '  added   "invoice\\u202egpj.md"', '  added   "red\\x1b[31m.md"']
+                     '  added   "invoice\\u202egpj\\u0085.md"', '  added   "red\\x1b[31m.md"']
     outputs.append(res.out)
-    doc = json.loads(run_cli("status", "--json", cwd=vault).out)
+    log = tmp_path / "run.log"
+    doc = json.loads(run_cli("--log-file", str(log), "status", "--json", cwd=vault).out)
     assert sorted(doc["local"]["added"]) == sorted([EVIL, ESC, BIDI])  # --json stays exact
+    logged = log.read_text().splitlines()[1].split("] ", 1)[1]
+    assert json.loads(logged) == doc  # escaped in the log, and still JSON
     res = run_cli("sync", "-v", cwd=vault)
     assert res.code == 0
     assert len([line for line in res.out.splitlines() if line.startswith("synced")]) == 1
@@ -266,7 +269,7 @@ def test_control_characters_in_names_are_escaped(vault: Path, tmp_path: Path) ->
     assert '"lap\\x1b]0;pwned\\x07top"' in res.out
     outputs.append(res.out)
     for text in outputs:
-        assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f\u202e]", text), text
+        assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202e]", text), text
 
 
 # -- log PATH with no version; options and tuning variables checked -------------------------

@@ -35,7 +35,9 @@ def _escaped(code: int) -> str:
     ch = chr(code)
     if ch in _NAMED:
         return _NAMED[ch]
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    # \xNN for C0 as C and Python write them; \uNNNN from DEL up, which JSON reads too
+    # (a --json document in the log stays valid JSON: json.dumps escapes C0 itself)
+    return f"\\x{code:02x}" if code < 0x20 else f"\\u{code:04x}"
 
 
 _ESCAPES = {code: _escaped(code) for code in _UNSAFE}
