@@ -313,3 +313,10 @@ def test_tuning_variables_at_their_limits_make_a_working_repository(tmp_path: Pa
     assert run_cli("init", "--remote", str(tmp_path / "remote"), cwd=v, env=env).code == 0
     assert run_cli("sync", cwd=v).code == 0
     assert run_cli("verify", "--read-data", "100", cwd=v).code == 0
+
+
+@pytest.mark.parametrize("url", ["sftp://[::1/notes", "webdav://ann:pw@[::1/notes",
+                                 "s3://[bucket/notes", "file://[x/y", "webdav://h:99999/x"])
+def test_malformed_remote_urls_are_usage_errors(tmp_path: Path, url: str) -> None:
+    line = one_line(run_cli("init", "--remote", url, cwd=tmp_path), 2, "URL")
+    assert ":pw@" not in line

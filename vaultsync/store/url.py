@@ -22,6 +22,10 @@ def open_store(url: str, options: Mapping[str, str] | None = None) -> Store:
         raise UsageError("empty remote URL")
     if "://" not in url:
         return _local(url)
+    try:
+        urlsplit(url).port  # noqa: B018 - parsing is the check: brackets, port
+    except ValueError as exc:
+        raise UsageError(f"bad remote URL {redact(url)}: {exc}") from None
     scheme = url.split("://", 1)[0].lower()
     if scheme == "file":
         parts = urlsplit(url)
