@@ -320,3 +320,7 @@ def test_tuning_variables_at_their_limits_make_a_working_repository(tmp_path: Pa
 def test_malformed_remote_urls_are_usage_errors(tmp_path: Path, url: str) -> None:
     line = one_line(run_cli("init", "--remote", url, cwd=tmp_path), 2, "URL")
     assert ":pw@" not in line
+
+
+def test_directory_option_on_a_file_says_so(vault: Path) -> None:
+    one_line(run_cli("-C", str(vault / "Welcome.md"), "status"), 2, "Welcome.md is not a folder")

@@ -100,7 +100,8 @@ def _main(
     progress.install(for_terminal(quiet))
     if directory is not None:
         if not os.path.isdir(directory):
-            raise NotAVault(f"{os.path.abspath(directory)} does not exist")
+            what = "is not a folder" if os.path.exists(directory) else "does not exist"
+            raise NotAVault(f"{os.path.abspath(directory)} {what}")
         os.chdir(directory)
     _working_on(os.getcwd())
 
