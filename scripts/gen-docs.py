@@ -119,6 +119,16 @@ def exit_codes_md() -> str:
             parent = cls.__bases__[0]
             base = "" if parent is Exception else f"`{parent.__name__}`"
             lines.append(f"| {code} | `{cls.__name__}` | {base} | {_cell(_doc(cls))} |")
+    policy = _doc(errors.classify).split("\n\n", 1)
+    lines += [
+        "",
+        "## Everything else",
+        "",
+        "Whatever else a run raises is mapped to one of the classes above by one function, "
+        "`errors.classify`:",
+        "",
+        *(policy[1].splitlines() if len(policy) > 1 else []),
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -1,11 +1,17 @@
-"""Every error vaultsync reports, each with its exit code.
+"""Every error vaultsync reports, each with its exit code, and the one policy that turns
+any exception into one of them (`classify`).
 
-The CLI maps any `VaultsyncError` to one line on stderr and `exit_code`. Nothing else in
-the package decides exit codes. Messages must never contain secrets: stores build them
-from display URLs, which carry no credentials.
+The CLI maps any `VaultsyncError` to one line on stderr and `exit_code`; whatever else
+escapes a command goes through `classify` first. Nothing else in the package decides exit
+codes: a command's result types carry their own (`Report.exit_code`,
+`VerifyReport.exit_code`). Messages must never contain secrets: stores build them from
+display URLs, which carry no credentials.
 """
 
 from __future__ import annotations
+
+import errno
+import os
 
 # Exit codes of the command-line contract (design.md, "Exit codes").
 EXIT_OK = 0
@@ -77,6 +83,12 @@ class AuthError(RemoteError):
     """Credentials missing or refused."""
 
 
+class RemoteRefused(RemoteError):
+    """The remote refused us: it is full (or over quota), read-only, or denies permission.
+    The message says "remote", which of these, and the remote's display URL; nothing was
+    committed past the refused object. Free space or fix the permission, then run again."""
+
+
 class SafetyStop(VaultsyncError):
     """A run that would be dangerous stopped before writing anything."""
 
@@ -124,6 +136,26 @@ class Interrupted(VaultsyncError):
     exit_code = EXIT_INTERRUPTED
 
 
+class Unexpected(VaultsyncError):
+    """Anything vaultsync did not expect: a bug. One line on stderr that says where the
+    traceback was written (the --log-file, else a crash log); never a traceback on the
+    terminal, never exit 1."""
+
+    exit_code = EXIT_BUG
+
+    def __init__(self, original: BaseException) -> None:
+        text = " ".join(str(original).split())
+        if len(text) > 200:
+            text = text[:197] + "..."
+        detail = f"{type(original).__name__}: {text}" if text else type(original).__name__
+        super().__init__(f"unexpected error ({detail}); this is a bug in vaultsync")
+        self.original = original
+
+    def logged_at(self, where: str) -> Unexpected:
+        self.message += f"; traceback written to {where}"
+        return self
+
+
 def all_error_classes() -> list[type[VaultsyncError]]:
     """Every error class, base first (used to generate docs/exit-codes.md)."""
     seen: list[type[VaultsyncError]] = []
@@ -145,3 +177,112 @@ class TransientError(RemoteUnreachable):
     """A failure that may go away if the same request is tried again: a timeout, a dropped
     connection, an HTTP 5xx or 429, a throttling answer. Stores raise it; `RetryStore`
     retries it; anything else (404, auth, a bad name) fails at once."""
+
+
+# ---- the policy: any exception -> a VaultsyncError --------------------------------------
+
+# errno -> what a disk that refused us is: the words both sides use ("local disk full",
+# "remote is full")
+_REFUSALS = {
+    errno.ENOSPC: "full", errno.EDQUOT: "full", errno.EFBIG: "full",
+    errno.EROFS: "read-only",
+    errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+}
+# errnos of a disk or mount that failed under us (as opposed to a bug)
+_DISK_FAILURES = {errno.EIO, errno.ENXIO, errno.ENODEV, errno.ESTALE, errno.ENOTCONN}
+_LOCAL_WORDS = {"full": "local disk full", "read-only": "local disk is read-only",
+                "permission denied": "local permission denied"}
+# sqlite's own words for a disk that failed it (it raises OperationalError without errno)
+_SQLITE_REFUSALS = {
+    "database or disk is full": "local disk full",
+    "disk i/o error": "local disk I/O error",
+    "attempt to write a readonly database": "local disk is read-only",
+    "unable to open database file": "local state database cannot be opened",
+}
+
+
+def refusal(exc: OSError) -> str | None:
+    """"full", "read-only" or "permission denied" when `exc` says a disk refused a write
+    (or a read, for permission); None for anything else."""
+    return _REFUSALS.get(exc.errno or 0)
+
+
+def _local(exc: OSError, where: str | None) -> LocalFailure | None:
+    what = _LOCAL_WORDS.get(refusal(exc) or "")
+    if what is None and exc.errno in _DISK_FAILURES:
+        what = "local disk I/O error"
+    if what is None:
+        return None
+    path = exc.filename if exc.filename is not None else None
+    if path is not None:
+        text = f"{what}: {os.fsdecode(path)}"
+        if exc.filename2 is not None:
+            text += f" -> {os.fsdecode(exc.filename2)}"
+    elif where is not None:
+        text = f"{what} (in {where})"
+    else:
+        text = what
+    return LocalFailure(f"{text}: {exc.strerror or os.strerror(exc.errno or 0)}")
+
+
+def _sqlite(exc: BaseException, where: str | None) -> LocalFailure | None:
+    import sqlite3
+
+    if not isinstance(exc, sqlite3.DatabaseError):
+        return None
+    from vaultsync.model import STATE_DIR
+
+    db = os.path.join(where, STATE_DIR, "state.db") if where else "the state database"
+    text = str(exc)
+    what = _SQLITE_REFUSALS.get(text.lower()) if isinstance(exc, sqlite3.OperationalError) \
+        else None
+    if what is not None:
+        return LocalFailure(f"{what}: {db}: {text}")
+    if isinstance(exc, sqlite3.OperationalError):
+        return None  # a query that is wrong: a bug
+    return LocalFailure(f"local state database is damaged: {db}: {text}; move it aside "
+                        "and run again (the vault re-joins the repository)")
+
+
+def _network(exc: BaseException) -> bool:
+    """A socket-level error (no disk involved) that a store should have converted."""
+    if isinstance(exc, BrokenPipeError):  # more likely our own stdout than a socket
+        return False
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        return True
+    import socket
+    import ssl
+
+    return isinstance(exc, (socket.gaierror, socket.herror, ssl.SSLError))
+
+
+def classify(exc: BaseException, where: str | None = None) -> VaultsyncError:
+    """Whatever escapes a command, as the error it is reported as (the exit-code policy).
+
+    - a `VaultsyncError` is itself;
+    - KeyboardInterrupt (Ctrl-C, and SIGTERM, which the CLI turns into one) is `Interrupted`;
+    - an OSError from a disk that refused us (full, read-only, permission, I/O error) is a
+      `LocalFailure` naming the path, or `where` (the vault) when the error has none: every
+      store turns its own disk's errors into `RemoteError`s, so what reaches here is local;
+    - SQLite's "database or disk is full", "disk I/O error" and the like are a
+      `LocalFailure` naming `where`'s state.db;
+    - a network error that escaped a store is `RemoteUnreachable`;
+    - anything else is `Unexpected` (exit 70): one line on stderr; the CLI appends the
+      traceback to the --log-file, or writes it to a crash log in
+      `$XDG_STATE_HOME/vaultsync/log/` (by default `~/.local/state/vaultsync/log/`),
+      and the line says which.
+    """
+    if isinstance(exc, VaultsyncError):
+        return exc
+    if isinstance(exc, KeyboardInterrupt):
+        return Interrupted("interrupted")
+    if _network(exc):
+        return RemoteUnreachable(f"network error: {type(exc).__name__}: {exc}")
+    if isinstance(exc, OSError):
+        local = _local(exc, where)
+        if local is not None:
+            return local
+    sqlite_failure = _sqlite(exc, where)
+    if sqlite_failure is not None:
+        return sqlite_failure
+    return Unexpected(exc)

@@ -10,23 +10,35 @@ from typing import Annotated
 
 import typer
 
+from vaultsync.cli.failure import record_traceback, run_guard
 from vaultsync.cli.output import (
     emit_json,
     err,
     log_exit,
+    name,
     open_log,
     out,
     print_actions,
     print_report,
     short,
 )
+from vaultsync.engine.report import attention
 from vaultsync.errors import (
-    EXIT_INTEGRITY,
-    EXIT_INTERRUPTED,
+    EXIT_OK,
     Interrupted,
     NotAVault,
-    VaultsyncError,
+    Unexpected,
+    classify,
 )
+
+# The local folder this run works on (the vault, or clone's and checkout's DIR): what a
+# local failure without a file name is reported against.
+_local_root: list[str] = []
+
+
+def _working_on(folder: str) -> None:
+    _local_root[:] = [os.path.abspath(folder)]
+
 
 app = typer.Typer(
     name="vaultsync",
@@ -48,7 +60,9 @@ ForceOpt = Annotated[bool, typer.Option(
 
 
 def command(fn: Callable[..., int]) -> Callable[..., None]:
-    """Register a command whose return value is its exit code."""
+    """Register a command whose return value is its exit code (taken from its result's
+    type: `Report.exit_code`, `VerifyReport.exit_code`, ...). Whatever it raises is
+    turned into a code by `errors.classify` in `main`."""
 
     @functools.wraps(fn)
     def run(*args: object, **kwargs: object) -> None:
@@ -92,8 +106,10 @@ def _main(
     progress.install(for_terminal(quiet))
     if directory is not None:
         if not os.path.isdir(directory):
-            raise NotAVault(f"{os.path.abspath(directory)} does not exist")
+            what = "is not a folder" if os.path.exists(directory) else "does not exist"
+            raise NotAVault(f"{os.path.abspath(directory)} {what}")
         os.chdir(directory)
+    _working_on(os.getcwd())
 
 
 @command
@@ -117,6 +133,7 @@ def clone(
     """New device: fetch the vault at URL into DIR."""
     from vaultsync.engine.oneway import clone as do_clone
 
+    _working_on(directory)
     return print_report(do_clone(url, directory, device), json_)
 
 
@@ -164,22 +181,26 @@ def status(
     ignored: Annotated[bool, typer.Option(
         "--ignored", help="Also list the paths the ignore rules exclude.")] = False,
 ) -> int:
-    """What changed locally and remotely since the last sync, and what sync would do."""
+    """What changed locally and remotely since the last sync, and what sync would do.
+
+    Exits 1 when something needs a look: paths the scan could not read, or a sync that
+    would stop."""
     from vaultsync.engine.oneway import status as do_status
 
     st = do_status(os.getcwd())
+    code = attention(st.skipped, st.stop)
     if json_:
         emit_json(st.to_json())
-        return 0
+        return code
     out(f"base snapshot {short(st.base)}")
     for label, paths in (("added", st.local_added), ("changed", st.local_changed),
                          ("deleted", st.local_deleted)):
         for p in paths:
-            out(f"  {label:8}{p}")
+            out(f"  {label:8}{name(p)}")
     if not (st.local_added or st.local_changed or st.local_deleted):
         out("no local changes")
-    for name in st.remote_ahead:
-        out(f"remote: new changes from {name}")
+    for device in st.remote_ahead:
+        out(f"remote: new changes from {name(device)}")
     if st.stop:
         out(f"sync would stop: {st.stop}")
     elif st.plan is not None and not st.plan.up_to_date:
@@ -189,13 +210,13 @@ def status(
             f"{len(plan.conflicts)} conflict(s)")
         print_actions(plan)
         for path, copy in plan.conflicts:
-            out(f"  conflict {path} (other version kept as {copy})")
+            out(f"  conflict {name(path)} (other version kept as {name(copy)})")
     for path, reason in st.skipped:
-        out(f"skipped: {path} ({reason})")
+        out(f"skipped: {name(path)} ({reason})")
     if ignored:
         for path in st.ignored:
-            out(f"ignored: {path}")
-    return 0
+            out(f"ignored: {name(path)}")
+    return code
 
 
 @command
@@ -209,13 +230,15 @@ def log(
     lines = do_log(os.getcwd(), path)
     if json_:
         emit_json([line.to_json() for line in lines])
-        return 0
+        return EXIT_OK
+    if not lines:
+        out("no snapshots yet")
     for line in lines:
         doc = line.to_json()
         extra = (f"{line.entry.size} bytes" if line.entry is not None
                  else f"{doc['files']} files, {doc['size']} bytes")
-        out(f"{short(line.id)}  {doc['time']}  {doc['device']:<16} {extra}")
-    return 0
+        out(f"{short(line.id)}  {doc['time']}  {name(str(doc['device'])):<16} {extra}")
+    return EXIT_OK
 
 
 @command
@@ -241,6 +264,7 @@ def checkout(
     """Read-only export of a snapshot (CI fixtures): no device, no writes to the remote."""
     from vaultsync.engine.history import checkout as do_checkout
 
+    _working_on(directory)
     return print_report(do_checkout(url, directory, at), json_)
 
 
@@ -263,25 +287,29 @@ def verify(
         out(f"{'ok' if not rep.problems else f'{len(rep.problems)} problem(s)'}: "
             f"{rep.snapshots} snapshots, {rep.trees} trees, {rep.files} file versions, "
             f"{rep.chunks} chunks, {rep.packs} packs ({rep.packs_read} read in full)")
-    return EXIT_INTEGRITY if rep.problems else 0
+    return rep.exit_code
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: typer reports its own usage errors (exit 2); every VaultsyncError
-    becomes one line on stderr and its exit code."""
-    try:
-        app(args=argv, prog_name="vaultsync")
-    except SystemExit as exc:
-        log_exit(exc.code if isinstance(exc.code, int) else 0)
-        raise
-    except VaultsyncError as exc:
-        err(f"vaultsync: {exc.message}")
-        log_exit(exc.exit_code)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        err("vaultsync: interrupted")
-        sys.exit(EXIT_INTERRUPTED)
-    except OSError as exc:
-        where = f": {exc.filename}" if exc.filename else ""
-        err(f"vaultsync: {exc.strerror or exc}{where}")
-        sys.exit(1)
+    """Entry point: typer reports its own usage errors (exit 2); anything else a run
+    raises becomes one line on stderr and the code `errors.classify` gives it. SIGTERM
+    takes the Ctrl-C path (130, temporary files removed first); a bug's traceback goes to
+    a log (exit 70), never to the terminal."""
+    with run_guard():
+        try:
+            app(args=argv, prog_name="vaultsync")
+        except SystemExit as exc:
+            code = exc.code
+            log_exit(code if isinstance(code, int) else (0 if code is None else 1))
+            raise
+        except BaseException as exc:  # noqa: BLE001 - the one place that maps them all
+            _fail(exc)
+
+
+def _fail(exc: BaseException) -> None:
+    error = classify(exc, _local_root[0] if _local_root else None)
+    if isinstance(error, Unexpected):
+        error.logged_at(record_traceback(exc))
+    err(f"vaultsync: {error.message}")
+    log_exit(error.exit_code)
+    sys.exit(error.exit_code)

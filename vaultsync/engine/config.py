@@ -12,6 +12,9 @@ from dataclasses import dataclass, field, replace
 from vaultsync.errors import ConfigError
 
 DEFAULT_OPTIONS: dict[str, int] = {"max_delete": 50, "trash_days": 30}
+# what each option may be: max_delete is a percentage (as --max-delete); trash_days up to
+# a century
+OPTION_RANGES: dict[str, tuple[int, int]] = {"max_delete": (0, 100), "trash_days": (0, 36500)}
 
 
 def new_device_id() -> str:
@@ -80,8 +83,10 @@ def parse_config(text: str, path: str) -> VaultConfig:
     for key, value in raw_opts.items():
         if key not in DEFAULT_OPTIONS:
             raise ConfigError(f"{path}: unknown option {key!r}")
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ConfigError(f"{path}: option {key!r} must be a whole number")
+        lo, hi = OPTION_RANGES[key]
+        if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+            raise ConfigError(f"{path}: option {key!r} must be a whole number from {lo} "
+                              f"to {hi}, not {value!r}")
         options[key] = value
     remote_options = doc.get("remote_options", {})
     if not isinstance(remote_options, dict) or not all(

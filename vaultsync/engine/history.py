@@ -85,19 +85,42 @@ def _parse_time(text: str) -> int | None:
     return int(dt.timestamp() * 1e9) + 999_999_999  # inclusive of that second
 
 
+def vault_key(vault_root: str, path: str) -> str:
+    """The key of a path given on the command line: relative to the vault (or absolute
+    inside it), normalised ('./a/../b.md' is 'b.md'); '' for the vault itself."""
+    rel = os.path.relpath(os.path.abspath(path), vault_root) if os.path.isabs(path) \
+        else os.path.normpath(path)
+    key = nfc(rel.replace(os.sep, "/").strip("/"))
+    if key == ".." or key.startswith("../"):
+        raise UsageError(f"{path} is outside the vault")
+    return "" if key == "." else key
+
+
 def log(root: str, path: str | None) -> list[LogLine]:
+    """Every snapshot, newest first; or, for `path`, the snapshots that hold a new version
+    of that file. A path that is a file in no snapshot is a usage error, not an empty
+    answer."""
     with Session(root, "log", write=False) as s:
         snaps = all_snapshots(s.repo)
         if path is None:
             return [LogLine(sid, snap) for sid, snap in snaps]
-        key = nfc(path.strip("/"))
+        key = vault_key(s.vault.root, path)
         lines: list[LogLine] = []
         last: Entry | None = None
+        folder = False
         for sid, snap in reversed(snaps):  # oldest first, to spot each new version
-            entry = flatten(snap.tree, s.repo.get_tree).get(key)
+            entry = flatten(snap.tree, s.repo.get_tree).get(key) if key else None
+            folder = folder or (entry is not None and entry.is_dir)
             if entry is not None and not entry.is_dir and not entry.same_version(last):
                 lines.append(LogLine(sid, snap, entry))
             last = entry
+        if not lines:
+            if not snaps:
+                raise UsageError("the repository has no snapshots yet")
+            if folder:
+                raise UsageError(f"{path} is a folder: log shows the versions of a file")
+            raise UsageError(f"{path} has no version in any snapshot (no file of that name "
+                             "was ever synced)")
         return list(reversed(lines))
 
 
@@ -110,11 +133,8 @@ def _select(flat: Flat, key: str) -> Flat:
 def restore(root: str, path: str, at: str | None, to: str | None) -> Report:
     with Session(root, "restore", write=False) as s:
         sid = resolve(s.repo, at, s.base)
-        key = nfc(os.path.relpath(os.path.abspath(path), s.vault.root)
-                  if os.path.isabs(path) else path.strip("/"))
-        if key.startswith(".."):
-            raise UsageError(f"{path} is outside the vault")
-        chosen = _select(s.flat_of(sid), "" if key == "." else key)
+        key = vault_key(s.vault.root, path)
+        chosen = _select(s.flat_of(sid), key)
         if not chosen:
             raise UsageError(f"{path} is not in snapshot {sid[:12]}")
         s.report.snapshot = sid

@@ -5,8 +5,16 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from vaultsync.errors import EXIT_ATTENTION, EXIT_OK
 from vaultsync.model import Entry
 from vaultsync.store.counting import Traffic
+
+
+def attention(*found: object) -> int:
+    """The exit code of a run that finished: EXIT_ATTENTION ("done, look") when any of
+    `found` is there (conflicts kept, paths skipped, a stop a sync would make), else
+    EXIT_OK. Every command that finishes takes its code from here."""
+    return EXIT_ATTENTION if any(found) else EXIT_OK
 
 
 @dataclass
@@ -34,7 +42,7 @@ class Report:
 
     @property
     def exit_code(self) -> int:
-        return 1 if (self.conflicts or self.skipped) else 0
+        return attention(self.conflicts, self.skipped)
 
     def to_json(self) -> dict[str, object]:
         return {

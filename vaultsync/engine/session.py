@@ -78,43 +78,60 @@ def transfers_setting() -> int | None:
     return int(value)
 
 
-def _env_number(name: str, default: float, lo: float, hi: float) -> float:
-    value = os.environ.get(name, "")
+def _env_number(name: str, default: float, lo: float, hi: float,
+                whole: bool = False) -> float:
+    value = os.environ.get(name, "").strip()
     if not value:
         return default
     try:
-        number = float(value)
+        number = float(int(value)) if whole else float(value)
     except ValueError:
         number = lo - 1
-    if not lo <= number <= hi:
-        raise UsageError(f"{name} must be a number from {lo:g} to {hi:g}")
+    if not lo <= number <= hi:  # NaN fails this too
+        kind = "whole number" if whole else "number"
+        raise UsageError(f"{name} must be a {kind} from {lo:g} to {hi:g}, not {value!r}")
     return number
 
 
 def open_remote(url: str, options: dict[str, str] | None = None) -> tuple[Store, Traffic]:
     """The store behind `url`, counted (every attempt) and retried on transient errors
     (VAULTSYNC_RETRY_ATTEMPTS, default 6; VAULTSYNC_RETRY_SECONDS, default 60)."""
+    attempts = int(_env_number("VAULTSYNC_RETRY_ATTEMPTS", 6, 1, 100, whole=True))
+    seconds = _env_number("VAULTSYNC_RETRY_SECONDS", 60, 0, 3600)
     counting = CountingStore(open_store(url, options))
-    retry = RetryStore(
-        counting,
-        attempts=int(_env_number("VAULTSYNC_RETRY_ATTEMPTS", 6, 1, 100)),
-        max_elapsed=_env_number("VAULTSYNC_RETRY_SECONDS", 60, 0, 3600),
-        base_delay=min(0.25, _env_number("VAULTSYNC_RETRY_SECONDS", 60, 0, 3600) / 10),
-    )
+    retry = RetryStore(counting, attempts=attempts, max_elapsed=seconds,
+                       base_delay=min(0.25, seconds / 10))
     return retry, counting.traffic
 
 
 def new_format_from_env() -> RepoFormat:
     """Repository parameters for `init`; VAULTSYNC_PACK_SIZE and VAULTSYNC_CHUNK_{MIN,AVG,MAX}
-    tune them (tests shrink them so small data spans several packs and chunks)."""
-    env = os.environ
+    tune them (tests shrink them so small data spans several packs and chunks).
+
+    Each is checked against exactly what every later command accepts (`checked_format`:
+    the chunker's rules, and `decode_format` reading the result back), so a bad value is
+    one usage error before anything is created, never a traceback nor a repository that
+    no command can open."""
+    from vaultsync.repository.format import checked_format
+
+    def env_bytes(name: str, default: int) -> int:
+        value = os.environ.get(name, "").strip()
+        if not value:
+            return default
+        if not value.isascii() or not value.isdigit():
+            raise UsageError(f"{name} must be a whole number of bytes, not {value!r}")
+        return int(value)
+
     defaults = ChunkerParams()
-    chunker = ChunkerParams(
-        int(env.get("VAULTSYNC_CHUNK_MIN", defaults.min_size)),
-        int(env.get("VAULTSYNC_CHUNK_AVG", defaults.avg_size)),
-        int(env.get("VAULTSYNC_CHUNK_MAX", defaults.max_size)),
-    )
-    return RepoFormat.new(chunker, int(env.get("VAULTSYNC_PACK_SIZE", DEFAULT_PACK_SIZE)))
+    try:
+        return checked_format(env_bytes("VAULTSYNC_CHUNK_MIN", defaults.min_size),
+                              env_bytes("VAULTSYNC_CHUNK_AVG", defaults.avg_size),
+                              env_bytes("VAULTSYNC_CHUNK_MAX", defaults.max_size),
+                              env_bytes("VAULTSYNC_PACK_SIZE", DEFAULT_PACK_SIZE))
+    except ValueError as exc:
+        which, rule = exc.args
+        names = {"pack_size": "VAULTSYNC_PACK_SIZE", "chunker": "VAULTSYNC_CHUNK_MIN/AVG/MAX"}
+        raise UsageError(f"{names[which]} {rule}") from None
 
 
 class Session:

@@ -20,6 +20,9 @@ CONFIG_NAME = "vaultsync.json"
 # write ("mandatory") or to read at all ("read_mandatory").
 KNOWN_FEATURES: frozenset[str] = frozenset()
 DEFAULT_PACK_SIZE = 8 * 1024 * 1024
+# the pack sizes a repository may have: what `decode_format` accepts and `init` allows
+MIN_PACK_SIZE = 1024
+MAX_PACK_SIZE = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,25 @@ class RepoFormat:
             )
 
 
+def checked_format(chunk_min: int, chunk_avg: int, chunk_max: int,
+                   pack_size: int) -> RepoFormat:
+    """A new repository's format from chosen parameters, or ValueError(which, rule) with
+    which = "pack_size" or "chunker". The rules are the reader's own: the result is
+    decoded back with `decode_format` before it is returned, so no repository is created
+    that a later command would refuse to open."""
+    if not MIN_PACK_SIZE <= pack_size <= MAX_PACK_SIZE:
+        raise ValueError("pack_size", f"must be from {MIN_PACK_SIZE} to {MAX_PACK_SIZE} "
+                         f"bytes, not {pack_size}")
+    try:
+        fmt = RepoFormat.new(ChunkerParams(chunk_min, chunk_avg, chunk_max), pack_size)
+        decode_format(fmt.encode())
+    except IntegrityError:
+        raise ValueError(
+            "chunker", "must satisfy 64 <= MIN <= AVG <= MAX <= 67108864, AVG >= 256 and "
+            f"MAX >= 1024, not {chunk_min}/{chunk_avg}/{chunk_max}") from None
+    return fmt
+
+
 def decode_format(data: bytes) -> RepoFormat:
     try:
         doc = json.loads(data.decode("utf-8"))
@@ -93,7 +115,7 @@ def decode_format(data: bytes) -> RepoFormat:
     if not isinstance(repo_id, str) or not 8 <= len(repo_id) <= 64 or not repo_id.isalnum():
         raise IntegrityError(f"{CONFIG_NAME} has a malformed repo_id")
     pack_size = doc.get("pack_size", DEFAULT_PACK_SIZE)
-    if not isinstance(pack_size, int) or not 1024 <= pack_size <= 1 << 30:
+    if not isinstance(pack_size, int) or not MIN_PACK_SIZE <= pack_size <= MAX_PACK_SIZE:
         raise IntegrityError(f"{CONFIG_NAME} has an absurd pack_size")
     rf = RepoFormat(
         repo_id=repo_id,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from vaultsync.errors import VaultsyncError
+from vaultsync.errors import EXIT_INTEGRITY, EXIT_OK, VaultsyncError
 from vaultsync.model import ObjectId, walk
 from vaultsync.repository.packs import decode_blob, pack_name, read_trailer
 from vaultsync.repository.repo import Repository
@@ -21,6 +21,11 @@ class VerifyReport:
     packs: int = 0
     packs_read: int = 0
     problems: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """A problem found is an integrity error (exit 5), like one met during a sync."""
+        return EXIT_INTEGRITY if self.problems else EXIT_OK
 
     def to_json(self) -> dict[str, object]:
         return {"snapshots": self.snapshots, "trees": self.trees, "files": self.files,

@@ -10,8 +10,10 @@ off (one retry layer: `RetryStore`), instance caching is off and listings are re
 the server every time (`list_objects_v2` directly, never fsspec's listing cache).
 
 Errors: NoSuchKey/404 -> ObjectNotFound; 403, bad key id, bad signature, no credentials
--> AuthError; connection failures, timeouts, 5xx, 429 and SlowDown -> TransientError;
-NoSuchBucket -> NotARepository (retrying cannot create a bucket; `init` does).
+-> AuthError; AccessDenied (403) on a write, 507 and quota or storage-full codes ->
+RemoteRefused (the server refused us: retrying will not help); connection failures,
+timeouts, other 5xx, 429 and SlowDown -> TransientError; NoSuchBucket -> NotARepository
+(retrying cannot create a bucket; `init` does).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from vaultsync.errors import (
     AuthError,
     NotARepository,
     ObjectNotFound,
+    RemoteRefused,
     RemoteUnreachable,
     TransientError,
     UsageError,
@@ -43,6 +46,12 @@ _AUTH_CODES = {
     "NotSignedUp", "InvalidSecurity", "RequestTimeTooSkewed", "AuthorizationHeaderMalformed",
     "403", "401",
 }
+# the server is full or the account over quota (AWS, MinIO, Ceph RGW, SeaweedFS, ...)
+_FULL_CODES = {
+    "QuotaExceeded", "XMinioStorageFull", "XMinioAdminBucketQuotaExceeded", "StorageFull",
+    "InsufficientStorage", "507", "EntityTooLarge",
+}
+_WRITES = {"put_object", "delete_object", "create_bucket", "delete_objects"}
 _TRANSIENT_CODES = {
     "SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "Throttling",
     "ThrottlingException", "RequestLimitExceeded", "TooManyRequests", "OperationAborted",
@@ -131,7 +140,8 @@ class S3Store(Store):
 
     # -- error mapping -------------------------------------------------------------------
 
-    def _fail(self, exc: BaseException, name: str | None = None) -> NoReturn:
+    def _fail(self, exc: BaseException, name: str | None = None,
+              write: bool = False) -> NoReturn:
         client_error = exc if isinstance(exc, bex.ClientError) else exc.__cause__
         if isinstance(client_error, bex.ClientError):
             err = client_error.response.get("Error", {})
@@ -139,6 +149,14 @@ class S3Store(Store):
             status = int(client_error.response.get("ResponseMetadata", {})
                          .get("HTTPStatusCode", 0) or (code.isdigit() and code) or 0)
             what = f"{code or status}" + (f" on {name}" if name else "")
+            if code in _FULL_CODES or status == 507:
+                raise RemoteRefused(f"remote is full: S3 refused a write ({what}) on "
+                                    f"{self.where}: storage full or quota exceeded") from None
+            if write and code == "AccessDenied":  # bad keys answer InvalidAccessKeyId etc.
+                raise RemoteRefused(
+                    f"remote permission denied: S3 refused a write ({what}) on {self.where}: "
+                    "these credentials may read but not write (read-only policy, "
+                    "object lock?)") from None
             if code in ("NoSuchKey", "404") and name is not None:
                 raise ObjectNotFound(name) from None
             if code == "NoSuchBucket" or (code == "404" and name is None):
@@ -168,6 +186,9 @@ class S3Store(Store):
         if isinstance(exc, FileNotFoundError) and name is not None:
             raise ObjectNotFound(name) from None
         if isinstance(exc, PermissionError):
+            if write:
+                raise RemoteRefused(f"remote permission denied: S3 refused a write on "
+                                    f"{self.where}") from None
             raise AuthError(f"S3 access denied for {self.where}") from None
         raise RemoteUnreachable(f"S3 request on {self.where} failed: {type(exc).__name__}") \
             from None
@@ -176,7 +197,7 @@ class S3Store(Store):
         try:
             return self.fs.call_s3(method, Bucket=self.bucket, **kwargs)
         except Exception as exc:
-            self._fail(exc, name)
+            self._fail(exc, name, write=method in _WRITES)
 
     # -- the store -----------------------------------------------------------------------
 
@@ -204,7 +225,7 @@ class S3Store(Store):
                 "Code"
             ) in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                 return
-            self._fail(exc)
+            self._fail(exc, write=True)
 
     def _region(self) -> str | None:
         try:

@@ -14,8 +14,14 @@ unknown host is REFUSED unless `accept_new_host_key=yes` (or
 
 Writes send the bytes with paramiko's pipelined `putfo` (the engine under `fs.put`; a
 write through `fs.open` is not pipelined and ~20x slower) to a temporary name, then
-`posix-rename` it over the target. One SSH connection per store, used under a lock,
-opened on first use and reopened after a transient failure.
+`posix-rename` it over the target; the temporary file is removed on any failure.
+
+Errors: permission denied -> RemoteRefused; a write the server answers with a bare
+"Failure" (OpenSSH's answer for a full or read-only disk: SFTP version 3 has no code for
+either) -> RemoteRefused saying so; connection trouble -> TransientError.
+
+One SSH connection per store, used under a lock, opened on first use and reopened after
+a transient failure.
 """
 
 from __future__ import annotations
@@ -33,8 +39,10 @@ from vaultsync.errors import (
     AuthError,
     NotARepository,
     ObjectNotFound,
+    RemoteRefused,
     RemoteUnreachable,
     TransientError,
+    refusal,
 )
 from vaultsync.store._remote import join, temp_name
 from vaultsync.store._ssh import SFTPConnection, SSHTarget, UnknownHostKey, resolve
@@ -117,7 +125,8 @@ class SFTPStore(Store):
             raise TransientError(f"cannot connect to {self.url}: {type(exc).__name__}") \
                 from None
 
-    def _run(self, fn: Callable[[paramiko.SFTPClient], T], name: str | None = None) -> T:
+    def _run(self, fn: Callable[[paramiko.SFTPClient], T], name: str | None = None,
+             write: bool = False) -> T:
         with self._lock:
             ftp = self._connect()
             try:
@@ -125,8 +134,9 @@ class SFTPStore(Store):
             except FileNotFoundError:
                 missing = not self._root_exists()
             except PermissionError:
-                raise AuthError(f"permission denied on {self.url}"
-                                + (f" ({name})" if name else "")) from None
+                raise RemoteRefused(f"remote permission denied: {self.url}"
+                                    + (f" ({'writing' if write else 'reading'} {name})"
+                                       if name else "")) from None
             except (paramiko.SSHException, EOFError, TimeoutError, ConnectionError) as exc:
                 self._drop()
                 raise TransientError(f"SSH connection to {self.url} failed: "
@@ -136,12 +146,37 @@ class SFTPStore(Store):
                     self._drop()
                     raise TransientError(f"SSH connection to {self.url} failed: "
                                          f"{type(exc).__name__}") from None
+                if write:
+                    raise self._refused(exc, name) from None
                 raise RemoteUnreachable(f"SFTP operation on {self.url} failed"
                                         + (f" ({name})" if name else "")
                                         + f": errno {exc.errno}") from None
             if missing or name is None:
                 self._no_repository()
             raise ObjectNotFound(name)
+
+    def _refused(self, exc: OSError, name: str | None) -> RemoteRefused:
+        """A write the server refused: say why where the answer tells (an errno, or the
+        words of a server newer than SFTP version 3), else that a bare "Failure" is
+        usually a full or read-only disk."""
+        text = str(exc.strerror or (exc.args[0] if exc.args else "") or exc)
+        lower = text.lower()
+        what = refusal(exc)
+        if lower.startswith("size mismatch in put"):  # pipelined writes the server dropped
+            sizes = text.split("!", 1)[-1].split("!=")
+            text = "it kept {} of {} bytes".format(*(n.strip() for n in sizes)) \
+                if len(sizes) == 2 else text
+            what = "full"
+        elif what is None and ("space" in lower or "quota" in lower or "full" in lower):
+            what = "full"
+        elif what is None and ("read-only" in lower or "write protect" in lower):
+            what = "read-only"
+        where = f"{self.url} (writing {name})" if name else self.url
+        if what is None:
+            return RemoteRefused(f"remote refused a write: {where}: the SFTP server answered "
+                                 f"{text!r} (its disk is full or read-only?)")
+        words = "permission denied" if what == "permission denied" else f"is {what}"
+        return RemoteRefused(f"remote {words}: {where}: {text}")
 
     def _alive(self) -> bool:
         fs = self._fs
@@ -179,7 +214,7 @@ class SFTPStore(Store):
                 except OSError:
                     if not statmod.S_ISDIR(ftp.stat(folder).st_mode or 0):
                         raise
-        self._run(mkdirs)
+        self._run(mkdirs, write=True)
 
     def _get(self, name: str) -> bytes:
         def get(ftp: paramiko.SFTPClient) -> bytes:
@@ -203,19 +238,19 @@ class SFTPStore(Store):
 
         def put(ftp: paramiko.SFTPClient) -> None:
             try:
-                ftp.putfo(io.BytesIO(data), tmp, file_size=len(data), confirm=True)
-            except FileNotFoundError:
-                self._make_parents(ftp, name)
-                ftp.putfo(io.BytesIO(data), tmp, file_size=len(data), confirm=True)
-            try:
+                try:
+                    ftp.putfo(io.BytesIO(data), tmp, file_size=len(data), confirm=True)
+                except FileNotFoundError:
+                    self._make_parents(ftp, name)
+                    ftp.putfo(io.BytesIO(data), tmp, file_size=len(data), confirm=True)
                 ftp.posix_rename(tmp, final)
             except BaseException:
                 try:
                     ftp.remove(tmp)
-                except OSError:
+                except (OSError, EOFError, paramiko.SSHException):
                     pass
                 raise
-        self._run(put, name)
+        self._run(put, name, write=True)
 
     def _make_parents(self, ftp: paramiko.SFTPClient, name: str) -> None:
         if not self._root_exists():
@@ -235,7 +270,7 @@ class SFTPStore(Store):
                 ftp.remove(self._path(name))
             except FileNotFoundError:
                 pass
-        self._run(delete, name)
+        self._run(delete, name, write=True)
 
     def _stat(self, name: str) -> ObjectInfo | None:
         def stat(ftp: paramiko.SFTPClient) -> ObjectInfo | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 from collections.abc import Mapping
 from urllib.parse import unquote, urlsplit
 
@@ -21,6 +22,10 @@ def open_store(url: str, options: Mapping[str, str] | None = None) -> Store:
         raise UsageError("empty remote URL")
     if "://" not in url:
         return _local(url)
+    try:
+        urlsplit(url).port  # noqa: B018 - parsing is the check: brackets, port
+    except ValueError as exc:
+        raise UsageError(f"bad remote URL {redact(url)}: {exc}") from None
     scheme = url.split("://", 1)[0].lower()
     if scheme == "file":
         parts = urlsplit(url)
@@ -56,17 +61,41 @@ def _local(path: str) -> Store:
 
 
 def display_url(url: str) -> str:
-    """The URL without any password or user-info secret, safe to print."""
+    """The URL without any password or user-info secret, safe to print (whatever the URL:
+    a malformed one is redacted, never an exception)."""
     if "://" not in url:
         return url
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:  # a bad port or bracket: keep the text, drop the secret
+        return redact(url)
     if parts.password is None and "@" not in parts.netloc:
         return url
     host = parts.hostname or ""
-    if parts.port:
-        host += f":{parts.port}"
+    if ":" in host:
+        host = f"[{host}]"
+    if port:
+        host += f":{port}"
     user = f"{parts.username}@" if parts.username else ""
     return f"{parts.scheme}://{user}{host}{parts.path}"
+
+
+# scheme://USERINFO@ up to the last '@' of the authority (as urlsplit reads it)
+_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)([^\s/?#]*)@")
+
+
+def redact(text: str) -> str:
+    """`text` with the password of every URL in it replaced by `***`
+    (`webdav://ann:***@host/notes`): for log lines, command lines, messages."""
+    if "://" not in text:
+        return text
+
+    def mask(m: re.Match[str]) -> str:
+        user, colon, _secret = m.group(2).partition(":")
+        return f"{m.group(1)}{user}{':***' if colon else ''}@"
+
+    return _USERINFO.sub(mask, text)
 
 
 def normalize_url(url: str) -> str:

@@ -12,6 +12,10 @@ methods add a HEAD before each call, and its `mkdir()` prints to stdout, which i
 API). A PUT goes to a temporary name beside the target and is MOVEd over it with
 `Overwrite: T`, so a reader never sees a partial object. Listing asks for
 `Depth: infinity` and falls back to a walk with `Depth: 1` where the server refuses it.
+
+Errors: 401, and 403 on a read -> AuthError; 507 Insufficient Storage (full, over quota),
+413 on a PUT, and 403 or 405 on a write (PUT, MKCOL, MOVE, DELETE: a read-only share) ->
+RemoteRefused; 429, 423 and other 5xx -> TransientError.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from vaultsync.errors import (
     AuthError,
     NotARepository,
     ObjectNotFound,
+    RemoteRefused,
     RemoteUnreachable,
     TransientError,
     UsageError,
@@ -44,6 +49,7 @@ _PROPFIND_BODY = (
 )
 _DAV = "{DAV:}"
 _MAX_WALK = 100_000  # folders visited by a Depth: 1 walk, a bound on a hostile server
+_WRITES = {"PUT", "MKCOL", "MOVE", "DELETE"}
 
 
 def from_url(url: str, options: Mapping[str, str]) -> WebDAVStore:
@@ -139,10 +145,18 @@ class WebDAVStore(Store):
         except requests.RequestException as exc:
             raise RemoteUnreachable(f"WebDAV request to {self.url} failed: "
                                     f"{type(exc).__name__}") from None
+        except OSError as exc:  # e.g. requests' "invalid path" for a `verify` CA bundle
+            raise RemoteUnreachable(f"WebDAV request to {self.url} failed: {exc}") from None
 
     def _fail(self, resp: requests.Response, method: str, name: str) -> NoReturn:
         code = resp.status_code
         what = f"{method} {name or '/'} -> HTTP {code}"
+        if code == 507 or (code == 413 and method == "PUT"):
+            raise RemoteRefused(f"remote is full: the WebDAV server refused a write ({what}) "
+                                f"on {self.url}: insufficient storage or quota exceeded")
+        if method in _WRITES and code in (403, 405):
+            raise RemoteRefused(f"remote permission denied: the WebDAV server refused a "
+                                f"write ({what}) on {self.url}: a read-only share?")
         if code in (401, 403):
             raise AuthError(f"WebDAV server refused our credentials or access ({what}) "
                             f"on {self.url}")
@@ -266,11 +280,22 @@ class WebDAVStore(Store):
                 self._no_repository()
         if resp.status_code not in (200, 201, 204):
             self._fail(resp, "PUT", name)
-        moved = self._request("MOVE", self._href(tmp),
-                              headers={"Destination": self._href(name), "Overwrite": "T"})
+        try:
+            moved = self._request("MOVE", self._href(tmp),
+                                  headers={"Destination": self._href(name), "Overwrite": "T"})
+        except BaseException:  # Ctrl-C, SIGTERM, a dropped connection: leave no temp
+            self._discard(tmp)
+            raise
         if moved.status_code not in (201, 204):
-            self._request("DELETE", self._href(tmp))
+            self._discard(tmp)
             self._fail(moved, "MOVE", name)
+
+    def _discard(self, tmp: str) -> None:
+        try:
+            self.session.request("DELETE", self._href(tmp), timeout=min(self.timeout, 5.0),
+                                 allow_redirects=False)
+        except requests.RequestException:
+            pass  # prune removes temporary objects a run could not
 
     def _delete(self, name: str) -> None:
         resp = self._request("DELETE", self._href(name))
