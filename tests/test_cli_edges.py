@@ -174,11 +174,6 @@ def test_sigterm_mid_push_exits_130_and_cleans_up(tmp_path: Path) -> None:
     assert run_cli("verify", "--read-data", "100", cwd=v).code == 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine/materialize.py, not this change's to edit: an interrupt that lands inside "
-    "stage_all's submit() loses the future of a file a stager then writes, and the "
-    "install loop never discards staged files it did not install (fix: stagers record "
-    "what they wrote; materialize discards staged files on any exception)"))
 def test_sigterm_mid_pull_exits_130_and_the_vault_is_untouched(tmp_path: Path) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
     write(a / "note.md", "note")

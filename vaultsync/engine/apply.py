@@ -113,6 +113,11 @@ class VaultWriter:
                 f.flush()
                 os.fsync(f.fileno())
             os.utime(tmp, ns=(entry.mtime_ns, entry.mtime_ns))
+        except OSError as exc:
+            _unlink_quiet(tmp)
+            if exc.filename is None:  # a full disk on write() names no file: name it
+                raise OSError(exc.errno, exc.strerror, tmp) from exc
+            raise
         except BaseException:
             _unlink_quiet(tmp)
             raise

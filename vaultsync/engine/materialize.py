@@ -11,14 +11,25 @@ import os
 import stat
 import time
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 from vaultsync.engine import fsprobe, progress
 from vaultsync.engine.apply import DiskKey, TargetChanged, VaultWriter
 from vaultsync.engine.conflicts import TAKEN, copy_path
 from vaultsync.engine.diskfit import CANNOT_HOLD, Fit, fit
-from vaultsync.engine.plan import ADD, CHMOD, DELETE, MKDIR, MOVE, RMDIR, UPDATE, Action, diff
+from vaultsync.engine.plan import (
+    ADD,
+    CHMOD,
+    DELETE,
+    MKDIR,
+    MOVE,
+    RMDIR,
+    UPDATE,
+    Action,
+    Plan,
+    diff,
+)
 from vaultsync.engine.renames import Move
 from vaultsync.engine.report import Report
 from vaultsync.engine.scan import RACY_NS, Respell, clamp_time, tree_mode
@@ -67,12 +78,13 @@ def stage_all(repo: Repository, vw: VaultWriter,
     """Download, verify and stage every file (key -> temporary file), a few at a time;
     on any failure, remove what was staged and re-raise: the vault is untouched."""
     staged: dict[str, str] = {}
-    submitted: list[Future[str]] = []
+    made: list[str] = []  # every file a stager wrote, recorded by the stager itself
     bar = progress.current()
     bar.start("download", sum(e.size for _, e in files), "bytes")
 
     def stage(key: str, entry: Entry, data: Iterator[bytes]) -> str:
         tmp = vw.stage(key, entry, data)
+        made.append(tmp)
         bar.advance(entry.size)
         return tmp
 
@@ -82,14 +94,13 @@ def stage_all(repo: Repository, vw: VaultWriter,
                 blobs = prefetch(repo, batch)
                 futures = [(key, pool.submit(stage, key, te, pieces(repo, te, blobs)))
                            for key, te in batch]
-                submitted += [f for _, f in futures]
                 for key, future in futures:
                     staged[key] = future.result()
     except BaseException:
-        # the pool has finished every write it started: remove each staged file
-        for future in submitted:
-            if future.done() and not future.cancelled() and future.exception() is None:
-                vw.discard(future.result())
+        # the pool has finished every write it started (an interrupt can land inside
+        # submit(), so futures may be lost, never what the stagers recorded)
+        for tmp in made:
+            vw.discard(tmp)
         raise
     finally:
         bar.finish()
@@ -122,6 +133,27 @@ def materialize(repo: Repository, vw: VaultWriter, local: Flat, target: Flat,
     writes = plan.adds + plan.updates
     check_entries(repo, [(a.path, a.entry) for a in writes if a.entry is not None])
     staged = stage_all(repo, vw, [(a.path, a.entry) for a in writes if a.entry is not None])
+    try:
+        rows = _install(plan, vw, local, target, disk, staged, report)
+    except BaseException:
+        for tmp in staged.values():  # installed ones were renamed away: a no-op for them
+            vw.discard(tmp)
+        raise
+    # equal bytes, other mtime: take the merged mtime (two equal edits keep the newer)
+    for key, te in target.items():
+        le = local.get(key)
+        if (not te.is_dir and le is not None and key in disk and le.same_version(te)
+                and le.mtime_ns != te.mtime_ns and key not in rows):
+            _fix_metadata(vw, key, spelling(key, local, target), le, te, disk[key], rows)
+    vw.sync_dirs()
+    return rows
+
+
+def _install(plan: Plan, vw: VaultWriter, local: Flat, target: Flat,
+             disk: dict[str, DiskKey], staged: dict[str, str],
+             report: Report) -> dict[str, StatRow | None]:
+    """Carry out the plan's steps with every new file staged; a name this disk refuses
+    becomes a phantom (with everything inside a refused folder) and the rest goes on."""
     rows: dict[str, StatRow | None] = {}
     refused: list[str] = []  # folders this disk would not make
     for action in plan.steps():
@@ -145,13 +177,6 @@ def materialize(repo: Repository, vw: VaultWriter, local: Flat, target: Flat,
                 refused.append(action.path)
             elif action.op == MOVE and action.src is not None:
                 _drop_source(vw, action.src, local, disk, rows, report)
-    # equal bytes, other mtime: take the merged mtime (two equal edits keep the newer)
-    for key, te in target.items():
-        le = local.get(key)
-        if (not te.is_dir and le is not None and key in disk and le.same_version(te)
-                and le.mtime_ns != te.mtime_ns and key not in rows):
-            _fix_metadata(vw, key, spelling(key, local, target), le, te, disk[key], rows)
-    vw.sync_dirs()
     return rows
 
 
