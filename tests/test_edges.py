@@ -301,3 +301,102 @@ def _head_snapshot(remote: Path, vault: Path) -> str:
     device = tomllib.loads((vault / ".vaultsync/config.toml").read_text())["device_id"]
     raw = (remote / "heads" / device).read_bytes()
     return str(json.loads(raw[1:])["snapshot"])
+
+
+# ---- 4. the repository has an identity --------------------------------------------
+
+def _fresh_repository_at(remote: Path, tmp_path: Path, notes: dict[str, str]) -> Path:
+    """Another folder creates a new repository where `remote` was."""
+    shutil.rmtree(remote)
+    c = tmp_path / "C"
+    for rel, text in notes.items():
+        write(c / rel, text)
+    assert run_cli("init", "--remote", str(remote), "--device", "other", cwd=c).code == 0
+    assert sync(c).code == 0
+    return c
+
+
+def _assert_rejoined(a: Path, remote: Path, tmp_path: Path, res: Result,
+                     code: int = 0) -> None:
+    assert res.code == code, res.out + res.err
+    assert "already up to date" not in res.out
+    assert "not the one this vault last synced with" in res.out
+    assert run_cli("verify", "--read-data", "100", cwd=a).code == 0
+    fresh = tmp_path / "fresh"
+    assert run_cli("clone", str(remote), str(fresh)).code == 0  # every object is there
+    assert files(fresh) == files(a)
+    assert sync(a).code == 0 and "already up to date" in sync(a).out
+
+
+def test_a_recreated_repository_is_joined_not_up_to_date(tmp_path: Path) -> None:
+    a, remote, _ = two_devices(tmp_path)
+    before = files(a)
+    _fresh_repository_at(remote, tmp_path, {"other.md": "from C\n", "n1.md": "n1 by C\n"})
+    res = sync(a)
+    _assert_rejoined(a, remote, tmp_path, res, code=1)  # n1.md differs: both kept
+    assert files(a)["other.md"] == b"from C\n"
+    assert {b"n1\n", b"n1 by C\n"} <= set(files(a).values())  # both kept, nothing lost
+    for rel in before:
+        if rel != "n1.md":
+            assert files(a)[rel] == before[rel]
+
+
+def test_a_remote_pointed_at_another_repository_is_joined(tmp_path: Path) -> None:
+    a, _, _ = two_devices(tmp_path)
+    other = tmp_path / "R2"
+    c = tmp_path / "C"
+    write(c / "elsewhere.md", "e\n")
+    assert run_cli("init", "--remote", str(other), "--device", "other", cwd=c).code == 0
+    assert sync(c).code == 0
+    config = a / ".vaultsync/config.toml"
+    text = config.read_text()
+    config.write_text(text.replace(str(tmp_path / "R"), str(other)))
+    assert str(other) in config.read_text()
+    _assert_rejoined(a, other, tmp_path, sync(a))
+    assert files(a)["elsewhere.md"] == b"e\n" and files(a)["n1.md"] == b"n1\n"
+
+
+def test_a_state_from_before_repo_ids_notices_a_recreated_repository(tmp_path: Path) -> None:
+    import sqlite3
+
+    a, remote, _ = two_devices(tmp_path)
+    db = sqlite3.connect(a / ".vaultsync/state.db")
+    db.execute("DELETE FROM meta WHERE key='repo_id'")
+    db.commit()
+    db.close()
+    _fresh_repository_at(remote, tmp_path, {"other.md": "from C\n"})
+    _assert_rejoined(a, remote, tmp_path, sync(a))
+
+
+# ---- 9. local state is a cache: a damaged state.db re-joins ------------------------
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "overwritten", "unreadable"])
+def test_a_damaged_state_database_is_set_aside_and_the_vault_rejoins(
+        tmp_path: Path, damage: str) -> None:
+    a, _, b = two_devices(tmp_path, notes=60)
+    write(b / "n2.md", "edited on B\n")
+    assert sync(b).code == 0
+    write(a / "n3.md", "edited on A\n")
+    db = a / ".vaultsync/state.db"
+    size = db.stat().st_size
+    prefix: list[str] = []
+    if damage == "garbage":
+        db.write_bytes(os.urandom(size))
+    elif damage == "truncated":
+        os.truncate(db, size // 2)
+    elif damage == "overwritten":
+        with open(db, "r+b") as f:
+            f.seek(size // 3)
+            f.write(os.urandom(size // 3))
+    else:
+        db.chmod(0)
+        prefix = NO_OVERRIDE
+    res = run_as(prefix, "sync", cwd=a)
+    assert res.code == 0, res.out + res.err
+    assert "moved to" in res.out and "re-joins" in res.out
+    assert len(res.err.strip().splitlines()) == 0
+    assert list((a / ".vaultsync").glob("state.db.damaged-*"))
+    assert (a / "n2.md").read_text() == "edited on B\n"
+    assert (a / "n3.md").read_text() == "edited on A\n"
+    assert sync(b).code == 0 and files(a) == files(b)
+    assert sync(a).code == 0 and "already up to date" in sync(a).out

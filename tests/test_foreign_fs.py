@@ -23,6 +23,7 @@ import pytest
 
 from tests import fs_mounts
 from tests.conftest import REPO_ROOT, Result, run_cli, write
+from vaultsync.cli.output import name as shown
 from vaultsync.model import flatten
 from vaultsync.repository.repo import Repository
 from vaultsync.store.local import LocalStore
@@ -125,15 +126,15 @@ def test_names_the_drive_cannot_hold_are_phantoms_and_never_stop_a_clone(
     a, remote = linux_device(tmp_path, {**good, **{b: f"bad {b}" for b in bad}})
     usb = drive / "usb"
     r = cli("clone", str(remote), str(usb), "--device", "usb", code=1)
-    for name in bad:
-        assert f"skipped: {name} (this filesystem cannot hold this name" in r.out
+    for name in bad:  # a name with a quote is printed quoted (cli/output.py: name())
+        assert f"skipped: {shown(name)} (this filesystem cannot hold this name" in r.out
     assert {k: v[0] for k, v in listing(usb).items()} == {
         "ok.md": b"ok", "sub": b"/", "sub/inner.md": b"inner", "zz.md": b"last"}
     assert not list((usb / ".vaultsync" / "staging").glob("*"))  # nothing left staged
     before = listing(a)
 
     r = cli("sync", code=1, cwd=usb)  # reported on each sync, nothing changes
-    assert all(f"skipped: {name} " in r.out for name in bad)
+    assert all(f"skipped: {shown(name)} " in r.out for name in bad)
     write(usb / "ok.md", "edited on the drive", mtime=OLD + 10)
     cli("sync", code=1, cwd=usb)
     cli("sync", cwd=a)

@@ -130,6 +130,12 @@ class LocalFailure(VaultsyncError):
     exit_code = EXIT_LOCAL
 
 
+class StateDamaged(LocalFailure):
+    """The local state database turned out damaged or unreadable during a run: it was
+    moved aside. Local state is a cache of the remote plus the base, so commands run
+    again at once, re-joining the repository; this is reported only if that fails too."""
+
+
 class Interrupted(VaultsyncError):
     """The run was interrupted (Ctrl-C or SIGTERM)."""
 

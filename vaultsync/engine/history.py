@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from vaultsync.engine.apply import VaultWriter, disk_key
 from vaultsync.engine.materialize import check_entries, spelling, stage_all
 from vaultsync.engine.report import Report
-from vaultsync.engine.session import Session, open_remote, transfers_setting
+from vaultsync.engine.session import Session, open_remote, rejoining, transfers_setting
 from vaultsync.errors import UsageError
 from vaultsync.model import Entry, Flat, ObjectId, Snapshot, flatten, nfc
 from vaultsync.repository.repo import Repository
@@ -96,6 +96,7 @@ def vault_key(vault_root: str, path: str) -> str:
     return "" if key == "." else key
 
 
+@rejoining
 def log(root: str, path: str | None) -> list[LogLine]:
     """Every snapshot, newest first; or, for `path`, the snapshots that hold a new version
     of that file. A path that is a file in no snapshot is a usage error, not an empty
@@ -130,6 +131,7 @@ def _select(flat: Flat, key: str) -> Flat:
     return {k: e for k, e in flat.items() if k == key or k.startswith(key + "/")}
 
 
+@rejoining
 def restore(root: str, path: str, at: str | None, to: str | None) -> Report:
     with Session(root, "restore", write=False) as s:
         sid = resolve(s.repo, at, s.base)
@@ -199,6 +201,7 @@ def checkout(url: str, dest: str, at: str | None) -> Report:
     return report.finish()
 
 
+@rejoining
 def verify_remote(root: str, read_data: float) -> VerifyReport:
     with Session(root, "verify", write=False) as s:
         return verify(s.repo, read_data)

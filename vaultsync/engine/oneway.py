@@ -19,7 +19,13 @@ from vaultsync.engine.materialize import materialize
 from vaultsync.engine.overlay import overlay
 from vaultsync.engine.report import Report
 from vaultsync.engine.scan import ScanResult
-from vaultsync.engine.session import Changes, Session, new_format_from_env, open_remote
+from vaultsync.engine.session import (
+    Changes,
+    Session,
+    new_format_from_env,
+    open_remote,
+    rejoining,
+)
 from vaultsync.engine.sync import check_safety, local_base, local_deletes, remote_flat, sync
 from vaultsync.engine.vault import Vault
 from vaultsync.errors import SafetyStop, UsageError
@@ -93,6 +99,7 @@ def clone(url: str, dest: str, device_name: str | None) -> Report:
     return report
 
 
+@rejoining
 def push(root: str, *, max_delete: float | None = None, force: bool = False) -> Report:
     """The remote takes local state; local files are never touched. Versions other
     devices pushed that this vault has not seen stay in the repository as conflict
@@ -139,11 +146,12 @@ def push(root: str, *, max_delete: float | None = None, force: bool = False) -> 
         return s.report.finish()
 
 
+@rejoining
 def pull(root: str) -> Report:
     """Local takes remote state; the remote is never written. Local versions the remote
     does not have are kept beside it as conflict copies (or at their own path when it
     is free), to be pushed by a later sync."""
-    with Session(root, "pull", write=False) as s:
+    with Session(root, "pull", write=False, keeps_state=True) as s:
         scan = s.scan()
         base = s.adopt_own_head()
         unseen = s.unseen_heads(base)
@@ -202,6 +210,7 @@ class Status:
                 "skipped": [{"path": p, "reason": r} for p, r in self.skipped]}
 
 
+@rejoining
 def status(root: str) -> Status:
     with Session(root, "status", write=False) as s:
         scan = s.scan()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from vaultsync.chunking import Chunker, ChunkerParams
 from vaultsync.engine import localview
@@ -13,10 +15,10 @@ from vaultsync.engine.commit import commit
 from vaultsync.engine.ignore import IgnoreRules
 from vaultsync.engine.report import Report
 from vaultsync.engine.scan import ChunkLocation, Scanner, ScanResult
-from vaultsync.engine.state import StatRow
+from vaultsync.engine.state import REPO_ID, StatRow, is_damage
 from vaultsync.engine.transfer import Relocate
 from vaultsync.engine.vault import Vault
-from vaultsync.errors import LocalFailure, NoRemote, UsageError
+from vaultsync.errors import LocalFailure, NoRemote, StateDamaged, UsageError
 from vaultsync.model import (
     Change,
     Flat,
@@ -32,7 +34,7 @@ from vaultsync.repository.repo import Repository
 from vaultsync.store.base import Store
 from vaultsync.store.counting import CountingStore, Traffic
 from vaultsync.store.retry import RetryStore
-from vaultsync.store.url import open_store
+from vaultsync.store.url import display_url, open_store
 
 
 @dataclass
@@ -135,8 +137,13 @@ def new_format_from_env() -> RepoFormat:
 
 
 class Session:
-    def __init__(self, root: str, command: str, write: bool) -> None:
+    """One command's hold on a vault. `write`: the command may write the repository;
+    `keeps_state`: it records a new base locally (default: as `write`)."""
+
+    def __init__(self, root: str, command: str, write: bool,
+                 keeps_state: bool | None = None) -> None:
         self.report = Report(command)
+        self._rejoin = False
         self.cached_rows: dict[str, StatRow] = {}
         self._flats: dict[ObjectId, Flat] = {}
         self._heads: dict[str, ObjectId] | None = None
@@ -145,7 +152,6 @@ class Session:
         try:
             self.vault.lock()
             self.vault.check_binding()
-            self.report.notices.extend(self.vault.notices)
             cfg = self.vault.config
             if not cfg.remote:
                 raise NoRemote(
@@ -156,17 +162,42 @@ class Session:
                                         transfers=transfers_setting())
             if write:
                 self.repo.format.check_writable()
+            self._check_identity(write if keeps_state is None else keeps_state)
+            self.report.notices.extend(self.vault.notices)
         except BaseException:
             self.vault.close()
             raise
 
+    def _check_identity(self, persist: bool) -> None:
+        """The repository has an identity (its repo_id, kept with the base). A remote URL
+        that now answers with another repository (recreated, or the config changed) is a
+        join with an empty base, never "already up to date". A state from before repo_id
+        was kept is checked once by its base snapshot being there."""
+        state = self.vault.state
+        current = self.repo.format.repo_id
+        known = state.get_meta(REPO_ID)
+        if known == current:
+            return
+        base = state.base
+        if known is None and (base is None or self.store.stat(f"snapshots/{base}")):
+            if persist:
+                state.set_meta(REPO_ID, current)
+            return
+        self.report.notices.append(
+            f"the repository at {display_url(self.vault.config.remote)} is not the one this "
+            "vault last synced with (it was recreated, or the remote changed): joining it "
+            "with an empty base; nothing is deleted, versions that differ are kept side by "
+            "side")
+        self._rejoin = True
+        if persist:
+            state.forget_remote(current)
     @property
     def device(self) -> str:
         return self.vault.config.device_id
 
     @property
     def base(self) -> ObjectId | None:
-        return self.vault.state.base
+        return None if self._rejoin else self.vault.state.base
 
     def adopt_own_head(self, persist: bool = True) -> ObjectId | None:
         """Base, moved forward to this device's own head when a run committed that head
@@ -308,5 +339,34 @@ class Session:
     def __enter__(self) -> Session:
         return self
 
-    def __exit__(self, *_: object) -> None:
-        self.close()
+    def __exit__(self, _type: object, exc: BaseException | None, _tb: object) -> None:
+        notice = None
+        try:
+            if exc is not None and is_damage(exc):  # set aside under the lock
+                notice = self.vault.set_aside_state(exc)
+        finally:
+            self.close()
+        if notice is not None:  # `rejoining` runs the command again
+            raise StateDamaged(notice) from exc
+
+
+R = TypeVar("R")
+
+
+def rejoining(command: Callable[..., R]) -> Callable[..., R]:
+    """Run a command again, once, when its state database turned out damaged (it was
+    moved aside: local state is a cache of the remote plus the base, and the vault
+    re-joins); the notice goes into the report."""
+
+    @functools.wraps(command)
+    def run(*args: object, **kwargs: object) -> R:
+        try:
+            return command(*args, **kwargs)
+        except StateDamaged as damaged:
+            result = command(*args, **kwargs)
+            notices = getattr(result, "notices", None)
+            if isinstance(notices, list):
+                notices.insert(0, damaged.message)
+            return result
+
+    return run

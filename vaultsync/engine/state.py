@@ -56,12 +56,29 @@ def _unpack_ids(blob: bytes) -> tuple[ObjectId, ...]:
     return tuple(text[i : i + 64] for i in range(0, len(text), 64))
 
 
+# what SQLite says of a database file it cannot use at all (as opposed to a disk that
+# is full or failing, which is a local failure and no reason to drop the state)
+_DAMAGE = ("malformed", "not a database", "file is encrypted", "unable to open database file")
+REPO_ID = "repo_id"
+
+
+def is_damage(exc: BaseException | None) -> bool:
+    """Whether `exc` says the state database is damaged or unreadable."""
+    return isinstance(exc, sqlite3.DatabaseError) and any(
+        word in str(exc).lower() for word in _DAMAGE)
+
+
 class State:
     def __init__(self, path: str) -> None:
         self.db = sqlite3.connect(path, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=DELETE")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(SCHEMA)
+        try:
+            self.db.execute("PRAGMA journal_mode=DELETE")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.executescript(SCHEMA)
+            self.db.execute("SELECT count(*) FROM meta").fetchone()  # a first real read
+        except BaseException:
+            self.db.close()
+            raise
 
     def close(self) -> None:
         self.db.close()
@@ -105,6 +122,17 @@ class State:
 
     def transaction(self) -> _Tx:
         return _Tx(self.db)
+
+    def forget_remote(self, repo_id: str) -> None:
+        """This vault now syncs with another repository (`repo_id`): everything kept about
+        the old one goes (base, phantoms, caches, the index, the stat cache's chunk ids).
+        The vault re-joins with an empty base."""
+        with self.transaction():
+            self.db.execute("DELETE FROM meta")
+            self.db.execute("DELETE FROM files")
+            self.db.execute("DELETE FROM blobs")
+            self.db.execute("DELETE FROM segments")
+            self.set_meta(REPO_ID, repo_id)
 
     # ---- object cache (repository.ObjectCache) ---------------------------------------
     def get_object(self, oid: ObjectId) -> bytes | None:

@@ -23,7 +23,7 @@ from vaultsync.engine.plan import diff
 from vaultsync.engine.renames import LOCAL, Move, detect_moves
 from vaultsync.engine.report import Report
 from vaultsync.engine.scan import ScanResult
-from vaultsync.engine.session import Changes, Session
+from vaultsync.engine.session import Changes, Session, rejoining
 from vaultsync.errors import SafetyStop
 from vaultsync.model import Entry, Flat, ObjectId
 
@@ -144,6 +144,7 @@ def check_safety(scan: ScanResult, base_flat: Flat, deletes: int, max_delete: fl
         )
 
 
+@rejoining
 def sync(root: str, *, dry_run: bool = False, max_delete: float | None = None,
          force: bool = False) -> Report:
     with Session(root, "sync", write=not dry_run) as s:

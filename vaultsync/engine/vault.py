@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sqlite3
 import time
 from dataclasses import replace
 
 from vaultsync.engine.config import VaultConfig, binding, new_device_id, parse_config
-from vaultsync.engine.state import State
-from vaultsync.errors import ConfigError, LockHeld, NotAVault
+from vaultsync.engine.state import State, is_damage
+from vaultsync.errors import ConfigError, LockHeld, NotAVault, StateDamaged
 from vaultsync.model import STATE_DIR
 
 TRASH = "trash"
@@ -94,8 +95,34 @@ class Vault:
     @property
     def state(self) -> State:
         if self._state is None:
-            self._state = State(os.path.join(self.meta, "state.db"))
+            path = os.path.join(self.meta, "state.db")
+            try:
+                self._state = State(path)
+            except sqlite3.DatabaseError as exc:
+                if not is_damage(exc):
+                    raise
+                self.notices.append(self.set_aside_state(exc))
+                self._state = State(path)
         return self._state
+
+    def set_aside_state(self, why: BaseException) -> str:
+        """Move a damaged or unreadable state database aside (it is a cache of the remote
+        plus the base: the vault re-joins); returns the notice that says so."""
+        if self._state is not None:
+            self._state.close()
+            self._state = None
+        path = os.path.join(self.meta, "state.db")
+        aside = f"{path}.damaged-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+        try:
+            os.replace(path, aside)
+            if os.path.exists(path + "-journal"):
+                os.replace(path + "-journal", aside + "-journal")
+        except OSError as exc:
+            raise StateDamaged(f"local state database {path} is damaged ({why}) and cannot "
+                               f"be moved aside: {exc.strerror}") from None
+        return (f"the local state database was damaged or unreadable ({why}); it was moved "
+                f"to {aside} and this vault re-joins the repository: nothing is deleted, "
+                "and versions that differ are kept side by side")
 
     def lock(self) -> Vault:
         fd = os.open(os.path.join(self.meta, "lock"), os.O_RDWR | os.O_CREAT, 0o644)
