@@ -299,3 +299,25 @@ def test_a_case_rename_the_disk_ignores_goes_by_way_of_the_trash(
     assert (drive / "Note.md").read_text() == "n"
     assert [p.name for p in (drive / ".vaultsync" / "trash").glob("*/case-*")]  # the way
     assert not [p for p in (drive / ".vaultsync").rglob("*") if p.is_file()]
+
+
+def test_checkout_and_restore_onto_the_drive_skip_what_it_cannot_hold(
+        tmp_path: Path, drive: Path) -> None:
+    bad = ["Meeting 10:30?.md", "sub|dir/inside.md"]
+    good = {"ok.md": "ok", "sub/inner.md": "inner"}
+    a, remote = linux_device(tmp_path, {**good, **{b: f"bad {b}" for b in bad}})
+    out = drive / "export"
+    r = cli("checkout", str(remote), str(out), code=1)
+    for name in bad:
+        assert f"skipped: {shown(name.split('/')[0] if '|' in name else name)}" in r.out
+    assert {k: v[0] for k, v in listing(out).items()} == {
+        "ok.md": b"ok", "sub": b"/", "sub/inner.md": b"inner"}
+    usb = drive / "usb"
+    cli("clone", str(remote), str(usb), "--device", "usb", code=1)
+    (usb / "ok.md").unlink()
+    r = cli("restore", ".", "--to", str(drive / "restored"), cwd=usb, code=1)
+    assert "skipped: " in r.out
+    assert {k: v[0] for k, v in listing(drive / "restored").items()} == {
+        "ok.md": b"ok", "sub": b"/", "sub/inner.md": b"inner"}
+    leftovers = [p for p in drive.rglob("*") if p.name.startswith(".vaultsync-tmp-")]
+    assert leftovers == []

@@ -6,8 +6,10 @@ import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from vaultsync.engine import fsprobe
 from vaultsync.engine.apply import VaultWriter, disk_key
-from vaultsync.engine.materialize import check_entries, spelling, stage_all
+from vaultsync.engine.diskfit import CANNOT_HOLD
+from vaultsync.engine.materialize import check_entries, fit_to_disk, spelling, stage_all
 from vaultsync.engine.report import Report
 from vaultsync.engine.session import Session, open_remote, rejoining, transfers_setting
 from vaultsync.errors import UsageError
@@ -165,17 +167,50 @@ def _destination(dest: str, key: str, chosen: Flat, trash: str):  # type: ignore
 
 
 def _write_all(repo: Repository, vw: VaultWriter, flat: Flat, rel_of, report: Report) -> None:
+    """Write `flat` below the writer's folder: every file staged and verified first, then
+    installed; names this disk cannot hold are reported and skipped, never a stop."""
+    fitted = fit_to_disk(vw.fs, {}, flat, {})
+    for key, (_entry, why) in sorted(fitted.refused.items()):
+        report.skipped.append((key, why))
+    flat = fitted.flat
+    refused: list[str] = []  # folders this disk would not make
     for key, entry in sorted(flat.items()):
         if entry.is_dir:
-            vw.make_dirs(rel_of(key))
-    files = [(k, e) for k, e in sorted(flat.items()) if not e.is_dir]
+            try:
+                vw.make_dirs(rel_of(key))
+            except OSError as exc:
+                if not _refused(exc, vw, rel_of(key)):
+                    raise
+                refused.append(key)
+                report.skipped.append((key, f"{CANNOT_HOLD} ({exc.strerror})"))
+    files = [(k, e) for k, e in sorted(flat.items())
+             if not e.is_dir and not any(k.startswith(r + "/") for r in refused)]
     check_entries(repo, files)
-    staged = stage_all(repo, vw, [(rel_of(key), entry) for key, entry in files])
-    for key, _entry in files:
-        rel = rel_of(key)
-        vw.install(staged[rel], rel, disk_key(vw.abspath(rel)))
-        report.downloaded.append(key)
+    staged: dict[str, str] = {}
+    try:
+        stage_all(repo, vw, [(rel_of(key), entry) for key, entry in files], staged)
+        for key, _entry in files:
+            rel = rel_of(key)
+            try:
+                vw.install(staged[rel], rel, disk_key(vw.abspath(rel)))
+            except OSError as exc:
+                if not _refused(exc, vw, rel):
+                    raise
+                vw.discard(staged.pop(rel))
+                report.skipped.append((key, f"{CANNOT_HOLD} ({exc.strerror})"))
+                continue
+            del staged[rel]
+            report.downloaded.append(key)
+    finally:
+        for tmp in staged.values():  # what a failure or an interrupt left staged
+            vw.discard(tmp)
     vw.sync_dirs()
+
+
+def _refused(exc: OSError, vw: VaultWriter, rel: str) -> bool:
+    """Whether writing `rel` failed because this disk cannot hold its name."""
+    folder = os.path.dirname(vw.abspath(rel))
+    return fsprobe.name_refused(exc, vw.fs, rel.rpartition("/")[2], folder)
 
 
 def checkout(url: str, dest: str, at: str | None) -> Report:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 import time
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import CancelledError, ThreadPoolExecutor
 from dataclasses import replace
 
 from vaultsync.engine import fsprobe, progress
@@ -73,34 +74,70 @@ def check_entries(repo: Repository, entries: list[tuple[str, Entry]]) -> None:
 STAGERS = 4  # files written and fsynced at once: fsync latency overlaps
 
 
-def stage_all(repo: Repository, vw: VaultWriter,
-              files: list[tuple[str, Entry]]) -> dict[str, str]:
-    """Download, verify and stage every file (key -> temporary file), a few at a time;
-    on any failure, remove what was staged and re-raise: the vault is untouched."""
-    staged: dict[str, str] = {}
-    made: list[str] = []  # every file a stager wrote, recorded by the stager itself
+class _Stagers:
+    """The bookkeeping of files staged by worker threads, so a failure or an interrupt
+    removes every one of them. An interrupt can land anywhere in the main thread, even
+    inside the executor starting a worker (which it then never joins), so the workers
+    themselves record what they wrote, and once stopped none starts another write."""
+
+    def __init__(self) -> None:
+        self.made: list[str] = []
+        self.active = 0
+        self.stopped = False
+        self.idle = threading.Condition()
+
+    def stage(self, vw: VaultWriter, key: str, entry: Entry, data: Iterator[bytes]) -> str:
+        with self.idle:
+            if self.stopped:
+                raise CancelledError(key)
+            self.active += 1
+        try:
+            tmp = vw.stage(key, entry, data)
+            with self.idle:
+                self.made.append(tmp)
+            return tmp
+        finally:
+            with self.idle:
+                self.active -= 1
+                self.idle.notify_all()
+
+    def stop_and_discard(self, vw: VaultWriter) -> None:
+        with self.idle:
+            self.stopped = True
+            while self.active:
+                self.idle.wait()
+        for tmp in self.made:
+            vw.discard(tmp)
+
+
+def stage_all(repo: Repository, vw: VaultWriter, files: list[tuple[str, Entry]],
+              staged: dict[str, str] | None = None) -> dict[str, str]:
+    """Download, verify and stage every file (key -> temporary file, into `staged`, the
+    caller's to discard if it fails later), a few at a time; on any failure, remove what
+    was staged and re-raise: the vault is untouched."""
+    staged = {} if staged is None else staged
+    stagers = _Stagers()
     bar = progress.current()
     bar.start("download", sum(e.size for _, e in files), "bytes")
 
     def stage(key: str, entry: Entry, data: Iterator[bytes]) -> str:
-        tmp = vw.stage(key, entry, data)
-        made.append(tmp)
+        tmp = stagers.stage(vw, key, entry, data)
         bar.advance(entry.size)
         return tmp
 
+    pool = ThreadPoolExecutor(STAGERS, thread_name_prefix="vaultsync-stage")
     try:
-        with ThreadPoolExecutor(STAGERS, thread_name_prefix="vaultsync-stage") as pool:
-            for batch in batches(files):
-                blobs = prefetch(repo, batch)
-                futures = [(key, pool.submit(stage, key, te, pieces(repo, te, blobs)))
-                           for key, te in batch]
-                for key, future in futures:
-                    staged[key] = future.result()
+        for batch in batches(files):
+            blobs = prefetch(repo, batch)
+            futures = [(key, pool.submit(stage, key, te, pieces(repo, te, blobs)))
+                       for key, te in batch]
+            for key, future in futures:
+                staged[key] = future.result()
+        pool.shutdown(wait=True)
     except BaseException:
-        # the pool has finished every write it started (an interrupt can land inside
-        # submit(), so futures may be lost, never what the stagers recorded)
-        for tmp in made:
-            vw.discard(tmp)
+        pool.shutdown(wait=False, cancel_futures=True)
+        stagers.stop_and_discard(vw)
+        staged.clear()
         raise
     finally:
         bar.finish()
@@ -132,8 +169,9 @@ def materialize(repo: Repository, vw: VaultWriter, local: Flat, target: Flat,
     plan = diff(local, target, hints)
     writes = plan.adds + plan.updates
     check_entries(repo, [(a.path, a.entry) for a in writes if a.entry is not None])
-    staged = stage_all(repo, vw, [(a.path, a.entry) for a in writes if a.entry is not None])
+    staged: dict[str, str] = {}
     try:
+        stage_all(repo, vw, [(a.path, a.entry) for a in writes if a.entry is not None], staged)
         rows = _install(plan, vw, local, target, disk, staged, report)
     except BaseException:
         for tmp in staged.values():  # installed ones were renamed away: a no-op for them
