@@ -147,9 +147,10 @@ def test_corrupt_remote_exits_5_and_touches_nothing(vault: Path, tmp_path: Path)
 
 def test_sync_output_conflicts_and_safety_stop(vault: Path, tmp_path: Path) -> None:
     res = run_cli("sync", cwd=vault)
-    assert re.fullmatch(rf"synced to snapshot {SID}: 7 up, 0 down, 0 deleted, 0 moved, "
-                        r"0 conflict\(s\)\n  sent \d+\.\d KiB in \d+ request\(s\), "
-                        r"received \d+ B in \d+, \d+\.\d\d s\n", res.out), res.out
+    assert re.fullmatch(rf"synced to snapshot {SID}: 7 up, 0 down, 0 deleted here, "
+                        r"0 deleted remotely, 0 moved, 0 conflict\(s\)\n"
+                        r"  sent \d+\.\d KiB in \d+ request\(s\), received \d+ B in \d+, "
+                        r"\d+\.\d\d s\n", res.out), res.out
     assert run_cli("clone", str(tmp_path / "remote"), str(tmp_path / "b"), "--device",
                    "desk").code == 0
     os.utime(tmp_path / "b/Welcome.md", (0, 0))
@@ -226,7 +227,7 @@ def test_status_shows_the_plan_sync_carries_out(vault: Path, tmp_path: Path) -> 
     assert lines[1:] == [
         "  added   new.md",
         "remote: new changes from desk",
-        "sync would: 1 up, 1 down, 0 deleted, 1 moved, 0 conflict(s)",
+        "sync would: 1 up, 1 down, 0 deleted here, 0 deleted remotely, 1 moved, 0 conflict(s)",
         "  down    Welcome.md",
         "  move    Daily/2026-11-22.md -> Journal/2026-11-22.md",
     ]

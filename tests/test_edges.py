@@ -400,3 +400,21 @@ def test_a_damaged_state_database_is_set_aside_and_the_vault_rejoins(
     assert (a / "n3.md").read_text() == "edited on A\n"
     assert sync(b).code == 0 and files(a) == files(b)
     assert sync(a).code == 0 and "already up to date" in sync(a).out
+
+
+# ---- 10. what a run says is what it did ---------------------------------------------
+
+def test_a_pushed_local_delete_is_counted_as_deleted_remotely(tmp_path: Path) -> None:
+    import json
+
+    a, _, b = two_devices(tmp_path)
+    (a / "n1.md").unlink()
+    res = sync(a, "--dry-run")
+    assert "0 deleted here, 1 deleted remotely" in res.out, res.out
+    doc = json.loads(sync(a, "--json").out)
+    assert (doc["deleted"], doc["deleted_remotely"], doc["uploaded"]) == (0, 1, 0)
+    res = sync(b, "-v")
+    assert "1 deleted here, 0 deleted remotely" in res.out and "  delete  n1.md" in res.out
+    (b / "n2.md").unlink()
+    res = run_cli("push", "-v", cwd=b)
+    assert "0 added or changed, 1 deleted" in res.out and "  up      n2.md (deleted)" in res.out

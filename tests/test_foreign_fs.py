@@ -321,3 +321,21 @@ def test_checkout_and_restore_onto_the_drive_skip_what_it_cannot_hold(
         "ok.md": b"ok", "sub": b"/", "sub/inner.md": b"inner"}
     leftovers = [p for p in drive.rglob("*") if p.name.startswith(".vaultsync-tmp-")]
     assert leftovers == []
+
+
+def test_a_dry_run_shows_what_the_drive_cannot_hold_as_skipped_not_down(
+        tmp_path: Path, drive: Path) -> None:
+    a, remote = linux_device(tmp_path, {"ok.md": "ok"})
+    usb = drive / "usb"
+    cli("clone", str(remote), str(usb), "--device", "usb")
+    write(a / "Meeting 10:30?.md", "agenda")
+    write(a / "fine.md", "fine")
+    cli("sync", cwd=a)
+    r = cli("sync", "--dry-run", "-v", cwd=usb, code=1)
+    assert "would sync to snapshot" in r.out and ": 0 up, 1 down," in r.out, r.out
+    assert "  down    fine.md" in r.out and "down    Meeting" not in r.out
+    assert "skipped: Meeting 10:30?.md (this filesystem cannot hold this name" in r.out
+    r = cli("status", cwd=usb, code=1)
+    assert "sync would: 0 up, 1 down," in r.out, r.out
+    r = cli("sync", cwd=usb, code=1)
+    assert ": 0 up, 1 down," in r.out and (usb / "fine.md").read_text() == "fine"

@@ -21,6 +21,7 @@ from vaultsync.cli.output import (
     print_actions,
     print_report,
     short,
+    summary,
 )
 from vaultsync.engine.report import attention
 from vaultsync.errors import (
@@ -205,9 +206,7 @@ def status(
         out(f"sync would stop: {st.stop}")
     elif st.plan is not None and not st.plan.up_to_date:
         plan = st.plan
-        out(f"sync would: {len(plan.uploaded)} up, {len(plan.downloaded)} down, "
-            f"{len(plan.deleted)} deleted, {len(plan.moved)} moved, "
-            f"{len(plan.conflicts)} conflict(s)")
+        out(f"sync would: {summary(plan)}")
         print_actions(plan)
         for path, copy in plan.conflicts:
             out(f"  conflict {name(path)} (other version kept as {name(copy)})")

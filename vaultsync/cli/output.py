@@ -157,6 +157,14 @@ def print_actions(report: Report) -> None:
         out(f"  move    {name(src)} -> {name(dst)}")
 
 
+def summary(report: Report) -> str:
+    """What a sync did (or would do), each way: `3 up, 1 down, 0 deleted here, 2 deleted
+    remotely, 0 moved, 0 conflict(s)`."""
+    return (f"{len(report.uploaded)} up, {len(report.downloaded)} down, "
+            f"{len(report.deleted)} deleted here, {len(report.deleted_remotely)} deleted "
+            f"remotely, {len(report.moved)} moved, {len(report.conflicts)} conflict(s)")
+
+
 def print_report(report: Report, as_json: bool, verbose: bool = False) -> int:
     if as_json:
         emit_json(report.to_json())
@@ -168,16 +176,14 @@ def print_report(report: Report, as_json: bool, verbose: bool = False) -> int:
         out(f"already up to date (snapshot {short(report.snapshot)})")
     elif cmd == "push":
         out(f"pushed snapshot {short(report.snapshot)}: {len(report.uploaded)} added or changed, "
-            f"{len(report.deleted)} deleted, {report.new_chunks} new chunks in "
+            f"{len(report.deleted_remotely)} deleted, {report.new_chunks} new chunks in "
             f"{report.packs} pack(s)")
     elif cmd in ("pull", "clone"):
         out(f"{'cloned' if cmd == 'clone' else 'pulled'} snapshot {short(report.snapshot)}: "
             f"{len(report.downloaded)} written, {len(report.deleted)} deleted")
     elif cmd == "sync":
         verb = "would sync" if any(n.startswith("dry run") for n in report.notices) else "synced"
-        out(f"{verb} to snapshot {short(report.snapshot)}: {len(report.uploaded)} up, "
-            f"{len(report.downloaded)} down, {len(report.deleted)} deleted, "
-            f"{len(report.moved)} moved, {len(report.conflicts)} conflict(s)")
+        out(f"{verb} to snapshot {short(report.snapshot)}: {summary(report)}")
         t = report.traffic
         out(f"  sent {size(t.bytes_up)} in {t.requests_up} request(s), received "
             f"{size(t.bytes_down)} in {t.requests_down}, {report.duration:.2f} s")
@@ -187,6 +193,8 @@ def print_report(report: Report, as_json: bool, verbose: bool = False) -> int:
     if verbose:
         for p in report.uploaded:
             out(f"  up      {name(p)}")
+        for p in report.deleted_remotely:
+            out(f"  up      {name(p)} (deleted)")
         print_actions(report)
     for path, copy in report.conflicts:
         out(f"conflict: {name(path)}: the other version is kept as {name(copy)}")

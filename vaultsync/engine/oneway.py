@@ -118,7 +118,7 @@ def push(root: str, *, max_delete: float | None = None, force: bool = False) -> 
         check_safety(scan, base_flat, local_deletes(base_flat, scan.flat),
                      s.max_delete(max_delete), force)
         s.report.uploaded = Changes.files(changes.added + changes.changed)
-        s.report.deleted = Changes.files(changes.deleted)
+        s.report.deleted_remotely = Changes.files(changes.deleted)
         local_sid = base
         if changes.all() or base is None:
             local_sid, s.report.new_chunks, s.report.packs = s.commit(
@@ -228,4 +228,7 @@ def status(root: str) -> Status:
         st.plan = sync(root, dry_run=True)  # the very plan a sync would carry out
     except SafetyStop as exc:
         st.stop = exc.message
+    else:  # and what it would skip: names this disk cannot hold that it would bring
+        said = {path for path, _ in st.skipped}
+        st.skipped += [(p, why) for p, why in st.plan.skipped if p not in said]
     return st

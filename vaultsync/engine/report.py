@@ -24,7 +24,9 @@ class Report:
     up_to_date: bool = False
     uploaded: list[str] = field(default_factory=list)  # paths whose new content went up
     downloaded: list[str] = field(default_factory=list)
-    deleted: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)  # files this run moved to the trash
+    # files this device deleted that the run committed (deleted for the other devices)
+    deleted_remotely: list[str] = field(default_factory=list)
     moved: list[tuple[str, str]] = field(default_factory=list)  # (from, to)
     conflicts: list[tuple[str, str]] = field(default_factory=list)  # (path, copy kept)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
@@ -52,6 +54,7 @@ class Report:
             "uploaded": len(self.uploaded),
             "downloaded": len(self.downloaded),
             "deleted": len(self.deleted),
+            "deleted_remotely": len(self.deleted_remotely),
             "moved": len(self.moved),
             "conflicts": [{"path": p, "copy": c} for p, c in self.conflicts],
             "skipped": [{"path": p, "reason": r} for p, r in self.skipped],

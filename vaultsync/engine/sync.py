@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from vaultsync.engine.commit import build_trees
 from vaultsync.engine.localview import disk_view, local_target
-from vaultsync.engine.materialize import materialize
+from vaultsync.engine.materialize import fit_to_disk, materialize
 from vaultsync.engine.merge import MergeResult, count_deletes, merge
 from vaultsync.engine.plan import diff
 from vaultsync.engine.renames import LOCAL, Move, detect_moves
@@ -154,6 +154,7 @@ def sync(root: str, *, dry_run: bool = False, max_delete: float | None = None,
         unseen = s.unseen_heads(base)
         changes = s.local_changes(scan, base)
         report.uploaded = Changes.files(changes.added + changes.changed)
+        report.deleted_remotely = Changes.files(changes.deleted)
         if not unseen and not changes.all() and not scan.restore and not scan.respell:
             if not dry_run:
                 s.save_rows(scan.rows)
@@ -166,8 +167,13 @@ def sync(root: str, *, dry_run: bool = False, max_delete: float | None = None,
         fast_forward = (len(unseen) == 1 and not changes.all()
                         and (base is None or base in s.repo.ancestors(unseen[0])))
         target = s.flat_of(unseen[0]) if fast_forward else merged.flat
-        if dry_run:
-            plan = diff(disk_view(scan), local_target(target, s.rules, scan), merged.moves)
+        if dry_run:  # the plan materialize would carry out, phantoms included
+            fitted = fit_to_disk(s.writer().fs, disk_view(scan),
+                                 local_target(target, s.rules, scan), base_flat, merged.moves)
+            said = {path for path, _ in report.skipped}
+            report.skipped += [(k, why) for k, (_, why) in sorted(fitted.refused.items())
+                               if k not in said]
+            plan = diff(disk_view(scan), fitted.flat, merged.moves)
             report.downloaded = [a.path for a in plan.adds + plan.updates]
             report.deleted = [a.path for a in plan.deletes]
             report.moved = [(a.src or "", a.path) for a in plan.moves]
