@@ -418,3 +418,31 @@ def test_a_pushed_local_delete_is_counted_as_deleted_remotely(tmp_path: Path) ->
     (b / "n2.md").unlink()
     res = run_cli("push", "-v", cwd=b)
     assert "0 added or changed, 1 deleted" in res.out and "  up      n2.md (deleted)" in res.out
+
+
+def test_an_interrupted_clone_resumes_when_run_again(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    a, remote, _ = two_devices(tmp_path)
+    for i in range(40):
+        write(a / f"big/f{i}.bin", os.urandom(256 * 1024))
+    assert sync(a).code == 0
+    c = tmp_path / "C"
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "vaultsync", "clone", str(remote), str(c)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not (c / ".vaultsync/staging").exists() and time.monotonic() < deadline:
+        time.sleep(0.001)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert (c / ".vaultsync").is_dir()
+    res = run_cli("clone", str(remote), str(c))
+    assert res.code == 0, res.out + res.err
+    assert "resumed the interrupted clone" in res.out
+    assert files(c) == files(a)
+    res = run_cli("clone", str(remote), str(c))  # a finished clone is not cloned again
+    assert res.code == 2 and "not empty" in res.err
+    res = run_cli("clone", str(tmp_path / "elsewhere"), str(c))  # a vault of another URL
+    assert res.code == 2 and "not empty" in res.err

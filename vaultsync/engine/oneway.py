@@ -77,10 +77,18 @@ def _device_name(name: str | None) -> str:
 
 
 def clone(url: str, dest: str, device_name: str | None) -> Report:
+    """A new device: a vault in DEST (new or empty) that takes the remote's state. A
+    clone that was interrupted (DEST is a vault of this URL that never finished its first
+    pull) is resumed by running it again."""
     dest = os.path.abspath(dest)
-    if os.path.exists(dest) and (not os.path.isdir(dest) or os.listdir(dest)):
-        raise UsageError(f"{dest} exists and is not empty; clone into a new or empty folder")
     url = normalize_url(url)
+    if os.path.exists(dest) and (not os.path.isdir(dest) or os.listdir(dest)):
+        if _unfinished_clone(dest, url):
+            report = pull(dest)
+            report.command = "clone"
+            report.notices.insert(0, f"resumed the interrupted clone into {dest}")
+            return report
+        raise UsageError(f"{dest} exists and is not empty; clone into a new or empty folder")
     store, _ = open_remote(url)
     try:
         Repository.open(store)  # fail before creating anything locally
@@ -97,6 +105,19 @@ def clone(url: str, dest: str, device_name: str | None) -> Report:
     report = pull(dest)
     report.command = "clone"
     return report
+
+
+def _unfinished_clone(dest: str, url: str) -> bool:
+    """Whether `dest` is a vault of `url` whose first pull never finished (no base)."""
+    if not os.path.isfile(os.path.join(dest, STATE_DIR, "config.toml")):
+        return False
+    vault = Vault.find(dest)
+    try:
+        if vault.config.remote != url:
+            return False
+        return vault.state.base is None
+    finally:
+        vault.close()
 
 
 @rejoining
