@@ -48,7 +48,8 @@ def test_push_clone_edit_pull_round_trip(tmp_path: Path) -> None:
     shutil.rmtree(a / "sub")
     write(a / "new/y.md", "y\n", mtime=OLD)
     r = oneway.push(str(a))
-    assert sorted(r.uploaded) == ["Note.md", "new/y.md"] and r.deleted == ["sub/deep/x.md"]
+    assert sorted(r.uploaded) == ["Note.md", "new/y.md"]
+    assert r.deleted_remotely == ["sub/deep/x.md"] and r.deleted == []  # nothing here
     r = oneway.pull(str(b))
     assert sorted(r.downloaded) == ["Note.md", "new/y.md"] and r.deleted == ["sub/deep/x.md"]
     assert tree_state(a) == tree_state(b)

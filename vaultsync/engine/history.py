@@ -167,24 +167,25 @@ def _destination(dest: str, key: str, chosen: Flat, trash: str):  # type: ignore
 
 
 def _write_all(repo: Repository, vw: VaultWriter, flat: Flat, rel_of, report: Report) -> None:
-    """Write `flat` below the writer's folder: every file staged and verified first, then
-    installed; names this disk cannot hold are reported and skipped, never a stop."""
-    fitted = fit_to_disk(vw.fs, {}, flat, {})
-    for key, (_entry, why) in sorted(fitted.refused.items()):
-        report.skipped.append((key, why))
-    flat = fitted.flat
+    """Write `flat` below the writer's folder, each key at `rel_of(key)`: every file staged
+    and verified first, then installed; names this disk cannot hold are reported and
+    skipped, never a stop."""
+    keys = {nfc(rel_of(k)): k for k in flat}
+    fitted = fit_to_disk(vw.fs, {}, {rel: flat[k] for rel, k in keys.items()}, {})
+    for rel, (_entry, why) in sorted(fitted.refused.items()):
+        report.skipped.append((keys[rel], why))
     refused: list[str] = []  # folders this disk would not make
-    for key, entry in sorted(flat.items()):
+    for rel, entry in sorted(fitted.flat.items()):
         if entry.is_dir:
             try:
-                vw.make_dirs(rel_of(key))
+                vw.make_dirs(rel_of(keys[rel]))
             except OSError as exc:
-                if not _refused(exc, vw, rel_of(key)):
+                if not _refused(exc, vw, rel_of(keys[rel])):
                     raise
-                refused.append(key)
-                report.skipped.append((key, f"{CANNOT_HOLD} ({exc.strerror})"))
-    files = [(k, e) for k, e in sorted(flat.items())
-             if not e.is_dir and not any(k.startswith(r + "/") for r in refused)]
+                refused.append(rel)
+                report.skipped.append((keys[rel], f"{CANNOT_HOLD} ({exc.strerror})"))
+    files = [(keys[rel], e) for rel, e in sorted(fitted.flat.items())
+             if not e.is_dir and not any(rel.startswith(r + "/") for r in refused)]
     check_entries(repo, files)
     staged: dict[str, str] = {}
     try:

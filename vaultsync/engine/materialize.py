@@ -11,7 +11,7 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import CancelledError, ThreadPoolExecutor
 from dataclasses import replace
 
@@ -147,19 +147,21 @@ def stage_all(repo: Repository, vw: VaultWriter, files: list[tuple[str, Entry]],
 def materialize(repo: Repository, vw: VaultWriter, local: Flat, target: Flat,
                 disk: dict[str, DiskKey], report: Report,
                 hints: Iterable[Move] = (), *, base: Flat | None = None,
-                renames: Iterable[Respell] = ()) -> dict[str, StatRow | None]:
+                renames: Iterable[Respell] = (),
+                before_install: Callable[[], object] | None = None,
+                ) -> dict[str, StatRow | None]:
     """Turn the vault (`local`, as scanned) into `target`; returns stat-cache updates
     (None: path gone).
 
-    First the second spellings the scan found (`renames`) are settled, and the target is
-    cut to what this disk can hold (`diskfit`; `base` decides between names it takes for
-    one): the rest are phantoms, in `report.unwritable`. Then every new file is
-    downloaded, verified and staged before the vault changes at all: a corrupt or missing
-    remote object stops the run with the vault untouched. Moves are local renames
-    (nothing downloaded). A path edited since the scan is never overwritten: the
-    incoming version lands beside it as a conflict copy. One name this disk refuses
-    never stops the rest."""
-    settle_spellings(vw, renames, report)
+    The target is cut to what this disk can hold (`diskfit`; `base` decides between names
+    it takes for one): the rest are phantoms, in `report.unwritable`. Then every new file
+    is downloaded, verified and staged before the vault changes at all: a corrupt or
+    missing remote object stops the run with the vault untouched. `before_install`
+    (sync's commit) runs once all is staged, unless a version to write is not in the
+    repository yet (then first). Then the second spellings the scan found (`renames`) are
+    settled and the plan is carried out. Moves are local renames (nothing downloaded). A
+    path edited since the scan is never overwritten: the incoming version lands beside it
+    as a conflict copy. One name this disk refuses never stops the rest."""
     hints = tuple(hints)
     fitted = fit_to_disk(vw.fs, local, target, base or {}, hints)
     for key, (entry, why) in fitted.refused.items():
@@ -167,11 +169,18 @@ def materialize(repo: Repository, vw: VaultWriter, local: Flat, target: Flat,
     target = fitted.flat
     local, disk = respell_folders(vw, local, disk, target)
     plan = diff(local, target, hints)
-    writes = plan.adds + plan.updates
-    check_entries(repo, [(a.path, a.entry) for a in writes if a.entry is not None])
+    writes = [(a.path, a.entry) for a in plan.adds + plan.updates if a.entry is not None]
+    if before_install is not None and not all(
+            repo.has_blob(c) for _, e in writes for c in e.chunks):
+        before_install()  # a version only this vault holds is written: upload it first
+        before_install = None
+    check_entries(repo, writes)
     staged: dict[str, str] = {}
     try:
-        stage_all(repo, vw, [(a.path, a.entry) for a in writes if a.entry is not None], staged)
+        stage_all(repo, vw, writes, staged)
+        if before_install is not None:  # sync's commit, once every file is staged here:
+            before_install()  # a disk too full for them stops the run, nothing committed
+        settle_spellings(vw, renames, report)  # after the commit read them where they were
         rows = _install(plan, vw, local, target, disk, staged, report)
     except BaseException:
         for tmp in staged.values():  # installed ones were renamed away: a no-op for them

@@ -179,19 +179,24 @@ def sync(root: str, *, dry_run: bool = False, max_delete: float | None = None,
             report.moved = [(a.src or "", a.path) for a in plan.moves]
             report.notices.append("dry run: nothing was written")
             return report.finish()
-        new_base: ObjectId | None
-        if fast_forward:
-            new_base = unseen[0]
-        elif not unseen and not changes.all():  # only paths to restore here
-            new_base = base
-        else:
-            root_id, trees = build_trees(merged.flat, s.repo.hasher)
-            parents = ((base,) if base else ()) + tuple(unseen)
-            new_base, report.new_chunks, report.packs = s.commit(
-                root_id, trees, scan, parents, flat=merged.flat)
+        new_base: ObjectId | None = base
+
+        def publish() -> None:
+            """Step 5, once every incoming file is staged here: a disk too full for them
+            stops the run before anything is committed."""
+            nonlocal new_base
+            if fast_forward:
+                new_base = unseen[0]
+            elif unseen or changes.all():  # else: only paths to restore here
+                root_id, trees = build_trees(merged.flat, s.repo.hasher)
+                parents = ((base,) if base else ()) + tuple(unseen)
+                new_base, report.new_chunks, report.packs = s.commit(
+                    root_id, trees, scan, parents, flat=merged.flat)
+
         updates = materialize(s.repo, s.writer(), disk_view(scan),
                               local_target(target, s.rules, scan), scan.disk, report,
-                              merged.moves, base=base_flat, renames=scan.respell)
+                              merged.moves, base=base_flat, renames=scan.respell,
+                              before_install=publish)
         s.finish_apply(scan, updates, new_base, target)
         report.snapshot = new_base
         return report.finish()
