@@ -104,11 +104,14 @@ def test_local_disk_full_is_exit_7_and_the_vault_is_untouched(tmp_path: Path) ->
         write(other / "big.bin", os.urandom(3_000_000))  # more than the disk holds
         write(other / "note.md", "note, edited")
         assert run_cli("sync", cwd=other).code == 0
+        write(v / "mine.md", "written here")  # a local change: this sync would commit
         before = tree_state(v)
+        snapshots = sorted(os.listdir(remote / "snapshots"))
         line = one_line(run_cli("sync", cwd=v), 7, "local disk full", str(v),
                         "No space left on device")
         assert "remote" not in line
         assert tree_state(v) == before and leftovers(v) == []  # no half-written file
+        assert sorted(os.listdir(remote / "snapshots")) == snapshots  # nothing committed
         remount(disk, "size=8m")
         assert run_cli("sync", cwd=v).code == 0
         assert tree_state(v) == tree_state(other)
