@@ -114,6 +114,7 @@ def test_local_disk_full_is_exit_7_and_the_vault_is_untouched(tmp_path: Path) ->
         assert sorted(os.listdir(remote / "snapshots")) == snapshots  # nothing committed
         remount(disk, "size=8m")
         assert run_cli("sync", cwd=v).code == 0
+        assert run_cli("sync", cwd=other).code == 0
         assert tree_state(v) == tree_state(other)
 
 
