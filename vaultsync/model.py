@@ -24,6 +24,8 @@ FILE = "f"
 DIR = "d"
 MAX_SIZE = 1 << 50  # 1 PiB: anything larger in a remote object is hostile or corrupt
 MAX_NAME_BYTES = 1024
+# the file times a tree holds (ns since 1970, about 1823-2116); the scan clamps to them
+MTIME_MIN, MTIME_MAX = -(1 << 62), 1 << 62
 
 
 def is_object_id(value: object) -> bool:
@@ -181,7 +183,7 @@ def decode_entry(raw: object, what: str, need_tree: bool = True) -> Entry:
         kind=FILE,
         mode=_int(raw.get("m"), what, 0, 0o7777),
         size=_int(raw.get("s"), what),
-        mtime_ns=_int(raw.get("t"), what, -(1 << 62), 1 << 62),
+        mtime_ns=_int(raw.get("t"), what, MTIME_MIN, MTIME_MAX),
         author=author,
         chunks=tuple(_id(c, what) for c in chunks),
     )

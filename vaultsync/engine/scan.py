@@ -21,16 +21,27 @@ from vaultsync.engine import fsprobe, progress
 from vaultsync.engine.conflicts import TAKEN, copy_path
 from vaultsync.engine.fsprobe import FsTraits
 from vaultsync.engine.state import StatRow
-from vaultsync.model import DIR, FILE, STATE_DIR, Entry, Flat, ObjectId, Tree, name_problem, nfc
+from vaultsync.model import (
+    DIR,
+    FILE,
+    MTIME_MAX,
+    MTIME_MIN,
+    STATE_DIR,
+    Entry,
+    Flat,
+    ObjectId,
+    Tree,
+    name_problem,
+    nfc,
+)
 
 TMP_PREFIX = ".vaultsync-tmp-"
 # what vaultsync itself names temporary files: the prefix, then 12 hex digits (or a probe
 # of `fsprobe`). Only these are removed as stale; a user's `.vaultsync-tmp-notes.md` syncs.
 _TEMP_NAME = re.compile(re.escape(TMP_PREFIX) + r"(?:[0-9a-f]{12}|probe-[a-z]+-[0-9a-f]+)\Z")
 RACY_NS = 2_000_000_000  # files modified this recently are not trusted to the stat cache
-# The times a tree can hold (model.decode_entry refuses anything else): about 1823-2116.
-# A file dated outside is recorded at the nearest end, with a notice; never a failed sync.
-TIME_MIN, TIME_MAX = -(1 << 62), 1 << 62
+# A file dated outside the times a tree can hold (model.MTIME_MIN/MAX, about 1823-2116)
+# is recorded at the nearest end, with a notice; never a failed sync.
 FILE_MODE, EXEC_MODE = 0o644, 0o755  # a tree records only a file's executable bit
 
 
@@ -39,7 +50,7 @@ def is_temp_name(name: str) -> bool:
 
 
 def clamp_time(ns: int) -> int:
-    return min(max(ns, TIME_MIN), TIME_MAX)
+    return min(max(ns, MTIME_MIN), MTIME_MAX)
 
 
 def tree_mode(executable: bool) -> int:
