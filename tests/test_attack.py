@@ -1,0 +1,194 @@
+"""Hostile-user findings against the "Edges" contract (design.md) after issue 9.
+
+Each test is a reproduction through the real CLI, two or three devices syncing through
+a directory remote. They fail on the branch they were written against (main 297d70b).
+Tests that mount file systems or drop CAP_DAC_OVERRIDE need root, as CI has.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import REPO_ROOT, run_cli, tree_state, write
+from tests.edge_env import remount, tmpfs
+
+
+def two_devices(tmp_path: Path, remote: Path | None = None,
+                b_root: Path | None = None) -> tuple[Path, Path, Path]:
+    a = tmp_path / "A"
+    remote = remote or tmp_path / "R"
+    b = b_root or tmp_path / "B"
+    for i in range(1, 5):
+        write(a / f"n{i}.md", f"n{i}\n")
+    write(a / "d/x.md", "x\n")
+    write(a / "d/y.md", "y\n")
+    assert run_cli("init", "--remote", str(remote), "--device", "laptop", cwd=a).code == 0
+    assert run_cli("sync", cwd=a).code == 0
+    res = run_cli("clone", str(remote), str(b), "--device", "desktop")
+    assert res.code == 0, res.err
+    return a, remote, b
+
+
+def sync(vault: Path, *args: str):  # type: ignore[no-untyped-def]
+    return run_cli("sync", *args, cwd=vault)
+
+
+def files(vault: Path) -> dict[str, bytes]:
+    return {k: v[0] for k, v in tree_state(vault).items()}
+
+
+def summary(vault: Path, *args: str) -> dict:  # type: ignore[type-arg]
+    res = run_cli(*args, "--json", cwd=vault)
+    assert res.code in (0, 1), (res.code, res.out, res.err)
+    return json.loads(res.out)
+
+
+# ---- a remote restored from an older copy (a backup, a rolled-back bucket) -----------------
+
+def test_a_rolled_back_remote_never_leaves_a_broken_repository(tmp_path: Path) -> None:
+    """The remote directory is restored from an older copy. A's last snapshot is gone from
+    it. A says "already up to date" (its edit is on no remote), then commits a snapshot
+    whose parent is missing; from then on B fails every sync with exit 5 ("object
+    snapshots/... is missing") and no new device can clone. A's own `verify` says ok."""
+    a, remote, b = two_devices(tmp_path)
+    shutil.copytree(remote, tmp_path / "R.bak")
+    write(a / "n1.md", "A v2\n")
+    assert sync(a).code == 0
+    shutil.rmtree(remote)
+    shutil.copytree(tmp_path / "R.bak", remote)  # rolled back: A's snapshot is gone
+
+    assert sync(a).code in (0, 1)  # says "already up to date" (see the test below)
+    write(b / "n1.md", "B v3\n")
+    assert sync(b).code == 0
+    assert sync(a).code in (0, 1)
+    res = sync(b)
+    assert res.code in (0, 1), ("B is stuck after A's next sync", res.code, res.err)
+    assert run_cli("verify", "--read-data", "100", cwd=b).code == 0
+    res = run_cli("clone", str(remote), str(tmp_path / "C"), "--device", "third")
+    assert res.code in (0, 1), (res.code, res.err)
+    assert {b"A v2\n", b"B v3\n"} <= set(files(tmp_path / "C").values())
+
+
+def test_a_rolled_back_remote_is_not_up_to_date(tmp_path: Path) -> None:
+    """After the rollback A's latest snapshot (and its edit) is on no remote; A's next
+    sync says 'already up to date', exit 0, and B never sees A's edit until A changes
+    something else."""
+    a, remote, b = two_devices(tmp_path)
+    shutil.copytree(remote, tmp_path / "R.bak")
+    write(a / "n1.md", "A v2\n")
+    assert sync(a).code == 0
+    shutil.rmtree(remote)
+    shutil.copytree(tmp_path / "R.bak", remote)
+    res = sync(a)
+    assert "up to date" not in res.out, res.out
+    assert sync(b).code in (0, 1)
+    assert (b / "n1.md").read_text() == "A v2\n"
+
+
+def test_verify_checks_the_remote_not_the_local_cache(tmp_path: Path) -> None:
+    """Every snapshot object is deleted from the remote: `verify --read-data 100` on a
+    device that has them in its local cache still says 'ok: 2 snapshots', exit 0."""
+    a, remote, b = two_devices(tmp_path)
+    write(a / "n1.md", "v2\n")
+    assert sync(a).code == 0
+    for snap in (remote / "snapshots").iterdir():
+        snap.unlink()
+    res = run_cli("verify", "--read-data", "100", cwd=a)
+    assert res.code == 5, (res.code, res.out, res.err)
+
+
+# ---- the summary says what was committed, not what changed on disk -------------------------
+
+def test_a_move_is_reported_as_a_move_not_as_uploads_and_remote_deletes(
+        tmp_path: Path) -> None:
+    """Moving 4 notes into a folder: the moving device prints '4 up, 4 deleted remotely,
+    0 moved' (the other device correctly prints '4 moved'). A user reading '4 deleted
+    remotely' has reason to panic; nothing was uploaded or deleted."""
+    a, _, b = two_devices(tmp_path)
+    for i in range(1, 5):
+        (b / "arch").mkdir(exist_ok=True)
+        (b / f"n{i}.md").rename(b / "arch" / f"n{i}.md")
+    doc = summary(b, "sync")
+    assert (doc["moved"], doc["deleted_remotely"], doc["uploaded"]) == (4, 0, 0), doc
+
+
+def test_a_delete_that_loses_to_an_unseen_edit_is_not_reported_as_deleted(
+        tmp_path: Path) -> None:
+    """A deletes n1, B edited it meanwhile: the edit wins (right), A gets B's version back,
+    but A's summary says deleted_remotely 1. Same for push."""
+    a, _, b = two_devices(tmp_path)
+    write(b / "n1.md", "B v2\n")
+    assert sync(b).code == 0
+    (a / "n1.md").unlink()
+    doc = summary(a, "sync")
+    assert (a / "n1.md").read_text() == "B v2\n"
+    assert doc["deleted_remotely"] == 0, doc
+
+    write(b / "n2.md", "B n2 v2\n")
+    assert sync(b).code == 0
+    (a / "n2.md").unlink()
+    doc = summary(a, "push")
+    assert sync(b).code == 0 and (b / "n2.md").read_text() == "B n2 v2\n"
+    assert doc["deleted_remotely"] == 0, doc
+
+
+# ---- local faults that end as exit 70 ("a bug") -----------------------------------------
+
+def test_a_state_database_held_by_another_reader_is_not_a_bug(tmp_path: Path) -> None:
+    """Any program holding a read transaction on state.db (a backup tool, `sqlite3`
+    browsing it) makes sync exit 70 'unexpected error (OperationalError: database is
+    locked); this is a bug'. Expected: a clear local failure (7) or 'busy' (6)."""
+    a, _, _ = two_devices(tmp_path)
+    write(a / "n1.md", "A edit\n")
+    db = sqlite3.connect(a / ".vaultsync" / "state.db", isolation_level=None)
+    try:
+        db.execute("BEGIN")
+        db.execute("SELECT count(*) FROM files").fetchone()
+        res = sync(a)
+    finally:
+        db.close()
+    assert res.code in (6, 7), (res.code, res.out, res.err)
+    assert "bug" not in res.err
+
+
+def _disk_full_round(tmp_path: Path, size: int) -> tuple[int, str]:
+    top = tmp_path / f"s{size}"
+    a, remote = top / "A", top / "R"
+    for i in range(1, 4):
+        write(a / f"n{i}.md", f"n{i}\n")
+    assert run_cli("init", "--remote", str(remote), "--device", "laptop", cwd=a).code == 0
+    assert sync(a).code == 0
+    with tmpfs(top / "Bm", "2m") as mnt:
+        b = mnt / "B"
+        assert run_cli("clone", str(remote), str(b), "--device", "desktop").code == 0
+        write(a / "big.bin", os.urandom(size))
+        write(a / "n1.md", "A edit n1\n")
+        write(a / "n3.md", "A edit n3\n")
+        assert sync(a).code == 0
+        write(b / "n2.md", "B edit n2\n")
+        write(b / "n1.md", "B edit n1\n")
+        (b / "n3.md").unlink()
+        write(b / "bbig.bin", os.urandom(300_000))
+        res = sync(b)
+        remount(mnt, "size=16m")
+        assert sync(b).code in (0, 1)
+    return res.code, res.err
+
+
+def test_a_full_disk_while_saving_the_index_is_exit_7_not_a_bug(tmp_path: Path) -> None:
+    """The vault's disk fills while state.db records the new index segment: SQLite rolls
+    the transaction back itself, the explicit ROLLBACK then raises 'cannot rollback - no
+    transaction is active', and the run exits 70 ('a bug') instead of 7 (local disk full).
+    The window is some tens of kilobytes wide; a few sizes hit it."""
+    seen = {}
+    for size in range(1_500_000, 1_580_001, 20_000):
+        code, err = _disk_full_round(tmp_path, size)
+        seen[size] = (code, err.strip()[:160])
+    assert all(code != 70 for code, _ in seen.values()), seen
