@@ -192,3 +192,47 @@ def test_a_full_disk_while_saving_the_index_is_exit_7_not_a_bug(tmp_path: Path) 
         code, err = _disk_full_round(tmp_path, size)
         seen[size] = (code, err.strip()[:160])
     assert all(code != 70 for code, _ in seen.values()), seen
+
+
+# ---- exit 7 promises "nothing committed" -------------------------------------------------
+
+NO_OVERRIDE = ["setpriv", "--inh-caps=-dac_override,-dac_read_search",
+               "--bounding-set=-dac_override,-dac_read_search", "--"]
+
+
+def run_as(prefix: list[str], *args: str, cwd: Path):  # type: ignore[no-untyped-def]
+    from tests.conftest import Result
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    proc = subprocess.run([*prefix, sys.executable, "-m", "vaultsync", *args], cwd=cwd,
+                          env=env, capture_output=True, text=True, timeout=120)
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def heads(remote: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in (remote / "heads").iterdir()}
+
+
+def test_a_folder_it_cannot_write_into_is_not_a_commit_then_exit_7(tmp_path: Path) -> None:
+    """A's folder d/ is not writable (0555, e.g. owned by another user); B adds d/new.md
+    and edits n2.md. Every `sync` on A commits a new snapshot and head, then fails to
+    install d/new.md and exits 7 ('local permission denied'), which design.md defines as
+    'nothing committed'; B's edit of n2.md (another folder) never lands on A either, and
+    each run adds one more snapshot to the repository. Expected: either exit 7 with the
+    remote untouched, or the rest lands and d/new.md is reported as skipped (exit 1)."""
+    a, remote, b = two_devices(tmp_path)
+    (a / "d").chmod(0o555)
+    try:
+        write(b / "d/new.md", "B new in d\n")
+        write(b / "n2.md", "B n2\n")
+        assert sync(b).code == 0
+        write(a / "n1.md", "A n1\n")
+        before = heads(remote)
+        res = run_as(NO_OVERRIDE, "sync", cwd=a)
+        if res.code == 7:
+            assert heads(remote) == before, ("exit 7 after a commit", res.err)
+        else:
+            assert res.code == 1, (res.code, res.out, res.err)
+            assert (a / "n2.md").read_text() == "B n2\n"
+            assert "d/new.md" in res.out
+    finally:
+        (a / "d").chmod(0o755)
