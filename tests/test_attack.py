@@ -236,3 +236,44 @@ def test_a_folder_it_cannot_write_into_is_not_a_commit_then_exit_7(tmp_path: Pat
             assert "d/new.md" in res.out
     finally:
         (a / "d").chmod(0o755)
+
+
+# ---- ignore rules that are taken back ----------------------------------------------------
+
+def test_an_edit_made_while_ignored_elsewhere_is_not_reverted_when_unignored(
+        tmp_path: Path) -> None:
+    """B ignores d/ (.vaultsync/ignore, 'big attachments on a small laptop'); A edits
+    d/y.md; B's syncs rightly leave its old d/y.md alone. B removes the rule: its next
+    sync takes the old bytes on its disk for an edit of B's and pushes them, no conflict,
+    exit 0; A's sync then overwrites A's edit with the old version (A's edit survives only
+    in A's trash). B never saw A's edit: it must land on B, not be reverted."""
+    a, _, b = two_devices(tmp_path)
+    write(b / ".vaultsync/ignore", "d/\n")
+    assert sync(b).code == 0
+    write(a / "d/y.md", "A edit y\n")
+    assert sync(a).code == 0
+    assert sync(b).code == 0
+    (b / ".vaultsync/ignore").unlink()
+    assert sync(b).code in (0, 1)
+    assert sync(a).code in (0, 1)
+    assert sync(b).code in (0, 1)
+    assert (a / "d/y.md").read_text() == "A edit y\n"
+    assert files(a) == files(b)
+
+
+def test_an_edit_on_both_sides_of_an_ignore_rule_is_a_conflict_when_unignored(
+        tmp_path: Path) -> None:
+    """Same, with an edit on each side (also seen with the shared .vaultsyncignore): when the
+    rule goes, B's edit silently replaces A's (no conflict copy, exit 0)."""
+    a, _, b = two_devices(tmp_path)
+    write(b / ".vaultsync/ignore", "d/\n")
+    assert sync(b).code == 0
+    write(b / "d/x.md", "B edit x while ignored\n")
+    write(a / "d/x.md", "A edit x\n")
+    assert sync(a).code == 0
+    assert sync(b).code == 0
+    (b / ".vaultsync/ignore").unlink()
+    for v in (b, a, b):
+        assert sync(v).code in (0, 1)
+    assert {b"A edit x\n", b"B edit x while ignored\n"} <= set(files(a).values())
+    assert files(a) == files(b)
