@@ -277,3 +277,19 @@ def test_an_edit_on_both_sides_of_an_ignore_rule_is_a_conflict_when_unignored(
         assert sync(v).code in (0, 1)
     assert {b"A edit x\n", b"B edit x while ignored\n"} <= set(files(a).values())
     assert files(a) == files(b)
+
+
+# ---- restore --to a folder that already holds files ---------------------------------------
+
+def test_restore_to_a_folder_never_silently_moves_its_files_into_another_vaults_trash(
+        tmp_path: Path) -> None:
+    """`restore . --to ../B` (another device's vault, or any folder) overwrites the files
+    there, exit 0, '6 file(s) written', no notice: B's unsynced edit of n1.md is moved into
+    A's .vaultsync/trash (emptied after 30 days) and B's next sync sees nothing to send.
+    Expected: refuse, keep both, or at least say what was replaced and where it went; a
+    version of another vault must not vanish into this vault's trash."""
+    a, _, b = two_devices(tmp_path)
+    write(b / "n1.md", "B precious unsynced\n")
+    res = run_cli("restore", ".", "--to", str(b), cwd=a)
+    kept_in_b = b"B precious unsynced\n" in set(files(b).values())
+    assert kept_in_b or res.code != 0, (res.code, res.out, res.err)
