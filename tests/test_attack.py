@@ -293,3 +293,47 @@ def test_restore_to_a_folder_never_silently_moves_its_files_into_another_vaults_
     res = run_cli("restore", ".", "--to", str(b), cwd=a)
     kept_in_b = b"B precious unsynced\n" in set(files(b).values())
     assert kept_in_b or res.code != 0, (res.code, res.out, res.err)
+
+
+# ---- a process clock before 1970 ----------------------------------------------------------
+
+def _faketime(when: str) -> list[str]:
+    libs = sorted(Path("/usr/lib").glob("*/faketime/libfaketimeMT.so.1"))
+    assert libs, "libfaketime is not installed (scripts/install-servers.sh installs it)"
+    return ["env", f"LD_PRELOAD={libs[0]}", f"FAKETIME=@{when}"]
+
+
+def test_a_device_whose_clock_is_before_1970_never_breaks_the_repository(
+        tmp_path: Path) -> None:
+    """A's clock reads 1969-12-31 (a device with a dead RTC, a bad NTP step): its sync
+    commits a snapshot with a negative time, exit 0. From then on every device, A
+    included, fails every command with exit 5 'snapshot has an absurd or missing number'.
+    design.md: times outside the range are clamped and reported, never a stop; a wrong
+    clock can lose a tie-break, never an edit."""
+    a, _, b = two_devices(tmp_path)
+    write(a / "n1.md", "A edit\n")
+    res = run_as(_faketime("1969-12-31 23:59:00"), "sync", cwd=a)
+    assert res.code in (0, 1), (res.code, res.err)
+    res = sync(b)
+    assert res.code in (0, 1), (res.code, res.err)
+    assert (b / "n1.md").read_text() == "A edit\n"
+    assert sync(a).code in (0, 1)
+
+
+# ---- a working folder that no longer exists ----------------------------------------------
+
+def test_a_deleted_working_folder_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    """Run from a folder that was deleted (a cron job's cwd, a shell left in a removed
+    folder): every command without -C prints two chained Python tracebacks (the crash
+    handler itself calls os.getcwd()) and exits 1, the code for 'done, look'."""
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    script = (f"import os, subprocess, sys; os.chdir({str(gone)!r}); os.rmdir({str(gone)!r}); "
+              "p = subprocess.run([sys.executable, '-m', 'vaultsync', 'sync'], "
+              "capture_output=True, text=True); print(p.returncode); print(p.stderr)")
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         env=env, timeout=60).stdout
+    code, _, err = out.partition("\n")
+    assert "Traceback" not in err, err[-400:]
+    assert int(code) in (2, 7, 70), (code, err[-400:])
