@@ -337,3 +337,28 @@ def test_a_deleted_working_folder_is_one_line_not_a_traceback(tmp_path: Path) ->
     code, _, err = out.partition("\n")
     assert "Traceback" not in err, err[-400:]
     assert int(code) in (2, 7, 70), (code, err[-400:])
+
+
+# ---- dry run and status write local state ---------------------------------------------------
+
+def _state_files(vault: Path) -> dict[str, bytes]:
+    meta = vault / ".vaultsync"
+    return {p.name: p.read_bytes() for p in meta.iterdir() if p.is_file() and p.name != "lock"}
+
+
+def test_a_dry_run_and_status_leave_the_state_as_it_was(tmp_path: Path) -> None:
+    """In a copied vault `sync --dry-run` and `status` register a new device (config.toml
+    rewritten with a new device_id) and, with a damaged state.db, move it aside; the dry
+    run still says 'dry run: nothing was written'. design.md: --dry-run leaves the vault
+    byte-identical; status shows what a sync would do without doing it."""
+    a, _, b = two_devices(tmp_path)
+    copy = tmp_path / "A2"
+    shutil.copytree(a, copy)
+    before = _state_files(copy)
+    assert run_cli("status", cwd=copy).code in (0, 1)
+    assert sync(copy, "--dry-run").code in (0, 1)
+    assert _state_files(copy) == before
+    (a / ".vaultsync/state.db").write_bytes(b"garbage")
+    before = _state_files(a)
+    assert sync(a, "--dry-run").code in (0, 1)
+    assert _state_files(a) == before
