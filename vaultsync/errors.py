@@ -231,7 +231,7 @@ def _local(exc: OSError, where: str | None) -> LocalFailure | None:
     return LocalFailure(f"{text}: {exc.strerror or os.strerror(exc.errno or 0)}")
 
 
-def _sqlite(exc: BaseException, where: str | None) -> LocalFailure | None:
+def _sqlite(exc: BaseException, where: str | None) -> VaultsyncError | None:
     import sqlite3
 
     if not isinstance(exc, sqlite3.DatabaseError):
@@ -240,6 +240,9 @@ def _sqlite(exc: BaseException, where: str | None) -> LocalFailure | None:
 
     db = os.path.join(where, STATE_DIR, "state.db") if where else "the state database"
     text = str(exc)
+    if isinstance(exc, sqlite3.OperationalError) and text.lower() == "database is locked":
+        return LockHeld(f"local state database {db} is locked by another program (a backup "
+                        "tool, an sqlite3 shell?); try again when it lets go")
     what = _SQLITE_REFUSALS.get(text.lower()) if isinstance(exc, sqlite3.OperationalError) \
         else None
     if what is not None:

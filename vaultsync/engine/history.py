@@ -14,7 +14,7 @@ from vaultsync.engine.report import Report
 from vaultsync.engine.session import Session, open_remote, rejoining, transfers_setting
 from vaultsync.errors import UsageError
 from vaultsync.model import Entry, Flat, ObjectId, Snapshot, flatten, nfc
-from vaultsync.repository.repo import Repository
+from vaultsync.repository.repo import MemoryCache, Repository
 from vaultsync.repository.verify import VerifyReport, verify
 from vaultsync.store.url import normalize_url
 
@@ -239,6 +239,12 @@ def checkout(url: str, dest: str, at: str | None) -> Report:
 
 @rejoining
 def verify_remote(root: str, read_data: float) -> VerifyReport:
+    """Check the repository on the remote itself: a fresh object cache, so nothing this
+    vault keeps locally (trees, snapshots, the index) can stand in for a missing object."""
     with Session(root, "verify", write=False) as s:
-        return verify(s.repo, read_data)
+        remote_only = Repository(s.store, s.repo.format, MemoryCache(), s.repo.transfers)
+        try:
+            return verify(remote_only, read_data)
+        finally:
+            remote_only.close()
 
