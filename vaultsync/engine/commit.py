@@ -10,7 +10,7 @@ from collections import defaultdict
 from vaultsync.chunking import Hasher
 from vaultsync.engine.scan import ChunkLocation
 from vaultsync.engine.transfer import Relocate, upload
-from vaultsync.model import DIR, Entry, Flat, ObjectId, Snapshot, Tree
+from vaultsync.model import DIR, MTIME_MAX, Entry, Flat, ObjectId, Snapshot, Tree
 from vaultsync.repository.repo import Repository
 
 
@@ -23,8 +23,9 @@ def commit(repo: Repository, *, root: ObjectId, trees: dict[ObjectId, bytes],
     writer = repo.writer()
     new_chunks = upload(repo, writer, files, locations, trees, relocate)  # 1. packs
     writer.commit_index()  # 2. the last pack, then one index segment naming them all
+    now = min(max(time.time_ns(), 0), MTIME_MAX)  # a clock before 1970 is not an error
     snap = Snapshot(tree=root, parents=parents, device=device, device_name=device_name,
-                    time_ns=time.time_ns(), files=len(files), size=sum(e.size for e in files))
+                    time_ns=now, files=len(files), size=sum(e.size for e in files))
     sid = repo.put_snapshot(snap)  # 3. the snapshot
     repo.write_head(device, sid)  # 4. this device's head
     return sid, new_chunks, writer.packs_written

@@ -171,4 +171,7 @@ class _Tx:
         self.db.execute("BEGIN")
 
     def __exit__(self, exc_type: object, *_: object) -> None:
-        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+        if not exc_type:
+            self.db.execute("COMMIT")
+        elif self.db.in_transaction:  # SQLite rolls back by itself on a full disk
+            self.db.execute("ROLLBACK")
