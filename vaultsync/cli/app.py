@@ -110,7 +110,16 @@ def _main(
             what = "is not a folder" if os.path.exists(directory) else "does not exist"
             raise NotAVault(f"{os.path.abspath(directory)} {what}")
         os.chdir(directory)
-    _working_on(os.getcwd())
+    _working_on(here())
+
+
+def here() -> str:
+    """The folder a command works on (after -C)."""
+    try:
+        return os.getcwd()
+    except FileNotFoundError:
+        raise NotAVault("the current folder no longer exists (was it deleted?); cd into a "
+                        "vault or pass -C DIR") from None
 
 
 @command
@@ -121,7 +130,7 @@ def init(
     """Make the current folder a vault (creating or joining the repository at --remote)."""
     from vaultsync.engine.oneway import init as do_init
 
-    return print_report(do_init(os.getcwd(), remote, device), False)
+    return print_report(do_init(here(), remote, device), False)
 
 
 @command
@@ -150,7 +159,7 @@ def sync(
     """Two-way sync: merge local and remote changes, keeping conflicts side by side."""
     from vaultsync.engine.sync import sync as do_sync
 
-    return print_report(do_sync(os.getcwd(), dry_run=dry_run, max_delete=max_delete,
+    return print_report(do_sync(here(), dry_run=dry_run, max_delete=max_delete,
                                 force=force), json_, verbose)
 
 
@@ -164,7 +173,7 @@ def push(
     """One way: the remote takes local state; local files are never touched."""
     from vaultsync.engine.oneway import push as do_push
 
-    return print_report(do_push(os.getcwd(), max_delete=max_delete, force=force), json_,
+    return print_report(do_push(here(), max_delete=max_delete, force=force), json_,
                         verbose)
 
 
@@ -173,7 +182,7 @@ def pull(json_: JsonOpt = False, verbose: VerboseOpt = False) -> int:
     """One way: local takes remote state; the remote is never written."""
     from vaultsync.engine.oneway import pull as do_pull
 
-    return print_report(do_pull(os.getcwd()), json_, verbose)
+    return print_report(do_pull(here()), json_, verbose)
 
 
 @command
@@ -188,7 +197,7 @@ def status(
     would stop."""
     from vaultsync.engine.oneway import status as do_status
 
-    st = do_status(os.getcwd())
+    st = do_status(here())
     code = attention(st.skipped, st.stop)
     if json_:
         emit_json(st.to_json())
@@ -226,7 +235,7 @@ def log(
     """Snapshots, newest first, or one file's versions."""
     from vaultsync.engine.history import log as do_log
 
-    lines = do_log(os.getcwd(), path)
+    lines = do_log(here(), path)
     if json_:
         emit_json([line.to_json() for line in lines])
         return EXIT_OK
@@ -250,7 +259,7 @@ def restore(
     """Bring back a file or folder as it was at a snapshot or time."""
     from vaultsync.engine.history import restore as do_restore
 
-    return print_report(do_restore(os.getcwd(), path, at, to), False)
+    return print_report(do_restore(here(), path, at, to), False)
 
 
 @command
@@ -277,7 +286,7 @@ def verify(
     """Check the repository's integrity (structure always, data with --read-data)."""
     from vaultsync.engine.history import verify_remote
 
-    rep = verify_remote(os.getcwd(), read_data)
+    rep = verify_remote(here(), read_data)
     if json_:
         emit_json(rep.to_json())
     else:

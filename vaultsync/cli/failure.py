@@ -25,7 +25,7 @@ from types import FrameType
 from typing import Any
 
 from vaultsync import __version__
-from vaultsync.cli.output import escape, log_lines, log_path
+from vaultsync.cli.output import escape, log_cwd, log_lines, log_path
 from vaultsync.store.url import redact
 
 
@@ -79,7 +79,7 @@ def record_traceback(exc: BaseException) -> str:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     argv = " ".join(redact(a) for a in sys.argv[1:])
     text = "".join(escape(redact(line)) + "\n"
-                   for line in [f"vaultsync {argv}", f"cwd {os.getcwd()}", *lines])
+                   for line in [f"vaultsync {argv}", f"cwd {log_cwd()}", *lines])
     import tempfile
 
     problems = []
@@ -100,3 +100,4 @@ def _crash_folder() -> str:
     import platformdirs
 
     return str(platformdirs.user_log_dir("vaultsync"))
+

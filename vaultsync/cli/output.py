@@ -67,7 +67,7 @@ def open_log(path: str) -> None:
         raise UsageError(f"cannot open log file {path}: {exc.strerror}") from None
     _log_path = os.path.abspath(path)
     argv = " ".join(shlex.quote(redact(a)) for a in sys.argv[1:])
-    _logged(f"vaultsync {argv} (cwd {os.getcwd()})")
+    _logged(f"vaultsync {argv} (cwd {log_cwd()})")
 
 
 def log_path() -> str | None:
@@ -201,3 +201,11 @@ def print_report(report: Report, as_json: bool, verbose: bool = False) -> int:
     for path, reason in report.skipped:
         out(f"skipped: {name(path)} ({reason})")
     return report.exit_code
+
+
+def log_cwd() -> str:
+    """The working folder for a log line, or a note that it is gone."""
+    try:
+        return os.getcwd()
+    except OSError:
+        return "(a folder that no longer exists)"
