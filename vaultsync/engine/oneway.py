@@ -17,16 +17,23 @@ from vaultsync.engine.config import default_device_name
 from vaultsync.engine.localview import below, disk_view, local_target
 from vaultsync.engine.materialize import materialize
 from vaultsync.engine.overlay import overlay
+from vaultsync.engine.renames import LOCAL, detect_moves
 from vaultsync.engine.report import Report
 from vaultsync.engine.scan import ScanResult
 from vaultsync.engine.session import (
-    Changes,
     Session,
     new_format_from_env,
     open_remote,
     rejoining,
 )
-from vaultsync.engine.sync import check_safety, local_base, local_deletes, remote_flat, sync
+from vaultsync.engine.sync import (
+    check_safety,
+    local_base,
+    local_deletes,
+    remote_flat,
+    sent,
+    sync,
+)
 from vaultsync.engine.vault import Vault
 from vaultsync.errors import SafetyStop, UsageError
 from vaultsync.model import STATE_DIR, Change, ObjectId
@@ -138,13 +145,12 @@ def push(root: str, *, max_delete: float | None = None, force: bool = False) -> 
         base_flat = s.flat_of(base)
         check_safety(scan, base_flat, local_deletes(base_flat, scan.flat),
                      s.max_delete(max_delete), force)
-        s.report.uploaded = Changes.files(changes.added + changes.changed)
-        s.report.deleted_remotely = Changes.files(changes.deleted)
         local_sid = base
         if changes.all() or base is None:
             local_sid, s.report.new_chunks, s.report.packs = s.commit(
                 scan.root, scan.trees, scan, (base,) if base else ())
         snapshot = local_sid
+        committed = scan.flat
         # versions this disk never received count as unseen: base's, where a path could
         # not be read when they arrived (localview's beliefs)
         pending = any(not below(k, scan.frozen) for k in scan.beliefs)
@@ -159,6 +165,10 @@ def push(root: str, *, max_delete: float | None = None, force: bool = False) -> 
                 s.report.new_chunks += chunks
                 s.report.packs += packs
                 s.report.conflicts = list(over.copies)
+                committed = over.flat
+        s.report.uploaded, s.report.deleted_remotely, s.report.moved = sent(
+            base_flat, scan.flat, committed, changes,
+            detect_moves(base_flat, scan.flat).as_moves(LOCAL))
         s.save_rows(scan.rows)
         with s.vault.state.transaction():
             s.vault.state.set_meta("base", local_sid)

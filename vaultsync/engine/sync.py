@@ -125,6 +125,30 @@ def local_deletes(base_flat: Flat, local: Flat) -> int:
     return count_deletes(base_flat, local, detect_moves(base_flat, local).as_moves(LOCAL))
 
 
+def sent(base_flat: Flat, local: Flat, committed: Flat, changes: Changes,
+         moves: Iterable[Move]) -> tuple[list[str], list[str], list[tuple[str, str]]]:
+    """What this device's own changes did to the committed tree, for the report: files
+    whose new content went up, files deleted for the other devices (not those a merge
+    kept, nor moves) and files moved (renamed, content unchanged: nothing went up)."""
+    moved: list[tuple[str, str]] = []
+    for m in moves:
+        if m.side != LOCAL:
+            continue
+        if not m.folder:
+            moved.append((m.src, m.dst))
+            continue
+        for key, entry in base_flat.items():
+            there = m.dst + key[len(m.src):]
+            if not entry.is_dir and key.startswith(m.src + "/") and there in local:
+                moved.append((key, there))
+    sources, targets = {s for s, _ in moved}, dict((d, s) for s, d in moved)
+    uploaded = [k for k in Changes.files(changes.added + changes.changed)
+                if k not in targets or not local[k].same_content(base_flat.get(targets[k]))]
+    deleted = [k for k in Changes.files(changes.deleted)
+               if k not in sources and k not in committed]
+    return uploaded, deleted, moved
+
+
 def check_safety(scan: ScanResult, base_flat: Flat, deletes: int, max_delete: float,
                  force: bool) -> None:
     """The safety stops of every command that commits this device's deletes."""
@@ -153,8 +177,6 @@ def sync(root: str, *, dry_run: bool = False, max_delete: float | None = None,
         base = s.adopt_own_head(persist=not dry_run)
         unseen = s.unseen_heads(base)
         changes = s.local_changes(scan, base)
-        report.uploaded = Changes.files(changes.added + changes.changed)
-        report.deleted_remotely = Changes.files(changes.deleted)
         if not unseen and not changes.all() and not scan.restore and not scan.respell:
             if not dry_run:
                 s.save_rows(scan.rows)
@@ -164,6 +186,8 @@ def sync(root: str, *, dry_run: bool = False, max_delete: float | None = None,
         merged = merge_all(s, scan, base, unseen)
         check_safety(scan, base_flat, merged.local_deletes, s.max_delete(max_delete), force)
         report.conflicts = merged.conflicts
+        report.uploaded, report.deleted_remotely, report.moved = sent(
+            base_flat, scan.flat, merged.flat, changes, merged.moves)
         fast_forward = (len(unseen) == 1 and not changes.all()
                         and (base is None or base in s.repo.ancestors(unseen[0])))
         target = s.flat_of(unseen[0]) if fast_forward else merged.flat
@@ -176,7 +200,7 @@ def sync(root: str, *, dry_run: bool = False, max_delete: float | None = None,
             plan = diff(disk_view(scan), fitted.flat, merged.moves)
             report.downloaded = [a.path for a in plan.adds + plan.updates]
             report.deleted = [a.path for a in plan.deletes]
-            report.moved = [(a.src or "", a.path) for a in plan.moves]
+            report.moved += [(a.src or "", a.path) for a in plan.moves]
             report.notices.append("dry run: nothing was written")
             return report.finish()
         new_base: ObjectId | None = base
