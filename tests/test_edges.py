@@ -454,3 +454,21 @@ def test_an_interrupted_clone_resumes_when_run_again(tmp_path: Path) -> None:
     assert res.code == 2 and "not empty" in res.err
     res = run_cli("clone", str(tmp_path / "elsewhere"), str(c))  # a vault of another URL
     assert res.code == 2 and "not empty" in res.err
+
+
+def test_a_delete_made_while_ignored_elsewhere_is_not_undone_when_unignored(
+        tmp_path: Path) -> None:
+    """B ignores d/ while A deletes d/y.md: B's disk keeps its old copy (ignoring never
+    deletes). When B drops the rule, that old copy is what B held, not a new file of B's:
+    A's delete lands on B instead of B re-adding the file everywhere."""
+    a, _, b = two_devices(tmp_path)
+    write(b / ".vaultsync/ignore", "d/\n")
+    assert sync(b).code == 0
+    (a / "d/y.md").unlink()
+    assert sync(a).code == 0
+    assert sync(b).code == 0 and (b / "d/y.md").exists()  # ignored: left alone
+    (b / ".vaultsync/ignore").unlink()
+    assert sync(b).code == 0
+    assert sync(a).code == 0
+    assert not (a / "d/y.md").exists() and not (b / "d/y.md").exists()
+    assert files(a) == files(b)

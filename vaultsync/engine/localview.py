@@ -4,9 +4,10 @@ Some entries count as present and unchanged although the scan did not find them:
 - paths the scan could not read (an unreadable file or folder, a file that kept
   changing, a symbolic link where a file was): "frozen" for this run. Not a delete: they
   keep their base version (nothing propagates from here), and nothing is written at or
-  below them. Where the merge moved such a path on, the disk still holds the old version:
-  that "belief" is remembered and corrects the local side's merge base until the path
-  can be read and written again, so an old version there is never taken for an edit;
+  below them. Where the merge moved such a path (or an ignored one) on, the disk still
+  holds the old version: that "belief" is remembered and corrects the local side's merge
+  base until the path is read and written again, so an old version there is never taken
+  for an edit;
 - phantoms: synced names this filesystem cannot hold (never deleted for the others);
 - ignored paths: their last synced version stays as it is (ignoring never deletes);
 - paths that just stopped being ignored and are not on disk: not a deletion either, so
@@ -155,14 +156,23 @@ def local_target(target: Flat, rules: IgnoreRules, scan: ScanResult) -> Flat:
             if not rules.ignored(k, e.is_dir) and not below(k, scan.frozen)}
 
 
-def new_beliefs(scan: ScanResult, target: Flat) -> dict[str, Entry | None]:
-    """What a frozen path's disk holds where it differs from `target` (nothing was
-    written there): the old belief, else the base version the scan kept for it."""
+def pending(scan: ScanResult, rules: IgnoreRules) -> bool:
+    """Whether a path this run reads has a belief: a version merged while it was not
+    read, which this disk never received (push and pull have work even with nothing
+    unseen)."""
+    return any(not below(k, scan.frozen) and not rules.ignored(k, e is not None and e.is_dir)
+               for k, e in scan.beliefs.items())
+
+
+def new_beliefs(scan: ScanResult, target: Flat, rules: IgnoreRules) -> dict[str, Entry | None]:
+    """What the disk holds where this run neither read nor wrote (frozen paths, ignored
+    ones) and `target` moved on: the old belief, else the base version the scan kept for
+    it. Once such a path is read again, an old version there is not taken for an edit."""
     out: dict[str, Entry | None] = {}
-    if not scan.frozen:
-        return out
-    keys = {k for k in (*target, *scan.flat) if below(k, scan.frozen)}
-    for key in keys:
+    for key in {*target, *scan.flat}:
+        entry = target.get(key) or scan.flat[key]
+        if not below(key, scan.frozen) and not rules.ignored(key, entry.is_dir):
+            continue
         held = scan.beliefs[key] if key in scan.beliefs else scan.flat.get(key)
         want = target.get(key)
         if held is None and want is None:
@@ -181,11 +191,11 @@ def remember(state: State, scan: ScanResult, written: set[str], target: Flat,
         k: e for k, e in scan.phantoms.items() if k in target and k not in written}
     phantoms.update(report.unwritable)
     state.set_meta(PHANTOMS, _dump(dict(phantoms)))
-    remember_beliefs(state, scan, target)
+    remember_beliefs(state, scan, target, rules)
     state.set_meta(RULES, json.dumps(rules.lines))
 
 
-def remember_beliefs(state: State, scan: ScanResult, target: Flat) -> None:
-    """After a run whose new base holds `target`: what frozen paths' disks still hold
-    (`new_beliefs`). Call inside a transaction."""
-    state.set_meta(BELIEFS, _dump(new_beliefs(scan, target)))
+def remember_beliefs(state: State, scan: ScanResult, target: Flat, rules: IgnoreRules) -> None:
+    """After a run whose new base holds `target`: what the disk still holds where the run
+    did not look (`new_beliefs`). Call inside a transaction."""
+    state.set_meta(BELIEFS, _dump(new_beliefs(scan, target, rules)))

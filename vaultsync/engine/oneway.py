@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from vaultsync.engine import localview
 from vaultsync.engine.commit import build_trees
 from vaultsync.engine.config import default_device_name
-from vaultsync.engine.localview import below, disk_view, local_target
+from vaultsync.engine.localview import disk_view, local_target
 from vaultsync.engine.materialize import materialize
 from vaultsync.engine.overlay import overlay
 from vaultsync.engine.renames import LOCAL, detect_moves
@@ -153,7 +153,7 @@ def push(root: str, *, max_delete: float | None = None, force: bool = False) -> 
         committed = scan.flat
         # versions this disk never received count as unseen: base's, where a path could
         # not be read when they arrived (localview's beliefs)
-        pending = any(not below(k, scan.frozen) for k in scan.beliefs)
+        pending = localview.pending(scan, s.rules)
         if unseen or pending:
             remote = remote_flat(s, unseen) if unseen else base_flat
             over = overlay(scan.flat, remote, local_base(base_flat, scan.beliefs))
@@ -172,7 +172,7 @@ def push(root: str, *, max_delete: float | None = None, force: bool = False) -> 
         s.save_rows(scan.rows)
         with s.vault.state.transaction():
             s.vault.state.set_meta("base", local_sid)
-            localview.remember_beliefs(s.vault.state, scan, scan.flat)
+            localview.remember_beliefs(s.vault.state, scan, scan.flat, s.rules)
         s.report.snapshot = snapshot
         return s.report.finish()
 
@@ -186,7 +186,7 @@ def pull(root: str) -> Report:
         scan = s.scan()
         base = s.adopt_own_head()
         unseen = s.unseen_heads(base)
-        pending = any(not below(k, scan.frozen) for k in scan.beliefs)
+        pending = localview.pending(scan, s.rules)
         if not unseen and not pending:
             return _up_to_date(s, scan, base)
         base_flat = s.flat_of(base)
