@@ -472,3 +472,19 @@ def test_a_delete_made_while_ignored_elsewhere_is_not_undone_when_unignored(
     assert sync(a).code == 0
     assert not (a / "d/y.md").exists() and not (b / "d/y.md").exists()
     assert files(a) == files(b)
+
+
+def test_a_lost_head_file_is_published_again(tmp_path: Path) -> None:
+    """A's head file is deleted from the remote (by hand, a sync tool, a bad restore)
+    before B saw A's last sync: A's next run publishes it again, and B gets A's edit."""
+    import tomllib
+
+    a, remote, b = two_devices(tmp_path)
+    write(a / "n1.md", "A edit\n")
+    assert sync(a).code == 0
+    device = tomllib.loads((a / ".vaultsync/config.toml").read_text())["device_id"]
+    (remote / "heads" / device).unlink()
+    assert sync(b).code == 0 and (b / "n1.md").read_text() == "n1\n"
+    assert sync(a).code == 0
+    assert (remote / "heads" / device).exists()
+    assert sync(b).code == 0 and (b / "n1.md").read_text() == "A edit\n"

@@ -136,8 +136,8 @@ def push(root: str, *, max_delete: float | None = None, force: bool = False) -> 
     brings the copies down. The safety stops are sync's: a push of an emptied or mostly
     deleted vault stops unless forced."""
     with Session(root, "push", write=True) as s:
-        scan = s.scan()
         base = s.adopt_own_head()
+        scan = s.scan()
         unseen = s.unseen_heads(base)
         changes = s.local_changes(scan, base)
         if not unseen and not changes.all() and base is not None:
@@ -183,8 +183,8 @@ def pull(root: str) -> Report:
     does not have are kept beside it as conflict copies (or at their own path when it
     is free), to be pushed by a later sync."""
     with Session(root, "pull", write=False, keeps_state=True) as s:
-        scan = s.scan()
         base = s.adopt_own_head()
+        scan = s.scan()
         unseen = s.unseen_heads(base)
         pending = localview.pending(scan, s.rules)
         if not unseen and not pending:

@@ -18,7 +18,7 @@ from vaultsync.engine.scan import ChunkLocation, Scanner, ScanResult
 from vaultsync.engine.state import REPO_ID, StatRow, is_damage
 from vaultsync.engine.transfer import Relocate
 from vaultsync.engine.vault import Vault
-from vaultsync.errors import LocalFailure, NoRemote, StateDamaged, UsageError
+from vaultsync.errors import LocalFailure, NoRemote, StateDamaged, UsageError, VaultsyncError
 from vaultsync.model import (
     Change,
     Flat,
@@ -144,6 +144,7 @@ class Session:
                  keeps_state: bool | None = None) -> None:
         self.report = Report(command)
         self._rejoin = False
+        self._settled: tuple[ObjectId | None] | None = None
         self.cached_rows: dict[str, StatRow] = {}
         self._flats: dict[ObjectId, Flat] = {}
         self._heads: dict[str, ObjectId] | None = None
@@ -197,22 +198,60 @@ class Session:
 
     @property
     def base(self) -> ObjectId | None:
+        """This run's base: once `adopt_own_head` settled it, that one."""
+        if self._settled is not None:
+            return self._settled[0]
         return None if self._rejoin else self.vault.state.base
 
     def adopt_own_head(self, persist: bool = True) -> ObjectId | None:
-        """Base, moved forward to this device's own head when a run committed that head
-        but was killed before recording it locally (crash between steps 5 and 7). Only a
-        snapshot of local state (its one parent is base) is adopted: a merge snapshot may
-        not have reached the vault yet, so it stays a head to merge."""
+        """This run's base (call before the scan): the recorded base, moved forward to
+        this device's own head when a run committed that head but was killed before
+        recording it locally (crash between steps 5 and 7; only a snapshot of local state,
+        whose one parent is base, is adopted: a merge snapshot may not have reached the
+        vault yet, so it stays a head to merge), and moved back when the remote lost it
+        (`_base_on_remote`)."""
         base = self.base
         own = self.heads().get(self.device)
         parents = () if base is None else (base,)
         if own is not None and own != base and self.repo.get_snapshot(own).parents == parents:
-            if persist:
-                with self.vault.state.transaction():
-                    self.vault.state.set_meta("base", own)
-            return own
+            base = own
+        base = self._base_on_remote(base, persist)
+        if persist and base != self.vault.state.base:
+            with self.vault.state.transaction():
+                self.vault.state.set_meta("base", base)
+        self._settled = (base,)
         return base
+
+    def _base_on_remote(self, base: ObjectId | None, persist: bool) -> ObjectId | None:
+        """`base`, if the remote still has it. A remote can go back in time (restored
+        from an older copy, a head file lost): building on a snapshot it no longer holds
+        would leave a repository no device can read, and "up to date" would hide this
+        vault's last changes. A snapshot still there but named by no head is published
+        again (this device's head); one that is gone gives way to the newest snapshot of
+        this vault's history the remote still holds (or none: a join)."""
+        heads = self.heads()
+        lineage = self.repo.lineage
+        if base is None or base in heads.values() or any(
+                base in lineage.ancestors(h) for h in heads.values()):
+            return base
+        own = heads.get(self.device)
+        if self.store.stat(f"snapshots/{base}") is not None:
+            if persist and (own is None or own in lineage.ancestors(base)):
+                self.repo.write_head(self.device, base)
+                self._heads = None
+            return base
+        try:
+            mine = lineage.ancestors(base)  # from this vault's cache of snapshots
+        except VaultsyncError:
+            mine = frozenset()
+        nearest = lineage.nearest_common(mine, lineage.history(heads.values()))
+        still = nearest[0] if len(nearest) == 1 else None
+        self.report.notices.append(
+            "the remote no longer holds this vault's last sync (was it restored from an "
+            "older copy?): syncing again from "
+            + (f"snapshot {still[:12]}, the newest it still has" if still else "nothing "
+               "(a join)") + "; versions that differ are kept side by side")
+        return still
 
     def unseen_heads(self, base: ObjectId | None) -> list[ObjectId]:
         """The heads this vault's base does not contain, minus any head another of them

@@ -173,8 +173,8 @@ def sync(root: str, *, dry_run: bool = False, max_delete: float | None = None,
          force: bool = False) -> Report:
     with Session(root, "sync", write=not dry_run) as s:
         report = s.report
-        scan = s.scan()
         base = s.adopt_own_head(persist=not dry_run)
+        scan = s.scan()
         unseen = s.unseen_heads(base)
         changes = s.local_changes(scan, base)
         if not unseen and not changes.all() and not scan.restore and not scan.respell:
