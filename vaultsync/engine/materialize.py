@@ -36,7 +36,7 @@ from vaultsync.engine.report import Report
 from vaultsync.engine.scan import RACY_NS, Respell, clamp_time, tree_mode
 from vaultsync.engine.state import StatRow
 from vaultsync.engine.transfer import batches, pieces, prefetch
-from vaultsync.errors import IntegrityError
+from vaultsync.errors import IntegrityError, LocalFailure
 from vaultsync.model import Entry, Flat
 from vaultsync.repository.repo import Repository
 
@@ -170,6 +170,7 @@ def materialize(repo: Repository, vw: VaultWriter, local: Flat, target: Flat,
     local, disk = respell_folders(vw, local, disk, target)
     plan = diff(local, target, hints)
     writes = [(a.path, a.entry) for a in plan.adds + plan.updates if a.entry is not None]
+    check_writable(vw, plan, local, target)
     if before_install is not None and not all(
             repo.has_blob(c) for _, e in writes for c in e.chunks):
         before_install()  # a version only this vault holds is written: upload it first
@@ -225,6 +226,25 @@ def _install(plan: Plan, vw: VaultWriter, local: Flat, target: Flat,
             elif action.op == MOVE and action.src is not None:
                 _drop_source(vw, action.src, local, disk, rows, report)
     return rows
+
+
+def check_writable(vw: VaultWriter, plan: Plan, local: Flat, target: Flat) -> None:
+    """Before anything is committed or changed: every folder the plan writes into (or
+    deletes, moves, makes folders in) can be written, so a folder this device may not
+    write stops the run as a local failure with nothing committed, not halfway through."""
+    folders: set[str] = set()
+    for a in plan.steps():
+        if a.op == CHMOD:
+            continue
+        for key in (a.path, a.src):
+            if key is not None:
+                folders.add(os.path.dirname(vw.abspath(spelling(key, local, target))))
+    for folder in sorted(folders):
+        while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
+            folder = os.path.dirname(folder)  # made by the run: its parent must be writable
+        if not os.access(folder, os.W_OK | os.X_OK, effective_ids=True):
+            raise LocalFailure(f"local permission denied: cannot write into {folder}; "
+                               "nothing was committed (fix its permissions, or ignore it)")
 
 
 def fit_to_disk(fs: fsprobe.FsTraits, local: Flat, target: Flat, base: Flat,
