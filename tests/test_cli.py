@@ -187,8 +187,12 @@ def test_restore_at_time(vault: Path) -> None:
     assert run_cli("push", cwd=vault).code == 0
     (vault / "Welcome.md").write_text("oops")
     res = run_cli("restore", "Welcome.md", cwd=vault)
-    assert res.code == 0 and re.fullmatch(rf"restore: 1 file\(s\) written from snapshot {SID}\n",
-                                          res.out)
+    assert res.code == 0 and re.fullmatch(
+        r"Welcome.md held changes not synced yet: that version is in "
+        r"\.vaultsync/trash/\d{8}-\d{6}-[0-9a-f]{6}/Welcome\.md\n"
+        rf"restore: 1 file\(s\) written from snapshot {SID}\n", res.out), res.out
+    trashed = list((vault / ".vaultsync/trash").rglob("Welcome.md"))
+    assert [p.read_text() for p in trashed] == ["oops"]
     assert (vault / "Welcome.md").read_bytes() == (SAMPLE / "Welcome.md").read_bytes()
     one_line_error(run_cli("restore", "Welcome.md", "--at", "1999-01-01", cwd=vault), 2,
                    r"no snapshot at or before")

@@ -488,3 +488,17 @@ def test_a_lost_head_file_is_published_again(tmp_path: Path) -> None:
     assert sync(a).code == 0
     assert (remote / "heads" / device).exists()
     assert sync(b).code == 0 and (b / "n1.md").read_text() == "A edit\n"
+
+
+def test_restore_to_a_folder_keeps_what_is_there(tmp_path: Path) -> None:
+    a, _, b = two_devices(tmp_path)
+    write(b / "n1.md", "B unsynced\n")
+    same = (b / "n2.md").stat().st_mtime_ns
+    res = run_cli("restore", ".", "--to", str(b), cwd=a)
+    assert res.code == 1, res.out + res.err
+    assert (b / "n1.md").read_text() == "B unsynced\n"
+    copies = [k for k in files(b) if k.startswith("n1.conflict-")]
+    assert len(copies) == 1 and files(b)[copies[0]] == b"n1\n"
+    assert f"conflict: n1.md: the other version is kept as {copies[0]}" in res.out
+    assert (b / "n2.md").stat().st_mtime_ns == same  # the same bytes: left alone
+    assert not list((a / ".vaultsync").glob("trash/*/*"))  # nothing of B's in A's trash

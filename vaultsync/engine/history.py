@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from vaultsync.chunking import Chunker
 from vaultsync.engine import fsprobe
 from vaultsync.engine.apply import VaultWriter, disk_key
+from vaultsync.engine.conflicts import TAKEN, copy_path
 from vaultsync.engine.diskfit import CANNOT_HOLD
 from vaultsync.engine.materialize import check_entries, fit_to_disk, spelling, stage_all
 from vaultsync.engine.report import Report
@@ -142,10 +145,10 @@ def restore(root: str, path: str, at: str | None, to: str | None) -> Report:
         if not chosen:
             raise UsageError(f"{path} is not in snapshot {sid[:12]}")
         s.report.snapshot = sid
-        if to is None:
-            vw = s.writer()
-            _write_all(s.repo, vw, chosen, lambda k: spelling(k, {}, chosen), s.report)
-        else:
+        if to is None:  # what it replaces goes to the trash; said when it was not synced
+            _write_all(s.repo, s.writer(), chosen, lambda k: spelling(k, {}, chosen),
+                       s.report, synced=s.flat_of(s.base).get)
+        else:  # another folder: nothing there is replaced, nor put in this vault's trash
             vw, rel, chosen = _destination(os.path.abspath(to), key, chosen, s.vault.trash)
             _write_all(s.repo, vw, chosen, rel, s.report)
         return s.report.finish()
@@ -166,10 +169,14 @@ def _destination(dest: str, key: str, chosen: Flat, trash: str):  # type: ignore
     return VaultWriter(dest, trash), lambda k: k[strip:], inside
 
 
-def _write_all(repo: Repository, vw: VaultWriter, flat: Flat, rel_of, report: Report) -> None:
+def _write_all(repo: Repository, vw: VaultWriter, flat: Flat, rel_of, report: Report,
+               synced: Callable[[str], Entry | None] | None = None) -> None:
     """Write `flat` below the writer's folder, each key at `rel_of(key)`: every file staged
     and verified first, then installed; names this disk cannot hold are reported and
-    skipped, never a stop."""
+    skipped, never a stop. A file already there stays when it holds those bytes. In the
+    vault (`synced` gives the last synced version of a key) it is replaced, into the
+    trash, with a notice when it held a version not synced yet. Anywhere else it is kept,
+    and the restored version goes beside it under a conflict name (exit 1)."""
     keys = {nfc(rel_of(k)): k for k in flat}
     fitted = fit_to_disk(vw.fs, {}, {rel: flat[k] for rel, k in keys.items()}, {})
     for rel, (_entry, why) in sorted(fitted.refused.items()):
@@ -190,10 +197,27 @@ def _write_all(repo: Repository, vw: VaultWriter, flat: Flat, rel_of, report: Re
     staged: dict[str, str] = {}
     try:
         stage_all(repo, vw, [(rel_of(key), entry) for key, entry in files], staged)
-        for key, _entry in files:
+        for key, entry in files:
             rel = rel_of(key)
+            now = disk_key(vw.abspath(rel))
+            if now is not None:
+                held = _chunks_of(repo, vw.abspath(rel))
+                if held == entry.chunks:  # already there
+                    vw.discard(staged.pop(rel))
+                    continue
+                if synced is None:
+                    copy = _beside(vw, rel, entry)
+                    vw.install(staged.pop(rel), copy, None)
+                    report.conflicts.append((key, copy))
+                    continue
+                old = synced(key)
+                if old is None or old.is_dir or held != old.chunks:
+                    where = os.path.relpath(os.path.join(vw.trash_dir, *rel.split("/")),
+                                            vw.root)
+                    report.notices.append(f"{key} held changes not synced yet: that version "
+                                          f"is in {where}")
             try:
-                vw.install(staged[rel], rel, disk_key(vw.abspath(rel)))
+                vw.install(staged[rel], rel, now)
             except OSError as exc:
                 if not _refused(exc, vw, rel):
                     raise
@@ -206,6 +230,28 @@ def _write_all(repo: Repository, vw: VaultWriter, flat: Flat, rel_of, report: Re
         for tmp in staged.values():  # what a failure or an interrupt left staged
             vw.discard(tmp)
     vw.sync_dirs()
+
+
+def _chunks_of(repo: Repository, path: str) -> tuple[ObjectId, ...] | None:
+    """The chunk ids of the file at `path` (None: not a readable file)."""
+    try:
+        with open(path, "rb") as f:
+            return tuple(c.id for c in Chunker(repo.format.chunker, repo.hasher).chunks(f))
+    except OSError:
+        return None
+
+
+def _beside(vw: VaultWriter, rel: str, entry: Entry) -> str:
+    """A free path beside `rel` for `entry`, named as a conflict copy."""
+    folder = rel.rpartition("/")[0]
+
+    def at(key: str) -> Entry | None:
+        name = key.rpartition("/")[2]
+        there = os.path.join(os.path.dirname(vw.abspath(rel)), name)
+        return TAKEN if os.path.lexists(there) else None
+
+    place = copy_path(nfc(rel), entry, at, spelled=rel.rpartition("/")[2])
+    return f"{folder}/{place.name}" if folder else place.name
 
 
 def _refused(exc: OSError, vw: VaultWriter, rel: str) -> bool:
