@@ -131,6 +131,9 @@ def test_newer_format_stops_writes_with_exit_4_but_reads(vault: Path, tmp_path: 
     cfg.write_text(json.dumps(doc))
     (vault / "Welcome.md").write_text("edit")
     one_line_error(run_cli("push", cwd=vault), 4, r"format 2 is newer.*upgrade")
+    one_line_error(run_cli("sync", "--dry-run", cwd=vault), 4, r"format 2 is newer")
+    res = run_cli("status", "--json", cwd=vault)  # status says the sync would stop
+    assert res.code == 1 and "format 2 is newer" in json.loads(res.out)["sync_stop"]
     res = run_cli("checkout", str(tmp_path / "remote"), str(tmp_path / "co"))
     assert res.code == 0 and (tmp_path / "co/Welcome.md").exists()
 

@@ -502,3 +502,22 @@ def test_restore_to_a_folder_keeps_what_is_there(tmp_path: Path) -> None:
     assert f"conflict: n1.md: the other version is kept as {copies[0]}" in res.out
     assert (b / "n2.md").stat().st_mtime_ns == same  # the same bytes: left alone
     assert not list((a / ".vaultsync").glob("trash/*/*"))  # nothing of B's in A's trash
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_a_dry_run_and_status_leave_a_damaged_state_database_in_place(
+        tmp_path: Path, damage: str) -> None:
+    a, _, _ = two_devices(tmp_path, notes=60)
+    db = a / ".vaultsync/state.db"
+    if damage == "garbage":
+        db.write_bytes(os.urandom(db.stat().st_size))
+    else:
+        os.truncate(db, db.stat().st_size // 2)
+    before = db.read_bytes()
+    for args in (["sync", "--dry-run"], ["status"]):
+        res = run_cli(*args, cwd=a)
+        assert res.code in (0, 1) and "a sync moves it aside" in res.out, res.out + res.err
+    assert db.read_bytes() == before
+    assert not list((a / ".vaultsync").glob("state.db.damaged-*"))
+    res = sync(a)
+    assert res.code == 0 and "moved to" in res.out, res.out + res.err

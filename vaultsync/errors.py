@@ -135,6 +135,8 @@ class StateDamaged(LocalFailure):
     moved aside. Local state is a cache of the remote plus the base, so commands run
     again at once, re-joining the repository; this is reported only if that fails too."""
 
+    in_memory = False  # a read-only run left it in place: its next try keeps state in memory
+
 
 class Interrupted(VaultsyncError):
     """The run was interrupted (Ctrl-C or SIGTERM)."""

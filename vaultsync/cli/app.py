@@ -202,6 +202,8 @@ def status(
     if json_:
         emit_json(st.to_json())
         return code
+    for notice in st.notices:
+        out(notice)
     out(f"base snapshot {short(st.base)}")
     for label, paths in (("added", st.local_added), ("changed", st.local_changed),
                          ("deleted", st.local_deleted)):

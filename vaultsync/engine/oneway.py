@@ -27,6 +27,7 @@ from vaultsync.engine.session import (
     rejoining,
 )
 from vaultsync.engine.sync import (
+    DRY_RUN_NOTICE,
     check_safety,
     local_base,
     local_deletes,
@@ -228,6 +229,7 @@ class Status:
     ignored: list[str] = field(default_factory=list)  # paths on disk the rules exclude
     plan: Report | None = None  # what `sync` would do (a dry run)
     stop: str | None = None  # or why it would stop
+    notices: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, object]:
         plan = self.plan.to_json() if self.plan is not None else None
@@ -237,7 +239,7 @@ class Status:
         return {"base": self.base, "local": {"added": self.local_added,
                 "changed": self.local_changed, "deleted": self.local_deleted},
                 "remote_ahead": self.remote_ahead, "sync_plan": plan, "sync_stop": self.stop,
-                "ignored": self.ignored,
+                "ignored": self.ignored, "notices": self.notices,
                 "skipped": [{"path": p, "reason": r} for p, r in self.skipped]}
 
 
@@ -247,7 +249,8 @@ def status(root: str) -> Status:
         scan = s.scan()
         base = s.base
         changes = s.local_changes(scan, base)
-        st = Status(base, skipped=list(scan.skipped), ignored=list(scan.ignored))
+        st = Status(base, skipped=list(scan.skipped), ignored=list(scan.ignored),
+                    notices=list(s.report.notices))
         st.local_added = [_shown(c) for c in changes.added]
         st.local_changed = [_shown(c) for c in changes.changed]
         st.local_deleted = [_shown(c) for c in changes.deleted]
@@ -262,4 +265,6 @@ def status(root: str) -> Status:
     else:  # and what it would skip: names this disk cannot hold that it would bring
         said = {path for path, _ in st.skipped}
         st.skipped += [(p, why) for p, why in st.plan.skipped if p not in said]
+        st.notices += [n for n in st.plan.notices
+                       if n not in st.notices and n != DRY_RUN_NOTICE]
     return st

@@ -150,6 +150,8 @@ class Session:
         self._heads: dict[str, ObjectId] | None = None
         self.rules = IgnoreRules([])
         self.vault = Vault.find(root)
+        self.keeps_state = write if keeps_state is None else keeps_state
+        self.vault.read_only = not self.keeps_state
         try:
             self.vault.lock()
             self.vault.check_binding()
@@ -163,7 +165,7 @@ class Session:
                                         transfers=transfers_setting())
             if write:
                 self.repo.format.check_writable()
-            self._check_identity(write if keeps_state is None else keeps_state)
+            self._check_identity(self.keeps_state)
             self.report.notices.extend(self.vault.notices)
         except BaseException:
             self.vault.close()
@@ -278,7 +280,8 @@ class Session:
                 raise LocalFailure(f"local vault folder {self.vault.root} cannot be read "
                                    f"({reason}); nothing was written")
         self.report.notices.extend(result.notices)
-        remove_stale_temps(result.stale_temps, self.vault.staging)
+        if self.keeps_state:  # a dry run removes nothing, not even a killed run's temps
+            remove_stale_temps(result.stale_temps, self.vault.staging)
         localview.complete(result, self.vault.state, self.rules, self.base, self.flat_of,
                            self.repo.hasher, self.changes_between)
         self.report.skipped.extend(result.skipped)
@@ -379,14 +382,21 @@ class Session:
         return self
 
     def __exit__(self, _type: object, exc: BaseException | None, _tb: object) -> None:
-        notice = None
+        notice, in_memory = None, False
         try:
-            if exc is not None and is_damage(exc):  # set aside under the lock
-                notice = self.vault.set_aside_state(exc)
+            if exc is not None and is_damage(exc):
+                if self.vault.read_only:  # left as it is: the next try works in memory
+                    notice = (f"the local state database is damaged ({exc}): a sync moves "
+                              "it aside and re-joins the repository")
+                    in_memory = True
+                else:  # set aside under the lock
+                    notice = self.vault.set_aside_state(exc)
         finally:
             self.close()
         if notice is not None:  # `rejoining` runs the command again
-            raise StateDamaged(notice) from exc
+            damaged = StateDamaged(notice)
+            damaged.in_memory = in_memory
+            raise damaged from exc
 
 
 R = TypeVar("R")
@@ -402,7 +412,11 @@ def rejoining(command: Callable[..., R]) -> Callable[..., R]:
         try:
             return command(*args, **kwargs)
         except StateDamaged as damaged:
-            result = command(*args, **kwargs)
+            if damaged.in_memory:
+                with Vault.memory_state():
+                    result = command(*args, **kwargs)
+            else:
+                result = command(*args, **kwargs)
             notices = getattr(result, "notices", None)
             if isinstance(notices, list):
                 notices.insert(0, damaged.message)

@@ -27,6 +27,8 @@ from vaultsync.engine.session import Changes, Session, rejoining
 from vaultsync.errors import SafetyStop
 from vaultsync.model import Entry, Flat, ObjectId
 
+DRY_RUN_NOTICE = "dry run: nothing was written"
+
 
 @dataclass
 class Merged:
@@ -173,6 +175,8 @@ def sync(root: str, *, dry_run: bool = False, max_delete: float | None = None,
          force: bool = False) -> Report:
     with Session(root, "sync", write=not dry_run) as s:
         report = s.report
+        if dry_run:  # a sync would stop at a newer format: so does its dry run
+            s.repo.format.check_writable()
         base = s.adopt_own_head(persist=not dry_run)
         scan = s.scan()
         unseen = s.unseen_heads(base)
@@ -201,7 +205,7 @@ def sync(root: str, *, dry_run: bool = False, max_delete: float | None = None,
             report.downloaded = [a.path for a in plan.adds + plan.updates]
             report.deleted = [a.path for a in plan.deletes]
             report.moved += [(a.src or "", a.path) for a in plan.moves]
-            report.notices.append("dry run: nothing was written")
+            report.notices.append(DRY_RUN_NOTICE)
             return report.finish()
         new_base: ObjectId | None = base
 

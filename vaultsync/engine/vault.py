@@ -6,6 +6,9 @@ import fcntl
 import os
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import replace
 
 from vaultsync.engine.config import VaultConfig, binding, new_device_id, parse_config
@@ -14,6 +17,9 @@ from vaultsync.errors import ConfigError, LockHeld, NotAVault, StateDamaged
 from vaultsync.model import STATE_DIR
 
 TRASH = "trash"
+# set for a read-only run (a dry run, status) that found the state database damaged
+# mid-run: its second try works on an empty state in memory and leaves the file as it is
+_damaged_state_seen: ContextVar[bool] = ContextVar("damaged_state_seen", default=False)
 _lock_wait = 0.0  # seconds to wait for another run's lock (--wait); 0: fail at once
 
 
@@ -33,6 +39,7 @@ class Vault:
         self._state: State | None = None
         self._lock_fd: int | None = None
         self.notices: list[str] = []
+        self.read_only = False  # a run that keeps no state: nothing in .vaultsync/ changes
 
     # ---- finding and creating --------------------------------------------------------
     @classmethod
@@ -81,11 +88,18 @@ class Vault:
         self._config = cfg
 
     def check_binding(self) -> None:
-        """A `.vaultsync/` copied to another path or machine becomes a new device."""
+        """A `.vaultsync/` copied to another path or machine becomes a new device (in
+        memory only for a run that keeps no state: a dry run, status)."""
         cfg = self.config
         here = binding(self.root)
         if cfg.bound_to != here:
-            self.save_config(replace(cfg, device_id=new_device_id(), bound_to=here))
+            renewed = replace(cfg, device_id=new_device_id(), bound_to=here)
+            if self.read_only:
+                self._config = renewed
+                self.notices.append("this vault's state was copied from another folder or "
+                                    "machine: a sync registers it as a new device")
+                return
+            self.save_config(renewed)
             self.notices.append(
                 "this vault's state was copied from another folder or machine: "
                 "registered as a new device"
@@ -97,13 +111,28 @@ class Vault:
         if self._state is None:
             path = os.path.join(self.meta, "state.db")
             try:
-                self._state = State(path)
+                self._state = State(":memory:" if _damaged_state_seen.get() else path)
             except sqlite3.DatabaseError as exc:
                 if not is_damage(exc):
                     raise
-                self.notices.append(self.set_aside_state(exc))
-                self._state = State(path)
+                if self.read_only:  # a dry run or status leaves it for a sync to set aside
+                    self.notices.append(f"the local state database is damaged ({exc}): a "
+                                        "sync moves it aside and re-joins the repository")
+                    self._state = State(":memory:")
+                else:
+                    self.notices.append(self.set_aside_state(exc))
+                    self._state = State(path)
         return self._state
+
+    @staticmethod
+    @contextmanager
+    def memory_state() -> Iterator[None]:
+        """Within the block, a read-only run's state is an empty one in memory."""
+        token = _damaged_state_seen.set(True)
+        try:
+            yield
+        finally:
+            _damaged_state_seen.reset(token)
 
     def set_aside_state(self, why: BaseException) -> str:
         """Move a damaged or unreadable state database aside (it is a cache of the remote
