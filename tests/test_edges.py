@@ -451,7 +451,11 @@ def test_an_interrupted_clone_resumes_when_run_again(tmp_path: Path) -> None:
     assert "resumed the interrupted clone" in res.out
     assert files(c) == files(a)
     res = run_cli("clone", str(remote), str(c))  # a finished clone is not cloned again
-    assert res.code == 2 and "not empty" in res.err
+    assert res.code == 2 and "already a vault" in res.err and "-C" in res.err
+    d = tmp_path / "D"
+    (d / ".vaultsync").mkdir(parents=True)  # killed before its config was written
+    res = run_cli("clone", str(remote), str(d))
+    assert res.code == 0 and files(d) == files(a), res.out + res.err
     res = run_cli("clone", str(tmp_path / "elsewhere"), str(c))  # a vault of another URL
     assert res.code == 2 and "not empty" in res.err
 
@@ -521,3 +525,63 @@ def test_a_dry_run_and_status_leave_a_damaged_state_database_in_place(
     assert not list((a / ".vaultsync").glob("state.db.damaged-*"))
     res = sync(a)
     assert res.code == 0 and "moved to" in res.out, res.out + res.err
+
+
+def test_a_host_name_change_is_not_a_new_device(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The binding that spots a copied .vaultsync/ is the machine id and the path: a host
+    name that changes with the network or the container is the same device; a vault
+    bound the old way (host name) keeps its device id too."""
+    import socket
+    import tomllib
+
+    from vaultsync.engine import config as config_mod
+    from vaultsync.engine.sync import sync as do_sync
+
+    a, _, _ = two_devices(tmp_path)
+    cfg_path = a / ".vaultsync/config.toml"
+
+    def device() -> str:
+        return str(tomllib.loads(cfg_path.read_text())["device_id"])
+
+    before = device()
+    legacy = config_mod.legacy_binding(str(a))
+    cfg_path.write_text(cfg_path.read_text().replace(config_mod.binding(str(a)), legacy))
+    assert do_sync(str(a)).exit_code == 0
+    assert device() == before and legacy not in cfg_path.read_text()
+    monkeypatch.setattr(socket, "gethostname", lambda: "renamed-by-dhcp")
+    report = do_sync(str(a))
+    assert report.exit_code == 0 and not report.notices
+    assert device() == before
+    shutil.copytree(a, tmp_path / "A2")  # a copy is still a new device
+    assert any("copied" in n for n in do_sync(str(tmp_path / "A2")).notices)
+
+
+def test_a_remote_inside_the_vault_is_refused(tmp_path: Path) -> None:
+    v = tmp_path / "v"
+    write(v / "note.md", "n\n")
+    res = run_cli("init", "--remote", "./repo", cwd=v)
+    assert res.code == 2 and "inside the vault" in res.err and not (v / ".vaultsync").exists()
+    assert run_cli("init", "--remote", str(tmp_path / "R"), cwd=v).code == 0
+    config = v / ".vaultsync/config.toml"
+    config.write_text(config.read_text().replace(str(tmp_path / "R"), str(v / "sub/repo")))
+    res = sync(v)
+    assert res.code == 2 and "inside the vault" in res.err and not (v / "sub").exists()
+
+
+def test_a_malformed_head_file(tmp_path: Path) -> None:
+    """Its own malformed head does not stop a device: it publishes it again. Another
+    device's is an integrity error (exit 5) that says which file, and what to do."""
+    import tomllib
+
+    a, remote, b = two_devices(tmp_path)
+    device = tomllib.loads((a / ".vaultsync/config.toml").read_text())["device_id"]
+    head = remote / "heads" / device
+    good = head.read_bytes()
+    head.write_bytes(b"garbage")
+    res = sync(b)
+    assert res.code == 5 and f"heads/{device}" in res.err and "remove" in res.err
+    res = sync(a)
+    assert res.code == 0 and "published again" in res.out, res.out + res.err
+    assert head.read_bytes() == good
+    assert sync(b).code == 0

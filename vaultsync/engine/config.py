@@ -26,9 +26,28 @@ def default_device_name() -> str:
     return "".join(c if c.isalnum() or c in "-_" else "-" for c in name)[:40]
 
 
+def machine_id() -> str:
+    """This machine, lastingly: systemd's machine id (a host name can change with the
+    network or the container), else the host name."""
+    for path in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
+        try:
+            with open(path, encoding="ascii") as f:
+                text = f.read().strip()
+        except (OSError, ValueError):
+            continue
+        if text:
+            return text
+    return socket.gethostname()
+
+
 def binding(root: str) -> str:
     """What ties a device id to one folder on one machine: copying `.vaultsync/`
     elsewhere changes it, and the copy registers as a new device."""
+    return f"{machine_id()}:{os.path.realpath(root)}"
+
+
+def legacy_binding(root: str) -> str:
+    """The binding vaults recorded before machine ids (host name and path)."""
     return f"{socket.gethostname()}:{os.path.realpath(root)}"
 
 

@@ -58,6 +58,7 @@ def init(root: str, remote: str | None, device_name: str | None) -> Report:
     url = ""
     if remote:
         url = normalize_url(remote)
+        Vault(root).check_remote_outside(url)
         store, _ = open_remote(url)
         try:
             if store.exists() and store.stat("vaultsync.json") is not None:
@@ -90,13 +91,20 @@ def clone(url: str, dest: str, device_name: str | None) -> Report:
     pull) is resumed by running it again."""
     dest = os.path.abspath(dest)
     url = normalize_url(url)
+    Vault(dest).check_remote_outside(url)
     if os.path.exists(dest) and (not os.path.isdir(dest) or os.listdir(dest)):
-        if _unfinished_clone(dest, url):
+        state = _earlier_clone(dest, url)
+        if state == "unfinished":
             report = pull(dest)
             report.command = "clone"
             report.notices.insert(0, f"resumed the interrupted clone into {dest}")
             return report
-        raise UsageError(f"{dest} exists and is not empty; clone into a new or empty folder")
+        if state == "finished":
+            raise UsageError(f"{dest} is already a vault of {display_url(url)}; sync it with "
+                             f"'vaultsync -C {dest} sync'")
+        if state != "empty":
+            raise UsageError(f"{dest} exists and is not empty; clone into a new or empty "
+                             "folder")
     store, _ = open_remote(url)
     try:
         Repository.open(store)  # fail before creating anything locally
@@ -115,15 +123,20 @@ def clone(url: str, dest: str, device_name: str | None) -> Report:
     return report
 
 
-def _unfinished_clone(dest: str, url: str) -> bool:
-    """Whether `dest` is a vault of `url` whose first pull never finished (no base)."""
+def _earlier_clone(dest: str, url: str) -> str:
+    """What an earlier clone of `url` left in `dest`: "unfinished" (a vault of `url` that
+    never finished its first pull), "finished", "empty" (killed before its config was
+    written: only an empty state folder), or "" (something else)."""
+    if os.listdir(dest) == [STATE_DIR] and not os.path.exists(
+            os.path.join(dest, STATE_DIR, "config.toml")):
+        return "empty"
     if not os.path.isfile(os.path.join(dest, STATE_DIR, "config.toml")):
-        return False
+        return ""
     vault = Vault.find(dest)
     try:
         if vault.config.remote != url:
-            return False
-        return vault.state.base is None
+            return ""
+        return "unfinished" if vault.state.base is None else "finished"
     finally:
         vault.close()
 

@@ -160,6 +160,7 @@ class Session:
                 raise NoRemote(
                     f"{self.vault.root} has no remote; set one with 'vaultsync init --remote URL'"
                 )
+            self.vault.check_remote_outside(cfg.remote)
             self.store, self.report.traffic = open_remote(cfg.remote, cfg.remote_options)
             self.repo = Repository.open(self.store, cache=self.vault.state,
                                         transfers=transfers_setting())
@@ -189,8 +190,8 @@ class Session:
         self.report.notices.append(
             f"the repository at {display_url(self.vault.config.remote)} is not the one this "
             "vault last synced with (it was recreated, or the remote changed): joining it "
-            "with an empty base; nothing is deleted, versions that differ are kept side by "
-            "side")
+            "with an empty base: files with equal bytes are one file, versions that differ "
+            "are kept side by side")
         self._rejoin = True
         if persist:
             state.forget_remote(current)
@@ -233,13 +234,16 @@ class Session:
         this vault's history the remote still holds (or none: a join)."""
         heads = self.heads()
         lineage = self.repo.lineage
-        if base is None or base in heads.values() or any(
-                base in lineage.ancestors(h) for h in heads.values()):
+        if base is None:
+            return None
+        held = base in heads.values() or any(
+            base in lineage.ancestors(h) for h in heads.values())
+        if held and not self.repo.malformed_own_head:
             return base
-        own = heads.get(self.device)
-        if self.store.stat(f"snapshots/{base}") is not None:
+        if held or self.store.stat(f"snapshots/{base}") is not None:
+            own = heads.get(self.device)
             if persist and (own is None or own in lineage.ancestors(base)):
-                self.repo.write_head(self.device, base)
+                self.repo.write_head(self.device, base)  # published again
                 self._heads = None
             return base
         try:
@@ -368,7 +372,10 @@ class Session:
     def heads(self) -> dict[str, ObjectId]:
         """The remote's heads, read once per run (step 3: one LIST, a few tiny GETs)."""
         if self._heads is None:
-            self._heads = self.repo.read_heads()
+            self._heads = self.repo.read_heads(own=self.device)
+            if self.repo.malformed_own_head:
+                self.report.notices.append("this device's head on the remote was malformed: "
+                                           "it is published again")
         return self._heads
 
     def close(self) -> None:

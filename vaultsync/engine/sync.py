@@ -165,7 +165,7 @@ def check_safety(scan: ScanResult, base_flat: Flat, deletes: int, max_delete: fl
     if base_files and deletes * 100 > max_delete * base_files:
         raise SafetyStop(
             f"this run would delete {deletes} of {base_files} files "
-            f"({deletes * 100 // base_files}%, over --max-delete {max_delete:g}%); "
+            f"({deletes * 100 / base_files:.3g}%, over --max-delete {max_delete:g}%); "
             "nothing was written. Check the vault, then use --max-delete or --force"
         )
 

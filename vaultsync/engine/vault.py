@@ -11,9 +11,15 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import replace
 
-from vaultsync.engine.config import VaultConfig, binding, new_device_id, parse_config
+from vaultsync.engine.config import (
+    VaultConfig,
+    binding,
+    legacy_binding,
+    new_device_id,
+    parse_config,
+)
 from vaultsync.engine.state import State, is_damage
-from vaultsync.errors import ConfigError, LockHeld, NotAVault, StateDamaged
+from vaultsync.errors import ConfigError, LockHeld, NotAVault, StateDamaged, UsageError
 from vaultsync.model import STATE_DIR
 
 TRASH = "trash"
@@ -92,6 +98,10 @@ class Vault:
         memory only for a run that keeps no state: a dry run, status)."""
         cfg = self.config
         here = binding(self.root)
+        if cfg.bound_to == legacy_binding(self.root) != here:  # recorded before machine ids
+            if not self.read_only:
+                self.save_config(replace(cfg, bound_to=here))
+            return
         if cfg.bound_to != here:
             renewed = replace(cfg, device_id=new_device_id(), bound_to=here)
             if self.read_only:
@@ -104,6 +114,16 @@ class Vault:
                 "this vault's state was copied from another folder or machine: "
                 "registered as a new device"
             )
+
+    def check_remote_outside(self, url: str) -> None:
+        """A directory remote inside the vault would sync the repository into itself."""
+        if not url.startswith("file://"):
+            return
+        remote = os.path.realpath(url[len("file://"):])
+        root = os.path.realpath(self.root)
+        if remote == root or remote.startswith(root + os.sep):
+            raise UsageError(f"the remote {remote} is inside the vault {root}: it would be "
+                             "synced into itself; put the repository outside the vault")
 
     # ---- state and lock --------------------------------------------------------------
     @property
@@ -150,8 +170,8 @@ class Vault:
             raise StateDamaged(f"local state database {path} is damaged ({why}) and cannot "
                                f"be moved aside: {exc.strerror}") from None
         return (f"the local state database was damaged or unreadable ({why}); it was moved "
-                f"to {aside} and this vault re-joins the repository: nothing is deleted, "
-                "and versions that differ are kept side by side")
+                f"to {aside} and this vault re-joins the repository: files with equal bytes are "
+                "one file, versions that differ are kept side by side")
 
     def lock(self) -> Vault:
         fd = os.open(os.path.join(self.meta, "lock"), os.O_RDWR | os.O_CREAT, 0o644)

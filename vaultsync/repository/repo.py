@@ -96,6 +96,7 @@ class Repository:
         self._index: dict[ObjectId, BlobRef] | None = None
         # the snapshot graph, read through parent links (answers kept for this object's life)
         self.lineage = Lineage(lambda sid: self.get_snapshot(sid).parents)
+        self.malformed_own_head = False
         # parallel pack transfers: the store's sensible number unless told otherwise
         self.transfers = max(1, min(32, transfers or store.capabilities.connections))
         self._pool: ThreadPoolExecutor | None = None
@@ -246,16 +247,29 @@ class Repository:
         return self.lineage.ancestors(sid)
 
     # ---- heads -----------------------------------------------------------------------
-    def read_heads(self) -> dict[str, ObjectId]:
+    def read_heads(self, own: str | None = None) -> dict[str, ObjectId]:
+        """Every device's head. A malformed head stops the run (a repository no device can
+        read must be looked at), except `own`'s, which is left out: that device publishes
+        it again on its next commit (`malformed_own_head` says so)."""
         heads = {}
+        self.malformed_own_head = False
         for info in self.store.list("heads/"):
             device = info.name.split("/", 1)[1]
             if not DEVICE_RE.match(device):
                 continue
             stored = self.store.get(info.name)
-            doc = json.loads(codec.decode(stored, MAX_HEAD, f"head {device}").decode() or "null")
+            try:
+                doc = json.loads(codec.decode(stored, MAX_HEAD, f"head {device}").decode()
+                                 or "null")
+            except (IntegrityError, ValueError):
+                doc = None
             if not isinstance(doc, dict) or not is_object_id(doc.get("snapshot")):
-                raise IntegrityError(f"head of device {device} is malformed")
+                if device == own:
+                    self.malformed_own_head = True
+                    continue
+                raise IntegrityError(
+                    f"the head of device {device[:8]} ({info.name}) is malformed; remove "
+                    "that file: the device publishes its head again on its next sync")
             heads[device] = doc["snapshot"]
         return heads
 
