@@ -59,8 +59,10 @@ def test_cli_end_to_end(kind: str, backends: Callable[[str], Backend], tmp_path:
     (a / "Café.md").unlink()
     (a / "new.md").write_text("new on the laptop")
     doc = json.loads(ok(run_cli("sync", "--json", cwd=c)).out)
-    assert doc["traffic"]["requests_up"] > 0 and doc["moved"] == 0
-    ok(run_cli("sync", cwd=a))
+    assert doc["traffic"]["requests_up"] > 0
+    assert (doc["uploaded"], doc["moved"], doc["deleted_remotely"]) == (1, 1, 0)  # a move
+    doc = json.loads(ok(run_cli("sync", "--json", cwd=a)).out)
+    assert (doc["moved"], doc["deleted"], doc["downloaded"]) == (1, 0, 1)  # a rename here
     ok(run_cli("sync", cwd=c))
     assert tree_state(c) == tree_state(a)
     assert (a / "Journal").is_dir() and not (c / "Café.md").exists()

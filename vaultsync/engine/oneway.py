@@ -58,9 +58,9 @@ def init(root: str, remote: str | None, device_name: str | None) -> Report:
     url = ""
     if remote:
         url = normalize_url(remote)
-        Vault(root).check_remote_outside(url)
         store, _ = open_remote(url)
         try:
+            Vault(root).check_remote_outside(url)
             if store.exists() and store.stat("vaultsync.json") is not None:
                 Repository.open(store)
                 report.notices.append(f"joined the existing repository at {display_url(url)}")
@@ -91,7 +91,6 @@ def clone(url: str, dest: str, device_name: str | None) -> Report:
     pull) is resumed by running it again."""
     dest = os.path.abspath(dest)
     url = normalize_url(url)
-    Vault(dest).check_remote_outside(url)
     if os.path.exists(dest) and (not os.path.isdir(dest) or os.listdir(dest)):
         state = _earlier_clone(dest, url)
         if state == "unfinished":
@@ -107,6 +106,7 @@ def clone(url: str, dest: str, device_name: str | None) -> Report:
                              "folder")
     store, _ = open_remote(url)
     try:
+        Vault(dest).check_remote_outside(url)
         Repository.open(store)  # fail before creating anything locally
     finally:
         store.close()

@@ -160,8 +160,8 @@ class Session:
                 raise NoRemote(
                     f"{self.vault.root} has no remote; set one with 'vaultsync init --remote URL'"
                 )
-            self.vault.check_remote_outside(cfg.remote)
             self.store, self.report.traffic = open_remote(cfg.remote, cfg.remote_options)
+            self.vault.check_remote_outside(cfg.remote)
             self.repo = Repository.open(self.store, cache=self.vault.state,
                                         transfers=transfers_setting())
             if write:
