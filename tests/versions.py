@@ -16,7 +16,9 @@ The invariant, checked after every step of the model and at the end:
    or in a conflict copy) unless it was superseded;
 2. deletes only where seen: a version leaves a device (its disk, or the stash of files
    its vault lost) only if it was superseded; a sync never removes a version the other
-   side has not seen;
+   side has not seen. One exception, from design.md: a pull may replace a version that a
+   newest head of the device's repository holds ("local versions the remote does not
+   have are kept beside it"): the repository still has it for the next sync;
 3. no resurrection: a superseded version that no device holds and no newest head of any
    repository holds (it is dead) never comes back.
 """
