@@ -221,7 +221,8 @@ class Model:
     def must_stop(self, d: Device, cmd: str, force: bool) -> bool:
         """design.md: every command that commits deletes stops (exit 4, nothing written)
         when the vault is empty but its base is not, unless forced."""
-        return (cmd in ("sync", "push") and not force and d.lost
+        empty = d.root.is_dir() and all(p.name == STATE_DIR for p in d.root.iterdir())
+        return (cmd in ("sync", "push") and not force and empty
                 and self.reader.base_files(d.root, self.url(d)) > 0)
 
     def own_head(self, d: Device) -> bytes | None:
@@ -237,10 +238,11 @@ class Model:
             assert code == 7, f"{where}: a full disk is exit 7 (local), not {code}: {message}"
         if code == 7:
             assert "local" in message, f"{where}: exit 7 must say the failure is local: {message}"
-        if must_stop:
-            assert code == 4, (f"{where}: the vault lost all its files and its base is not "
-                               f"empty, yet {cmd} did not stop (exit {code})")
-        if code == 4:
+        if must_stop:  # on a full disk, failing first (exit 7, nothing committed) is a stop too
+            assert code == 4 or (code == 7 and d.full), (
+                f"{where}: the vault lost all its files and its base is not empty, yet {cmd} "
+                f"did not stop (exit {code})")
+        if code == 4 or must_stop:
             assert self.own_head(d) == own, f"{where}: a stopped run wrote this device's head"
 
     def command(self, d: Device, cmd: str) -> int:
