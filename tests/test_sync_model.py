@@ -90,6 +90,7 @@ class Device:
     remote: str = "R"
     unreadable: dict[str, int] = field(default_factory=dict)  # path -> mode before chmod 000
     faults: dict[str, str] = field(default_factory=dict)  # path -> injected read fault
+    mtimes: dict[str, tuple[int, bytes]] = field(default_factory=dict)  # before the fault
     lost: bool = False
     full: bool = False
 
@@ -446,6 +447,7 @@ def unreadable(m: Model, i: int, rel: str, how: str) -> None:
         d.faults[rel] = how
         READ_FAULTS[os.path.abspath(p)] = how
         st_ = p.stat()
+        d.mtimes[rel] = (st_.st_mtime_ns, p.read_bytes())
         os.utime(p, ns=(st_.st_atime_ns, st_.st_mtime_ns))  # new ctime: the next scan reads it
 
 
@@ -459,7 +461,11 @@ def readable(m: Model, i: int) -> None:
     d.unreadable.clear()
     for path in d.read_faults():
         READ_FAULTS.pop(path, None)
+    for rel, (mtime_ns, data) in d.mtimes.items():  # what kept touching it is done
+        if (d.root / rel).is_file() and (d.root / rel).read_bytes() == data:
+            os.utime(d.root / rel, ns=(mtime_ns, mtime_ns))
     d.faults.clear()
+    d.mtimes.clear()
 
 
 @action("lose", DEV)
