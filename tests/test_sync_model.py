@@ -666,3 +666,49 @@ def test_devices_converge_and_never_lose_a_version(skews: tuple[int, int, int],
             for d in m.devices:
                 readable(m, d.index)
             m.close()
+
+
+# ---- the adversary's own check: a fault that silently does nothing finds nothing ------------
+
+
+def test_every_fault_reaches_vaultsync(tmp_path: Path) -> None:
+    """A skewed clock dates snapshots; chmod 000, an injected read error and a file that
+    keeps changing make the scan skip the path; a signal lands mid-run; a full disk
+    fails a run with exit 7."""
+    with World():
+        m = Model(tmp_path, (0, -86_400, 0))
+        try:
+            m.setup()
+            reader_repo = m.reader._open(m.url(m.devices[0]))
+            for i in (0, 1):
+                edit(m, i, "b.md" if i else "e/f.md")
+                assert m.run(m.devices[i], "sync") in (0, 1)
+            heads = reader_repo.read_heads()
+            times = [reader_repo.get_snapshot(heads[m.devices[i].device_id()]).time_ns
+                     for i in (0, 1)]
+            assert 86_000 < (times[0] - times[1]) / 1e9 < 86_800, "r1's clock is a day behind"
+
+            d = m.devices[0]
+            for rel, how in (("a.md", "chmod"), ("d", "chmod"), ("e/f.md", "eio")):
+                unreadable(m, 0, rel, how)
+            edit(m, 0, "b.md")
+            unreadable(m, 0, "b.md", "churn")
+            with acting_as(d.skew_ns):
+                report = sync_module.sync(str(d.root))
+            skipped = {path for path, _reason in report.skipped}
+            assert {"a.md", "e/f.md", "b.md"} <= skipped and any(p.startswith("d") for p in skipped)
+            readable(m, 0)
+
+            res = run_cli(["-C", str(d.root), "sync"], skew_ns=0, read_faults={},
+                          signal_at=10, sig=signal.SIGKILL, scratch=tmp_path)
+            assert res.fired and res.code == -signal.SIGKILL
+
+            fill(m, 0, 0)
+            if d.full:
+                edit(m, 1, "a.md")
+                assert m.run(m.devices[1], "sync") in (0, 1)
+                assert m.run(d, "sync") == 7
+        finally:
+            for dev in m.devices:
+                readable(m, dev.index)
+            m.close()
