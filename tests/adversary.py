@@ -474,27 +474,38 @@ class RepositoryReader:
         finally:
             repo.store.close()
 
-    def base_files(self, root: Path, url: str) -> int:
-        """How many files the vault's base snapshot has, as this repository knows it
-        (0 if it has no base, or the repository does not know it: then a sync is a join)."""
+    def base_files(self, root: Path, url: str) -> dict[str, tuple[str, ...]]:
+        """path -> chunk ids of every file in the vault's base snapshot, as this repository
+        knows it (none if there is no base, or the repository does not know it: then a
+        sync is a join)."""
         from vaultsync.engine.state import State
         from vaultsync.errors import VaultsyncError
+        from vaultsync.model import flatten
 
         db = root / STATE_DIR / "state.db"
         if not db.is_file():
-            return 0
+            return {}
         state = State(str(db))
         try:
             base = state.base
         finally:
             state.close()
         if base is None:
-            return 0
+            return {}
         repo = self._open(url)
         try:
-            return int(repo.get_snapshot(base).files)
+            flat = flatten(repo.get_snapshot(base).tree, repo.get_tree)
         except VaultsyncError:
-            return 0
+            return {}
+        finally:
+            repo.store.close()
+        return {k: tuple(e.chunks) for k, e in flat.items() if not e.is_dir}
+
+    def chunks_of(self, url: str, data: bytes) -> tuple[str, ...]:
+        """The chunk ids this repository gives these bytes."""
+        repo = self._open(url)
+        try:
+            return self.chunk_ids(repo, data)
         finally:
             repo.store.close()
 

@@ -220,11 +220,19 @@ class Model:
         return report.exit_code, ""
 
     def must_stop(self, d: Device, cmd: str, force: bool) -> bool:
-        """design.md: every command that commits deletes stops (exit 4, nothing written)
-        when the vault is empty but its base is not, unless forced."""
-        empty = d.root.is_dir() and all(p.name == STATE_DIR for p in d.root.iterdir())
-        return (cmd in ("sync", "push") and not force and empty
-                and self.reader.base_files(d.root, self.url(d)) > 0)
+        """design.md, "Safety stops": every command that commits deletes stops (exit 4,
+        nothing written) unless forced, when the vault is empty but its base is not, or
+        when it would delete more than 50% of the base's files (moves excluded). The model
+        expects it when every base file is gone and whatever the vault holds is new (no
+        file there has the bytes of a base file, so nothing is a move)."""
+        if cmd not in ("sync", "push") or force:
+            return False
+        url = self.url(d)
+        base = self.reader.base_files(d.root, url)
+        if not base or any(os.path.lexists(d.root / p) for p in base):
+            return False
+        here = {self.reader.chunks_of(url, data) for data in files_under(d.root).values()}
+        return not here & set(base.values())
 
     def own_head(self, d: Device) -> bytes | None:
         return heads_bytes(self.remotes[d.remote]).get(d.device_id() or "")
@@ -479,6 +487,16 @@ def lose(m: Model, i: int) -> None:
         if entry.name != STATE_DIR:
             entry.rename(d.stash / entry.name)
     d.lost = True
+
+
+@action("stray", DEV, PATH)
+def stray(m: Model, i: int, path: str) -> None:
+    """A note is written into a vault that lost its files (an app saving into the empty
+    mount point): the vault is not empty, but it lost most of its files."""
+    d = m.devices[i]
+    if d.lost and not d.full and not blocked(d.root, d.root / path):
+        data = f"{i} wrote {path} into a lost vault at step {m.step}".encode()
+        m.v.write(d.root / path, data, CLOCK.now_ns(d.skew_ns), d.name)
 
 
 @action("remount", DEV)
