@@ -180,8 +180,8 @@ class Model:
     def setup(self) -> None:
         d0 = self.devices[0]
         d0.root.mkdir(parents=True)
-        self.v.write(d0.root / "a.md", b"initial a", CLOCK.now_ns(d0.skew_ns), d0.name)
-        self.v.write(d0.root / "d/c.md", b"initial c", CLOCK.now_ns(d0.skew_ns), d0.name)
+        self.v.write(d0.root, "a.md", b"initial a", CLOCK.now_ns(d0.skew_ns), d0.name)
+        self.v.write(d0.root, "d/c.md", b"initial c", CLOCK.now_ns(d0.skew_ns), d0.name)
         with acting_as(d0.skew_ns):
             oneway.init(str(d0.root), str(self.remotes["R"]), d0.name)
             sync_module.sync(str(d0.root))
@@ -356,18 +356,29 @@ def edit(m: Model, i: int, path: str) -> None:
     target = d.root / path
     if d.can_touch(path) and not d.full and not blocked(d.root, target):
         data = f"{i} wrote {path} at step {m.step}".encode()
-        m.v.write(target, data, CLOCK.now_ns(d.skew_ns), d.name)
+        m.v.write(d.root, path, data, CLOCK.now_ns(d.skew_ns), d.name)
 
 
 @action("revert", DEV, PATH, st.integers(0, 50))
 def revert(m: Model, i: int, path: str, k: int) -> None:
     """Write a dead version's bytes back (undo, a copy from a backup): the ABA case that
-    only the merge base, never a clock, gets right."""
+    only the right merge base, never a clock, gets right.
+
+    Not when some device's base holds those bytes at that path: merges compare bytes
+    (design.md, "Merge rules"), so for that device the path would be unchanged on the
+    reverting side, and its own edit, made having seen those bytes, rightly wins."""
     d = m.devices[i]
     target = d.root / path
-    dead = sorted(m.v.dead)
-    if dead and d.can_touch(path) and not d.full and not blocked(d.root, target):
-        m.v.write(target, dead[k % len(dead)], CLOCK.now_ns(d.skew_ns), d.name)
+    dead = [v for v in m.v.at(path) if v in m.v.dead] or sorted(m.v.dead)  # undo, else any
+    if not dead or not d.can_touch(path) or d.full or blocked(d.root, target):
+        return
+    data = dead[-1 - k % len(dead)]
+    for other in m.devices:
+        url = m.url(other)
+        chunks = m.reader.base_files(other.root, url).get(path)
+        if chunks is not None and chunks == m.reader.chunks_of(url, data):
+            return
+    m.v.write(d.root, path, data, CLOCK.now_ns(d.skew_ns), d.name)
 
 
 @action("delete", DEV, PATH, weight=2)
@@ -496,7 +507,7 @@ def stray(m: Model, i: int, path: str) -> None:
     d = m.devices[i]
     if d.lost and not d.full and not blocked(d.root, d.root / path):
         data = f"{i} wrote {path} into a lost vault at step {m.step}".encode()
-        m.v.write(d.root / path, data, CLOCK.now_ns(d.skew_ns), d.name)
+        m.v.write(d.root, path, data, CLOCK.now_ns(d.skew_ns), d.name)
 
 
 @action("remount", DEV)

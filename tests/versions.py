@@ -35,11 +35,17 @@ class Versions:
         self.written: dict[bytes, str] = {}  # version -> where and when it was written
         self.superseded: dict[bytes, str] = {}  # version -> who replaced or deleted it
         self.dead: set[bytes] = set()
+        self.history: dict[str, list[bytes]] = {}  # path in its vault -> versions written there
+
+    def at(self, rel: str) -> list[bytes]:
+        """The versions users wrote at this path of their vaults, oldest first."""
+        return list(self.history.get(rel, []))
 
     # ---- what users do (the only way a version is written or superseded) ---------------
-    def write(self, path: Path, data: bytes, mtime_ns: int, who: str) -> None:
-        """A user writes `data`: new bytes, or (a revert) the bytes of a dead version,
-        which is then a live version again."""
+    def write(self, root: Path, rel: str, data: bytes, mtime_ns: int, who: str) -> None:
+        """A user writes `data` at `rel` in the vault `root`: new bytes, or (a revert)
+        the bytes of a dead version, which is then a live version again."""
+        path = root / rel
         assert data not in self.written or data in self.dead, "bytes of a version still around"
         self.dead.discard(data)
         self.superseded.pop(data, None)
@@ -49,6 +55,7 @@ class Versions:
         path.write_bytes(data)
         os.utime(path, ns=(mtime_ns, mtime_ns))
         self.written.setdefault(data, f"{who}: {path.name}")
+        self.history.setdefault(rel, []).append(data)
 
     def delete(self, path: Path, who: str) -> None:
         self._supersede(path.read_bytes(), f"{who} deleted it")
