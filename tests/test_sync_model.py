@@ -364,9 +364,11 @@ def revert(m: Model, i: int, path: str, k: int) -> None:
     """Write a dead version's bytes back (undo, a copy from a backup): the ABA case that
     only the right merge base, never a clock, gets right.
 
-    Not when some device's base holds those bytes at that path: merges compare bytes
+    Not when some device's base holds those bytes (at any path): merges compare bytes
     (design.md, "Merge rules"), so for that device the path would be unchanged on the
-    reverting side, and its own edit, made having seen those bytes, rightly wins."""
+    reverting side, and its own edit, made having seen those bytes, rightly wins; or
+    the bytes at a new path would pair with a deleted base path as a move, which an
+    edit on the other side follows."""
     d = m.devices[i]
     target = d.root / path
     dead = [v for v in m.v.at(path) if v in m.v.dead] or sorted(m.v.dead)  # undo, else any
@@ -375,8 +377,7 @@ def revert(m: Model, i: int, path: str, k: int) -> None:
     data = dead[-1 - k % len(dead)]
     for other in m.devices:
         url = m.url(other)
-        chunks = m.reader.base_files(other.root, url).get(path)
-        if chunks is not None and chunks == m.reader.chunks_of(url, data):
+        if m.reader.chunks_of(url, data) in m.reader.base_files(other.root, url).values():
             return
     m.v.write(d.root, path, data, CLOCK.now_ns(d.skew_ns), d.name)
 
