@@ -179,7 +179,6 @@ def uninstall_read_faults() -> None:
 
 _CAP_VERSION_3 = 0x20080522
 _DAC = (1 << 1) | (1 << 2)  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
-_SYS_CAPGET, _SYS_CAPSET = 125, 126  # x86_64
 
 
 class _CapHeader(ctypes.Structure):
@@ -198,26 +197,14 @@ def _thread_dac(enable: bool) -> bool:
     """Raise or drop CAP_DAC_* in this thread's effective set (capabilities are per
     thread on Linux); returns whether they were effective before."""
     hdr, data = _CapHeader(_CAP_VERSION_3, 0), (_CapData * 2)()
-    if _libc.syscall(_SYS_CAPGET, ctypes.byref(hdr), data) != 0:
+    if _libc.capget(ctypes.byref(hdr), data) != 0:
         raise OSError(ctypes.get_errno(), "capget")
     before = data[0].effective & _DAC == _DAC
     data[0].effective = (data[0].effective | _DAC) if enable else (data[0].effective & ~_DAC)
     hdr = _CapHeader(_CAP_VERSION_3, 0)
-    if _libc.syscall(_SYS_CAPSET, ctypes.byref(hdr), data) != 0:
+    if _libc.capset(ctypes.byref(hdr), data) != 0:
         raise OSError(ctypes.get_errno(), "capset")
     return before
-
-
-def permissions_bite() -> bool:
-    """Whether `chmod 000` can make a file unreadable for the product here."""
-    if os.geteuid() != 0:
-        return True
-    try:
-        was = _thread_dac(False)
-        _thread_dac(was)
-        return True
-    except OSError:
-        return False
 
 
 @contextlib.contextmanager
