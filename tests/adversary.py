@@ -31,6 +31,7 @@ import itertools
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -388,6 +389,22 @@ def heads_bytes(remote: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(heads.iterdir()) if p.is_file()}
 
 
+def base_of(root: Path) -> str | None:
+    """The vault's base snapshot id, read from state.db without writing to it (the
+    vault's disk may be full)."""
+    db = root / STATE_DIR / "state.db"
+    if not db.is_file():
+        return None
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        row = con.execute("SELECT value FROM meta WHERE key = 'base'").fetchone()
+    except sqlite3.Error:
+        return None
+    finally:
+        con.close()
+    return str(row[0]) if row and row[0] else None
+
+
 class RepositoryReader:
     """What a repository's newest heads hold, read with vaultsync's own decoders but
     none of its sync logic. Object caches are kept per repository id, so a recreated
@@ -465,18 +482,10 @@ class RepositoryReader:
         """path -> chunk ids of every file in the vault's base snapshot, as this repository
         knows it (none if there is no base, or the repository does not know it: then a
         sync is a join)."""
-        from vaultsync.engine.state import State
         from vaultsync.errors import VaultsyncError
         from vaultsync.model import flatten
 
-        db = root / STATE_DIR / "state.db"
-        if not db.is_file():
-            return {}
-        state = State(str(db))
-        try:
-            base = state.base
-        finally:
-            state.close()
+        base = base_of(root)
         if base is None:
             return {}
         repo = self._open(url)

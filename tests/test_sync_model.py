@@ -393,7 +393,7 @@ def delete(m: Model, i: int, path: str) -> None:
 def rename(m: Model, i: int, src: str, dst: str) -> None:
     d = m.devices[i]
     if (src != dst and d.can_touch(src) and d.can_touch(dst) and (d.root / src).is_file()
-            and not blocked(d.root, d.root / dst)):
+            and not blocked(d.root, d.root / dst) and not d.full):
         m.v.rename(d.root / src, d.root / dst, d.name)
 
 
@@ -516,7 +516,7 @@ def remount(m: Model, i: int) -> None:
     """The lost files come back; where a path is taken by other bytes meanwhile, the
     user puts the old file beside it."""
     d = m.devices[i]
-    if not d.lost:
+    if not d.lost or d.full:  # folders to make on a full disk: later
         return
     for rel, data in sorted(files_under(d.stash).items()):
         dst = d.root / rel
