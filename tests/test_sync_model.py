@@ -492,7 +492,7 @@ def readable(m: Model, i: int) -> None:
 def lose(m: Model, i: int) -> None:
     """The vault loses every file (an unmounted folder: only .vaultsync/ is left)."""
     d = m.devices[i]
-    if d.lost or d.unreadable or d.faults:
+    if d.lost or d.unreadable or d.faults or d.full:
         return
     d.stash.mkdir(parents=True, exist_ok=True)
     for entry in sorted(d.root.iterdir()):
