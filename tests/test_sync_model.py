@@ -501,13 +501,16 @@ def lose(m: Model, i: int) -> None:
     d.lost = True
 
 
-@action("stray", DEV, PATH)
-def stray(m: Model, i: int, path: str) -> None:
-    """A note is written into a vault that lost its files (an app saving into the empty
-    mount point): the vault is not empty, but it lost most of its files."""
+@action("stray", DEV)
+def stray(m: Model, i: int) -> None:
+    """An app saves a new file into a vault that lost its files (the empty mount point):
+    the vault is not empty, but it lost most of its files. (A new name: at a lost file's
+    path it would be an edit, and a vault of two notes that lost one and had the other
+    rewritten lost 50%, which design.md's --max-delete lets through.)"""
     d = m.devices[i]
-    if d.lost and not d.full and not blocked(d.root, d.root / path):
-        data = f"{i} wrote {path} into a lost vault at step {m.step}".encode()
+    if d.lost and not d.full:
+        path = f"stray-{m.step}.md"
+        data = f"{i} wrote {path} into a lost vault".encode()
         m.v.write(d.root, path, data, CLOCK.now_ns(d.skew_ns), d.name)
 
 
