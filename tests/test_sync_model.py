@@ -4,7 +4,14 @@ syncs, pushes and pulls (some concurrent), and the edges of design.md ("Edges",
 files, a recreated or re-pointed repository, a re-join, kills, a full disk. After the
 faults are lifted and everyone syncs twice, all devices are identical, a fresh clone
 equals them, `verify` finds nothing, and no version was lost (tests/versions.py states
-the invariant; it is checked after every step too).
+the invariant; it is checked after every step too). Every run is also held to the
+command line's contract: exit 0, 1 or 4 (7 on a full disk, saying "local"), never a
+traceback; the safety stop where design.md requires it (every file of the base gone and
+nothing moved: exit 4, this device's head unchanged); SIGTERM exits 130 and leaves no
+temporary files.
+
+Runs are reproducible: a virtual clock and fixed device ids (tests/adversary.py), and
+kills at the N-th call into vaultsync rather than after a delay.
 
 The actions are the table ACTIONS below; the world they act on (clocks, privileges,
 read faults, disks, killable runs) is tests/adversary.py.

@@ -2,13 +2,13 @@
 
 A *version* is a content some device's user wrote. Every write in the model writes bytes
 never written before, or (a revert: undo, a copy from a backup) the bytes of a dead
-version, which no device and no newest head holds any more; so at any moment a version
-is its bytes. A version is *superseded* when a
-device replaced or deleted it having seen exactly that content: its user overwrote it,
-deleted it, or renamed another file over it; or its user confirmed with `--force` that
-files its vault lost are deleted (design.md, "Safety stops": a forced run over an
-emptied vault is a real delete the device saw). Nothing else supersedes a version: not
-a skipped path, a wrong clock, a lost mount, a recreated repository, a re-join, a kill.
+version that no device's base holds; so at any moment a version is its bytes. A version
+is *superseded* when a device replaced or deleted it having seen exactly that content:
+its user overwrote it, deleted it, or renamed another file over it; or its user
+confirmed with `--force` that the files its vault lost are deleted (design.md, "Safety
+stops": a forced run over an emptied vault is a real delete the device saw). Nothing else
+supersedes a version: not a skipped path, a wrong clock, a lost mount, a recreated or
+re-pointed repository, a re-join, a kill, a full disk.
 
 The invariant, checked after every step of the model and at the end:
 
