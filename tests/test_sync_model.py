@@ -17,7 +17,7 @@ The actions are the table ACTIONS below; the world they act on (clocks, privileg
 read faults, disks, killable runs) is tests/adversary.py.
 
 Knobs (environment):
-  VAULTSYNC_MODEL_EXAMPLES  random examples to run (default 200: about a minute)
+  VAULTSYNC_MODEL_EXAMPLES  random examples to run (default 150: under two minutes)
   VAULTSYNC_MODEL_STEPS     most actions per example (default 30)
   VAULTSYNC_MODEL_ACTIONS   comma-separated action names to draw from (default: all)
   VAULTSYNC_MODEL_SKIP      comma-separated action names not to draw
@@ -65,7 +65,7 @@ from vaultsync.engine import sync as sync_module
 from vaultsync.errors import VaultsyncError
 from vaultsync.store.url import normalize_url
 
-EXAMPLES = int(os.environ.get("VAULTSYNC_MODEL_EXAMPLES", "200"))
+EXAMPLES = int(os.environ.get("VAULTSYNC_MODEL_EXAMPLES", "150"))
 STEPS = int(os.environ.get("VAULTSYNC_MODEL_STEPS", "30"))
 ONLY = {a for a in os.environ.get("VAULTSYNC_MODEL_ACTIONS", "").split(",") if a}
 SKIP = {a for a in os.environ.get("VAULTSYNC_MODEL_SKIP", "").split(",") if a}
