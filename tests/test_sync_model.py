@@ -726,6 +726,11 @@ SKEW = st.sampled_from(SKEWS)
 # version, which the other device never saw, with the other's (no conflict copy)
 @example(skews=(0, 0, 0), steps=[("edit", 0, "a.md"), ("edit", 1, "a.md"), ("race", 0, 1),
                                  ("pull", 0)])
+# Found by this test: a path unread across a re-join, then concurrent edits of it on two
+# other devices: the base version at the join comes back as a conflict copy
+@example(skews=(0, 0, 0), steps=[("edit", 0, "a.md"), ("unreadable", 0, "a.md", "chmod"),
+                                 ("rejoin", 0), ("edit", 1, "a.md"), ("edit", 2, "a.md"),
+                                 ("race", 1, 2), ("sync", 0)])
 def test_devices_converge_and_never_lose_a_version(skews: tuple[int, int, int],
                                                    steps: list[tuple[Any, ...]]) -> None:
     with World(), tempfile.TemporaryDirectory() as tmp:
