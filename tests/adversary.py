@@ -433,10 +433,10 @@ class RepositoryReader:
             self._chunks[key] = tuple(c.id for c in chunker.chunks(io.BytesIO(data)))
         return self._chunks[key]
 
-    def held(self, url: str, candidates: Iterable[bytes]) -> set[bytes]:
+    def held(self, url: str, candidates: Iterable[bytes], but: str | None = None) -> set[bytes]:
         """The candidates that a file in one of the repository's newest heads (a head
-        that is no other head's ancestor) holds. A head that names a missing snapshot,
-        tree or chunk is an AssertionError."""
+        that is no other head's ancestor) holds, the head of device `but` excepted. A
+        head that names a missing snapshot, tree or chunk is an AssertionError."""
         from vaultsync.errors import VaultsyncError
         from vaultsync.model import flatten
 
@@ -460,6 +460,7 @@ class RepositoryReader:
                             f"{exc}") from None
                 ancestry[sid] = seen - {sid}
             newest = {s for s in ancestry if not any(s in a for a in ancestry.values())}
+            newest -= {sid for device, sid in heads.items() if device == but}
             held_chunks: set[tuple[str, ...]] = set()
             for sid in sorted(newest):
                 try:

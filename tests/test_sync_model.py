@@ -275,8 +275,8 @@ class Model:
         now = {d.index: d.holdings() for d in self.devices}
         for d in self.devices:
             gone = self.v.vanished(self.held.get(d.index, set()), now[d.index])
-            if gone and d.index in self.pulled:  # design.md: pull may replace a version
-                gone -= self.reader.held(self.url(d), gone)  # that the remote has
+            if gone and d.index in self.pulled:  # pull may replace a version another
+                gone -= self.reader.held(self.url(d), gone, but=d.device_id())  # device has
             assert not gone, (f"step {self.step} ({what}): {d.name} no longer holds "
                               f"{self.v.describe(gone)}")
         held = set().union(*now.values())
@@ -440,6 +440,36 @@ def concurrent(m: Model, i: int, j: int) -> None:
         t.join(120)
     if errors:
         raise errors[0]
+
+
+@action("race", DEV, DEV)
+def race(m: Model, i: int, j: int) -> None:
+    """Two devices sync at the same moment, deterministically: each reads the heads
+    before the other writes its own (j syncs against a copy of the repository taken
+    before i's sync; then j's new objects and head are put into the repository)."""
+    a, b = m.devices[i], m.devices[j]
+    if i == j or a.remote != b.remote or a.full or b.full:
+        return
+    remote = m.remotes[a.remote]
+    mine, before = m.tmp / "race-i", m.tmp / "race-before"
+    shutil.copytree(remote, before)
+    m.command(a, "sync")
+    remote.rename(mine)
+    before.rename(remote)
+    try:
+        m.command(b, "sync")
+    finally:
+        theirs = m.tmp / "race-j"
+        remote.rename(theirs)
+        mine.rename(remote)
+        head = f"heads/{b.device_id()}"
+        for src in sorted(theirs.rglob("*")):
+            rel = src.relative_to(theirs).as_posix()
+            dst = remote / rel
+            if src.is_file() and (not dst.exists() or rel == head):
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, dst)
+        shutil.rmtree(theirs)
 
 
 @action("force", DEV, st.sampled_from(["sync", "push"]))
@@ -692,6 +722,15 @@ SKEW = st.sampled_from(SKEWS)
 @example(skews=(0, 0, 0), steps=[("recreate", 0), ("fill", 1, 0), ("sync", 1)])
 @example(skews=(0, 0, 0), steps=[("sync", 1), ("unreadable", 1, "a.md", "chmod"), ("fill", 1, 0),
                                  ("sync", 1)])
+# Found by this test: a pull over two diverged heads overwrites this device's own
+# version, which the other device never saw, with the other's (no conflict copy)
+@example(skews=(0, 0, 0), steps=[("edit", 0, "a.md"), ("edit", 1, "a.md"), ("race", 0, 1),
+                                 ("pull", 0)])
+# Found by this test: a path unread across a re-join, then concurrent edits of it on two
+# other devices: the base version at the join comes back as a conflict copy
+@example(skews=(0, 0, 0), steps=[("edit", 0, "a.md"), ("unreadable", 0, "a.md", "chmod"),
+                                 ("rejoin", 0), ("edit", 1, "a.md"), ("edit", 2, "a.md"),
+                                 ("race", 1, 2), ("sync", 0)])
 def test_devices_converge_and_never_lose_a_version(skews: tuple[int, int, int],
                                                    steps: list[tuple[Any, ...]]) -> None:
     with World(), tempfile.TemporaryDirectory() as tmp:

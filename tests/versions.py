@@ -16,9 +16,10 @@ The invariant, checked after every step of the model and at the end:
    or in a conflict copy) unless it was superseded;
 2. deletes only where seen: a version leaves a device (its disk, or the stash of files
    its vault lost) only if it was superseded; a sync never removes a version the other
-   side has not seen. One exception, from design.md: a pull may replace a version that a
-   newest head of the device's repository holds ("local versions the remote does not
-   have are kept beside it"): the repository still has it for the next sync;
+   side has not seen. One exception, from design.md: a pull may replace a version that
+   another device's newest head holds ("local versions the remote does not have are
+   kept beside it"); not one that only this device's own head holds, which the other
+   side has not seen ("never overwrites a version that the other side has not seen");
 3. no resurrection: a superseded version that no device holds and no newest head of any
    repository holds (it is dead) never comes back.
 """
