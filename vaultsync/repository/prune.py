@@ -32,7 +32,14 @@ from vaultsync.model import ObjectId, is_object_id
 from vaultsync.repository.format import CONFIG_NAME
 from vaultsync.repository.index import encode_segment
 from vaultsync.repository.packs import BlobRef, pack_name
-from vaultsync.repository.records import FORGOTTEN, PENDING, PREFIX, Record
+from vaultsync.repository.records import (
+    FORGOTTEN,
+    MARKER,
+    PENDING,
+    PREFIX,
+    Record,
+    encode_marker,
+)
 from vaultsync.repository.repo import Repository
 from vaultsync.repository.retention import NS, Policy, keep
 
@@ -74,7 +81,10 @@ class Pruner:
 
     # ---- the run -------------------------------------------------------------------
     def run(self) -> PruneReport:
+        self.repo.refresh_prune()
         state = self.repo.prune_state
+        self._drop_orphans(state.ids)
+        self.report.snapshots = len(self._listed_snapshots())
         now = self.now_ns()
         due = [r for r in state.pending if now - r.time_ns >= self.grace_ns]
         if due:
@@ -85,14 +95,28 @@ class Pruner:
         elif record is not None and not self.dry_run:
             self._mark_repository()
             self.repo.store.put(f"{PREFIX}{record.id}", record.encode())
+            self._publish(self.repo.prune_state.ids | {record.id})
             self.report.record = record.id
-            self.repo.refresh_prune()
             if self.grace_ns == 0:
                 self.collect([record])
         self._remove_temps()
         self.report.pending = [(r.id, r.time_ns + self.grace_ns)
                                for r in self.repo.prune_state.pending]
         return self.report
+
+    def _publish(self, ids: Iterable[ObjectId]) -> None:
+        """Name the records in force in the marker (then every run honours them)."""
+        self.repo.store.put(MARKER, encode_marker(ids))
+        self.repo.refresh_prune()
+
+    def _drop_orphans(self, published: frozenset[ObjectId]) -> None:
+        """Records the marker does not name (a prune killed before publishing one, or
+        one another prune's marker replaced): no run honoured them, so they are never
+        collected; they go (their snapshots and packs are named again if still dead)."""
+        for info in self.repo.store.list(PREFIX):
+            rid = info.name[len(PREFIX):]
+            if is_object_id(rid) and rid not in published and not self.dry_run:
+                self.repo.store.delete(info.name)
 
     def _mark_repository(self) -> None:
         """List the feature in vaultsync.json once: a client that does not read the
@@ -151,7 +175,6 @@ class Pruner:
         heads = repo.read_heads()
         listed = self._listed_snapshots()
         repo.index  # noqa: B018 (every segment, for the pack accounting)
-        self.report.snapshots = len(listed)
         named = repo.prune_state.named_snapshots
         times = {sid: repo.get_snapshot(sid).time_ns for sid in sorted(listed - named)}
         kept = dict(self.needed(heads.values(), listed))
@@ -286,15 +309,18 @@ class Pruner:
                     if p not in remaining}
         forgotten = self._named(Record(FORGOTTEN, self.now_ns(), self.device,
                                        frozenset(dangling & (state.forgotten | doomed_snaps))))
-        old_forgotten = [r.id for r in state.forgotten_records]
-        if forgotten.snapshots:
+        if forgotten.snapshots:  # published before any snapshot it lists is deleted
             store.put(f"{PREFIX}{forgotten.id}", forgotten.encode())
+            self._publish(state.ids | {forgotten.id})
         self._delete(n for n in segments if n != new_segment)
         self._delete(pack_name(p) for p in sorted(doomed_packs))
         self._delete(f"snapshots/{s}" for s in sorted(doomed_snaps))
-        self._delete(f"{PREFIX}{r.id}" for r in records)
-        self._delete(f"{PREFIX}{rid}" for rid in old_forgotten if rid != forgotten.id)
-        repo.refresh_prune()
+        done = {r.id for r in records} | {r.id for r in state.forgotten_records}
+        done.discard(forgotten.id)
+        keep = (repo.prune_state.ids - done) | ({forgotten.id} if forgotten.snapshots
+                                                 else set())
+        self._publish(keep)
+        self._delete(f"{PREFIX}{rid}" for rid in sorted(done))
         repo.reload_index()
 
     def _delete(self, names: Iterable[str]) -> None:

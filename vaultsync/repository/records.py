@@ -26,6 +26,10 @@ from vaultsync.errors import IntegrityError, ObjectNotFound
 from vaultsync.model import ObjectId, canonical_json, is_object_id
 
 PREFIX = "prune/"
+# the records in force: a run learns of them from the heads listing it makes anyway (no
+# extra request where no prune ever ran); only a record named here is honoured, and
+# only a record honoured from its creation on is ever collected
+MARKER = "heads/prune"
 PENDING = "pending"
 FORGOTTEN = "forgotten"
 MAX_RECORD = 64 * 1024 * 1024
@@ -99,22 +103,35 @@ class PruneState:
         return frozenset(r.id for r in (*self.pending, *self.forgotten_records))
 
 
-def load_records(names: Iterable[str], get: Callable[[str], bytes],
+def load_records(ids: Iterable[ObjectId], get: Callable[[str], bytes],
                  hasher: Hasher) -> PruneState:
-    """Decode the records listed as `names` (`get(name)` -> stored bytes, verified here
-    against the id in the name). A record deleted between the listing and the read is
-    skipped: a prune that finished its phase 2 removes its records."""
+    """Decode the records `ids` (`get(name)` -> stored bytes, verified here against the
+    id). A record deleted since the marker was read is skipped: a prune that finished
+    its phase 2 removes its records."""
     pending: list[Record] = []
     forgotten: list[Record] = []
-    for name in sorted(names):
-        rid = name[len(PREFIX):]
+    for rid in sorted(ids):
         if not is_object_id(rid):
             continue
         try:
-            stored = get(name)
+            stored = get(f"{PREFIX}{rid}")
         except ObjectNotFound:
             continue
         hasher.verify(stored, rid, f"prune record {rid[:12]}")
         record = decode_record(stored, rid)
         (pending if record.kind == PENDING else forgotten).append(record)
     return PruneState(tuple(pending), tuple(forgotten))
+
+
+def encode_marker(ids: Iterable[ObjectId]) -> bytes:
+    return codec.encode(canonical_json({"v": 1, "records": sorted(set(ids))}), compress=False)
+
+
+def decode_marker(stored: bytes) -> list[ObjectId]:
+    try:
+        doc = json.loads(codec.decode(stored, MAX_RECORD, MARKER))
+    except (ValueError, UnicodeDecodeError):
+        doc = None
+    if not isinstance(doc, dict) or doc.get("v") != 1 or not _ids(doc.get("records")):
+        raise IntegrityError(f"{MARKER} is malformed; remove that file and run prune again")
+    return list(doc["records"])

@@ -35,7 +35,13 @@ from vaultsync.model import (
 from vaultsync.repository.format import CONFIG_NAME, RepoFormat, decode_format
 from vaultsync.repository.index import decode_segment, encode_segment
 from vaultsync.repository.packs import TREE, BlobRef, PackWriter, decode_blob, pack_name
-from vaultsync.repository.records import PREFIX, PruneState, load_records
+from vaultsync.repository.records import (
+    MARKER,
+    PREFIX,
+    PruneState,
+    decode_marker,
+    load_records,
+)
 from vaultsync.store.base import Store
 
 DEVICE_RE = re.compile(r"[0-9a-f]{32}\Z")
@@ -96,6 +102,7 @@ class Repository:
         self.cache: ObjectCache = cache or MemoryCache()
         self._index: dict[ObjectId, BlobRef] | None = None
         self._prune: PruneState | None = None
+        self.marker_listed: bool | None = None  # the last heads listing showed MARKER
         # the snapshot graph, read through parent links (answers kept for this object's
         # life); a link to a snapshot prune deleted ends the history there (`records`)
         self.lineage = Lineage(self._parents)
@@ -155,9 +162,16 @@ class Repository:
             self._prune = self._load_records()
         return self._prune
 
-    def _load_records(self) -> PruneState:
-        names = [i.name for i in self.store.list(PREFIX)]
-        return load_records(names, self._get_record, self.hasher)
+    def _load_records(self, fresh: bool = False) -> PruneState:
+        """The records the marker names; without asking the store when this run's heads
+        listing showed no marker (`fresh`: ask anyway)."""
+        if not fresh and self.marker_listed is False:
+            return PruneState()
+        try:
+            ids = decode_marker(self.store.get(MARKER))
+        except ObjectNotFound:
+            return PruneState()
+        return load_records(ids, self._get_record, self.hasher)
 
     def _get_record(self, name: str) -> bytes:
         rid = name[len(PREFIX):]
@@ -171,7 +185,7 @@ class Repository:
         """Read the records again (before a commit); returns the packs named by records
         this run had not seen: blobs there must be uploaded again, not reused."""
         before = self.prune_state.condemned_packs
-        self._prune = self._load_records()
+        self._prune = self._load_records(fresh=True)
         return self.prune_state.condemned_packs - before
 
     def _parents(self, sid: ObjectId) -> tuple[ObjectId, ...]:
@@ -327,8 +341,11 @@ class Repository:
         it again on its next commit (`malformed_own_head` says so)."""
         heads = {}
         self.malformed_own_head = False
+        self.marker_listed = False
         for info in self.store.list("heads/"):
             device = info.name.split("/", 1)[1]
+            if info.name == MARKER:
+                self.marker_listed = True
             if not DEVICE_RE.match(device):
                 continue
             stored = self.store.get(info.name)
