@@ -218,3 +218,20 @@ def test_symbolic_links_never_followed(backends: Get, kind: str, tmp_path: Path)
     assert not os.path.lexists(root / "packs" / "ab" / ".tmp-00000000000000aa")
     assert sorted(p.name for p in outside.rglob("*")) == sorted([tmp, tmp, "target",
                                                                  "deeper"])
+
+
+def test_webdav_age_is_by_the_server_clock() -> None:
+    from vaultsync.store.webdav import _age, _Entry
+
+    def entry(modified: str | None, date: str | None) -> _Entry:
+        return _Entry("packs/.tmp-0123456789abcdef", False, 1, modified, date)
+
+    # a server whose clock is years behind ours: its own Date decides, not ours
+    assert _age(entry("Sat, 01 Jan 2000 00:00:00 GMT", "Mon, 03 Jan 2000 00:00:00 GMT")) \
+        == 2 * 86400
+    assert _age(entry("Sat, 01 Jan 2000 00:00:00 GMT", "Sat, 01 Jan 2000 00:01:00 -0000")) \
+        == 60
+    no_date = _age(entry("Sat, 01 Jan 2000 00:00:00 GMT", None))  # ours, then
+    assert no_date is not None and no_date > 20 * 365 * 86400
+    for unreadable in (None, "", "yesterday", "Sat, 99 Foo 2000"):  # never stale
+        assert _age(entry(unreadable, "Mon, 03 Jan 2000 00:00:00 GMT")) is None

@@ -351,13 +351,9 @@ class WebDAVStore(Store):
         return found
 
     def _remove_temporary(self, name: str) -> None:
-        # DELETE of a collection deletes all it holds: make sure this is not one
-        resp = self._propfind(self._href(name), "0")
-        if resp.status_code == 404 or resp.status_code in (301, 302, 307, 308):
-            return  # gone, or a folder (Apache redirects to its name with a slash)
-        if resp.status_code != 207:
-            self._fail(resp, "PROPFIND", name)
-        if any(e.rel == name and not e.is_dir for e in self._entries(resp)):
+        # a DELETE of a collection deletes all it holds: only a file goes (stat answers
+        # None for a folder, and for a name already gone)
+        if self._stat(name) is not None:
             self._delete(name)
 
     def _files(self, prefix: str, body: bytes) -> Iterator[_Entry]:
