@@ -329,8 +329,6 @@ class Pruner:
 
     def _remove_temps(self) -> None:
         store = self.repo.store
-        if not hasattr(store, "stale_temporaries"):
-            return
         for folder in TEMP_FOLDERS:
             for name in store.stale_temporaries(folder, self.grace_ns / NS):
                 if not self.dry_run:
