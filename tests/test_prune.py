@@ -298,3 +298,26 @@ def test_an_unpublished_record_is_dropped_never_collected(tmp_path: Path) -> Non
     doc = prune(a, "--keep-last", "1", "--grace", "0s")
     assert doc["deleted_snapshots"]
     assert run_cli("verify", "--read-data", "100", cwd=a).code == 0
+
+
+def test_a_run_that_read_the_index_before_phase_2_reads_the_copied_blobs(
+        tmp_path: Path) -> None:
+    """A download that started before a prune deleted a pack (its live blobs copied into
+    a new one) finds them through the new index instead of failing."""
+    a, remote, _ = history(tmp_path)
+    reader = Repository.open(LocalStore(str(remote)))
+    heads = reader.read_heads()
+    from vaultsync.model import flatten
+    wanted = sorted({c for h in heads.values()
+                     for e in flatten(reader.get_snapshot(h).tree, reader.get_tree).values()
+                     for c in e.chunks})
+    before = {bid: reader.index[bid].pack for bid in wanted}
+    rep = Pruner(Repository.open(LocalStore(str(remote))), Policy(keep_last=1), 0,
+                 device="b" * 32).run()
+    assert rep.repacked_blobs and rep.deleted_packs
+    moved = [bid for bid in wanted
+             if not (remote / "packs" / before[bid][:2] / before[bid]).exists()]
+    assert moved  # some blobs this run wants were in packs that are gone now
+    got = dict(reader.read_blobs(wanted))
+    assert set(got) == set(wanted)
+    assert reader.read_blob(moved[0]) == got[moved[0]]
