@@ -321,3 +321,22 @@ def test_a_run_that_read_the_index_before_phase_2_reads_the_copied_blobs(
     got = dict(reader.read_blobs(wanted))
     assert set(got) == set(wanted)
     assert reader.read_blob(moved[0]) == got[moved[0]]
+
+
+def test_a_head_another_head_contains_stays_contained(tmp_path: Path) -> None:
+    """B synced once and went quiet: its head is an old ancestor of A's, with the history
+    between them forgotten. Grafts keep the containment, so neither device sees B's old
+    head as news: no conflict copy of an old version, B fast-forwards."""
+    a, remote, b = history(tmp_path, rounds=2)
+    for r in range(6):
+        write(a / "n3.md", f"A's edit {r}\n" * 50)
+        assert run_cli("sync", cwd=a).code == 0
+    doc = prune(a, "--keep-last", "1", "--grace", "0s")
+    assert len(doc["kept"]) == 2 and len(doc["deleted_snapshots"]) >= 6  # type: ignore[arg-type]
+    write(a / "n4.md", "one more\n")
+    res = run_cli("sync", cwd=a)
+    assert res.code == 0 and "0 conflict(s)" in res.out and "0 down" in res.out, res.out
+    res = run_cli("sync", cwd=b)
+    assert res.code == 0 and "0 conflict(s)" in res.out, res.out
+    assert files(a) == files(b) and not [k for k in files(b) if "conflict" in k]
+    assert run_cli("verify", "--read-data", "100", cwd=b).code == 0

@@ -192,9 +192,16 @@ class Repository:
         return self.prune_state.condemned_packs - before
 
     def _parents(self, sid: ObjectId) -> tuple[ObjectId, ...]:
+        """A snapshot's parents as the kept history has them: links to snapshots prune
+        deleted are dropped and the snapshot's graft (its nearest kept ancestors) stands
+        in (`records`)."""
         parents = self.get_snapshot(sid).parents
-        gone = self.prune_state.forgotten if parents else frozenset()
-        return tuple(p for p in parents if p not in gone)
+        if not parents:
+            return parents
+        state = self.prune_state
+        kept = tuple(p for p in parents if p not in state.forgotten)
+        graft = state.grafts.get(sid, ()) if len(kept) < len(parents) else ()
+        return kept + tuple(g for g in graft if g not in kept)
 
     def buildable(self, parents: Iterable[ObjectId]) -> tuple[ObjectId, ...]:
         """`parents` for a new snapshot, none named by a pending prune record: a named one
