@@ -1,0 +1,36 @@
+"""Minimal reproductions of what the prune soak, crash and backend tests found, one
+deterministic test each (the long tests find them by chance; these find them always)."""
+
+from __future__ import annotations
+
+import base64
+import random
+from pathlib import Path
+
+from tests.conftest import run_cli, write
+
+
+def test_a_merge_that_takes_a_file_whose_chunks_sit_in_a_named_pack_syncs(
+        tmp_path: Path) -> None:
+    """Phase 1 names a mostly dead pack whose few live blobs are copied out in phase 2.
+    Until then a device that merges a file it has never had (its chunks only in that
+    pack) must read them back from the pack and store them again, not stop with exit 5
+    ("chunk(s) are neither in the repository nor in this vault") for the whole grace."""
+    a, b, remote = tmp_path / "a", tmp_path / "b", tmp_path / "remote"
+    write(a / "one.md", "one")
+    assert run_cli("init", "--remote", str(remote), "--device", "a", cwd=a).code == 0
+    assert run_cli("sync", cwd=a).code == 0
+    assert run_cli("clone", str(remote), str(b), "--device", "b").code == 0
+    write(a / "w.md", "a small note b has never seen")
+    write(a / "big.md", base64.b64encode(random.Random(1).randbytes(40000)))
+    assert run_cli("sync", cwd=a).code == 0  # one pack: w.md and big.md
+    (a / "big.md").unlink()
+    assert run_cli("sync", cwd=a).code == 0  # that pack is now mostly dead
+    res = run_cli("prune", "--keep-last", "1", "--grace", "1h", cwd=a)
+    assert res.code == 0 and "pending" in res.out, res.out  # phase 1 names the pack
+    write(b / "one.md", "b's edit")  # not a fast-forward: b commits a merge
+    res = run_cli("sync", cwd=b)
+    assert res.code == 0, res.err
+    assert (b / "w.md").read_text() == "a small note b has never seen"
+    res = run_cli("verify", "--read-data", "100", cwd=b)
+    assert res.code == 0, res.out + res.err
