@@ -34,3 +34,47 @@ def test_a_merge_that_takes_a_file_whose_chunks_sit_in_a_named_pack_syncs(
     assert (b / "w.md").read_text() == "a small note b has never seen"
     res = run_cli("verify", "--read-data", "100", cwd=b)
     assert res.code == 0, res.out + res.err
+
+
+def test_a_commit_between_phase2_reading_the_index_and_listing_the_snapshots(
+        tmp_path: Path) -> None:
+    """Phase 2 reads the index, then the heads and snapshots: a sync on another device
+    that commits in between (segment, snapshot, head: all after the index was read) is
+    a snapshot whose trees the prune's index does not have. The prune must count it
+    (its blobs are live) and finish, not stop with exit 5 ("blob ... is not in the
+    repository index"): the soak met this at random."""
+    from vaultsync.engine.sync import sync
+    from vaultsync.repository.prune import Pruner
+    from vaultsync.repository.repo import Repository
+    from vaultsync.repository.retention import Policy
+    from vaultsync.store.local import LocalStore
+
+    a, b, remote = tmp_path / "a", tmp_path / "b", tmp_path / "remote"
+    write(a / "one.md", "one")
+    assert run_cli("init", "--remote", str(remote), "--device", "a", cwd=a).code == 0
+    assert run_cli("sync", cwd=a).code == 0
+    assert run_cli("clone", str(remote), str(b), "--device", "b").code == 0
+    for i in range(3):
+        write(a / "one.md", f"one, edit {i}")
+        assert run_cli("sync", cwd=a).code == 0
+    commits: list[str] = []
+
+    class CommitDuringPhase2(LocalStore):
+        """Runs b's sync when the prune lists heads after writing its record (that is
+        phase 2, just after it read the index)."""
+
+        def list(self, prefix: str = ""):  # type: ignore[no-untyped-def]
+            if prefix == "heads/" and (remote / "prune").is_dir() and not commits:
+                write(b / "new.md", "b's note, committed while the prune collects")
+                commits.append(sync(str(b)).snapshot or "")
+            return super().list(prefix)
+
+    repo = Repository.open(CommitDuringPhase2(str(remote)))
+    report = Pruner(repo, Policy(keep_last=1), 0, device="p").run()
+    repo.close()
+    assert commits and commits[0], "b's sync did not commit during the prune"
+    assert report.deleted_snapshots, report
+    res = run_cli("verify", "--read-data", "100", cwd=b)
+    assert res.code == 0, res.out + res.err
+    res = run_cli("sync", cwd=a)
+    assert res.code == 0 and (a / "new.md").read_text().startswith("b's note"), res.err
