@@ -69,14 +69,14 @@ class PruneReport:
 class Pruner:
     def __init__(self, repo: Repository, policy: Policy, grace_s: int, *, device: str,
                  own_base: ObjectId | None = None, dry_run: bool = False,
-                 now_ns: Callable[[], int] = time.time_ns) -> None:
+                 now_ns: Callable[[], int] | None = None) -> None:
         self.repo = repo
         self.policy = policy
         self.grace_ns = grace_s * NS
         self.device = device
         self.own_base = own_base
         self.dry_run = dry_run
-        self.now_ns = now_ns
+        self.now_ns = now_ns or (lambda: time.time_ns())  # the clock at call time
         self.report = PruneReport()
 
     # ---- the run -------------------------------------------------------------------
