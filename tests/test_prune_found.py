@@ -78,3 +78,23 @@ def test_a_commit_between_phase2_reading_the_index_and_listing_the_snapshots(
     assert res.code == 0, res.out + res.err
     res = run_cli("sync", cwd=a)
     assert res.code == 0 and (a / "new.md").read_text().startswith("b's note"), res.err
+
+
+def test_the_local_index_keeps_every_copy_of_a_blob(tmp_path: Path) -> None:
+    """A blob a sync stored again beside a pack a pending record names is in two packs.
+    `Repository._load_index` prefers the copy outside the named packs, and phase 2 copies
+    a blob out of a doomed pack only when no other pack holds it; both need every copy
+    from the vault's index cache. The SQLite cache keeps one per blob id (INSERT OR
+    IGNORE on a primary key), whichever segment came first: so phase 2 may copy out a
+    blob a sync already stored again (the backend test saw it repack the whole restored
+    file) and the consolidated index then forgets the sync's copy."""
+    from vaultsync.engine.state import State
+    from vaultsync.repository.packs import CHUNK, BlobRef
+
+    blob, named, fresh = "1" * 64, "2" * 64, "3" * 64
+    state = State(str(tmp_path / "state.db"))
+    state.add_index_segment("4" * 64, [BlobRef(blob, CHUNK, named, 0, 100, 90)])
+    state.add_index_segment("5" * 64, [BlobRef(blob, CHUNK, fresh, 0, 100, 90)])
+    packs = {r.pack for r in state.index_refs() if r.id == blob}
+    state.close()
+    assert packs == {named, fresh}
