@@ -50,16 +50,17 @@ def test_prune_both_phases_on_a_history_of_two_devices(
     ok(run_cli("init", "--remote", url, "--device", "a", cwd=a))
     ok(run_cli("sync", cwd=a))
     ok(run_cli("clone", url, str(d), "--device", "d"))
-    for r in range(3):  # each device edits, adds and syncs in turn
+    for r in range(2):  # each device edits, adds and syncs in turn
         write(a / f"n{r}.md", note(rng, 3000))
         write(a / f"a{r}.md", note(rng, 2000))
         ok(run_cli("sync", cwd=a))
         write(d / f"n{r + 3}.md", note(rng, 3000))
-        (d / f"n{r}.md").unlink() if r == 2 else None
+        if r == 1:
+            (d / "n0.md").unlink()
         ok(run_cli("sync", cwd=d))
     ok(run_cli("sync", cwd=a))
     before = counts(b, url)
-    assert before["snapshots"] >= 7 and before["index"] >= 7, before
+    assert before["snapshots"] >= 5 and before["index"] >= 5, before
 
     _, doc = cli_json("prune", "--keep-last", "1", "--grace", "0s", cwd=a)
     after = counts(b, url)
@@ -74,7 +75,6 @@ def test_prune_both_phases_on_a_history_of_two_devices(
     assert files(a) == files(d) and (a / "after-prune.md").exists()
     ok(run_cli("clone", url, str(tmp_path / "c"), "--device", "c"))
     assert files(tmp_path / "c") == files(a)
-    assert "ok:" in ok(run_cli("verify", "--read-data", "100", cwd=d)).out
 
 
 @pytest.mark.parametrize("kind", NETWORK)
