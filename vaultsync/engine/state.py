@@ -21,9 +21,16 @@ CREATE TABLE IF NOT EXISTS files (
     mode INTEGER, author TEXT, chunks BLOB);
 CREATE TABLE IF NOT EXISTS objects (id TEXT PRIMARY KEY, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS segments (id TEXT PRIMARY KEY);
-CREATE TABLE IF NOT EXISTS blobs (
-    id TEXT PRIMARY KEY, type INTEGER, pack TEXT, offset INTEGER, length INTEGER,
-    raw INTEGER);
+CREATE TABLE IF NOT EXISTS blob_refs (
+    id TEXT, type INTEGER, pack TEXT, offset INTEGER, length INTEGER, raw INTEGER,
+    PRIMARY KEY (id, pack)) WITHOUT ROWID;
+"""
+# before prune, a blob had one reference (`blobs`, keyed by id alone); a blob stored
+# again beside a pack a prune names has two: the old table goes, and the segments with
+# it, so the index is read again once
+MIGRATE = """
+DROP TABLE IF EXISTS blobs;
+DELETE FROM segments;
 """
 
 
@@ -75,6 +82,9 @@ class State:
             self.db.execute("PRAGMA journal_mode=DELETE")
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.executescript(SCHEMA)
+            if self.db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND "
+                               "name='blobs'").fetchone():
+                self.db.executescript(MIGRATE)
             self.db.execute("SELECT count(*) FROM meta").fetchone()  # a first real read
         except BaseException:
             self.db.close()
@@ -130,7 +140,7 @@ class State:
         with self.transaction():
             self.db.execute("DELETE FROM meta")
             self.db.execute("DELETE FROM files")
-            self.db.execute("DELETE FROM blobs")
+            self.db.execute("DELETE FROM blob_refs")
             self.db.execute("DELETE FROM segments")
             self.set_meta(REPO_ID, repo_id)
 
@@ -146,20 +156,20 @@ class State:
         return {r[0] for r in self.db.execute("SELECT id FROM segments")}
 
     def index_refs(self) -> Iterator[BlobRef]:
-        for r in self.db.execute("SELECT id, type, pack, offset, length, raw FROM blobs"):
+        for r in self.db.execute("SELECT id, type, pack, offset, length, raw FROM blob_refs"):
             yield BlobRef(*r)
 
     def add_index_segment(self, sid: ObjectId, refs: list[BlobRef]) -> None:
         with self.transaction():
             self.db.executemany(
-                "INSERT OR IGNORE INTO blobs VALUES (?,?,?,?,?,?)",
+                "INSERT OR IGNORE INTO blob_refs VALUES (?,?,?,?,?,?)",
                 [(r.id, r.type, r.pack, r.offset, r.length, r.raw_length) for r in refs],
             )
             self.db.execute("INSERT OR IGNORE INTO segments VALUES (?)", (sid,))
 
     def clear_index(self) -> None:
         with self.transaction():
-            self.db.execute("DELETE FROM blobs")
+            self.db.execute("DELETE FROM blob_refs")
             self.db.execute("DELETE FROM segments")
 
 

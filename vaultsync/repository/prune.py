@@ -5,7 +5,7 @@ anchor).
 Phase 1 (`plan`, then a "pending" record): which snapshots go (the policy's choice,
 minus every head and every merge base the heads still need), and which packs (no live
 blob, or mostly dead ones whose live blobs are copied out, or packs no index names: an
-upload that never committed). Nothing is deleted. From then on every run that reads the
+upload that never committed; and small packs, once there are several, to be merged). Nothing is deleted. From then on every run that reads the
 records treats those packs as gone for new snapshots and never builds on those
 snapshots (`Repository.has_blob`, `Repository.buildable`, and the check just before a
 commit in `engine/commit.py`).
@@ -45,6 +45,8 @@ from vaultsync.repository.retention import NS, Policy, keep
 
 FEATURE = "prune"  # a repository a prune wrote: clients that ignore records must not write
 REPACK_BELOW = 0.5  # a pack with less than this share of live bytes is copied out
+SMALL_PACK = 0.25  # a pack under this share of the pack size is small ...
+MERGE_SMALL_AT = 4  # ... and this many small packs are merged into full ones
 TEMP_FOLDERS = ("packs/", "index/", "snapshots/", "heads/", PREFIX)
 
 
@@ -222,6 +224,14 @@ class Pruner:
             if pack not in indexed or used < size * REPACK_BELOW:
                 out.add(pack)
                 frees += size - used
+        # each sync of a few notes leaves a small pack: once there are several, their
+        # live blobs are copied into full-size packs (fewer objects, fewer requests for
+        # a clone); the merged pack is small again only while the data is
+        small = [p for p, size in sizes.items() if p not in skip and p not in out
+                 and size < self.repo.format.pack_size * SMALL_PACK]
+        if len(small) >= MERGE_SMALL_AT:
+            out.update(small)
+            frees += sum(sizes[p] - live_bytes.get(p, 0) for p in small)
         return out, frees
 
     def _pack_sizes(self) -> dict[ObjectId, int]:
@@ -259,11 +269,15 @@ class Pruner:
     # ---- phase 2 -------------------------------------------------------------------
     def collect(self, records: list[Record]) -> None:
         repo, store = self.repo, self.repo.store
-        segments = [i.name for i in store.list("index/")]  # before the index is read:
-        repo.reload_index()  # every segment deleted below is one whose refs are kept
-        repo.index  # noqa: B018 (loads every segment listed now)
+        # the order matters: snapshots, then segments, then the index. Each snapshot's
+        # segments were written before it (commit order), so the index read below names
+        # every blob of every listed snapshot; and every segment deleted below is one
+        # whose references are read (and kept) below
         heads = repo.read_heads()
         listed = self._listed_snapshots()
+        segments = [i.name for i in store.list("index/")]
+        repo.reload_index()
+        repo.index  # noqa: B018 (loads every segment listed now)
         needed = self.needed(heads.values(), listed)
         doomed_snaps = set().union(*(r.snapshots for r in records)) & listed
         doomed_snaps -= set(needed)
