@@ -360,29 +360,43 @@ class Replay:
         return sorted(int(datetime.datetime.fromisoformat(s["time"]).timestamp()) - 60
                       for s in json.loads(out))
 
-    def vs_snapshot_times(self, at: int) -> list[int]:
-        _, log, _ = self.vs("log", at=at)
-        return sorted(int(datetime.datetime.fromisoformat(s["time"]).timestamp()) - 60
-                      for s in log)
-
-    def check_vs(self, at: int, sample: int) -> int:
-        """verify --read-data 100; newest and a sample of kept snapshots restored exactly."""
-        _, rep, _ = self.vs("verify", "--read-data", "100", at=at)
-        _, log, _ = self.vs("log", at=at)
-        picks = [log[0]] + random.Random(SEED).sample(log[1:], min(sample, len(log) - 1))
-        for s in picks:
-            when = int(datetime.datetime.fromisoformat(s["time"]).timestamp()) - 60
-            out = self.tmp / f"checkout-{s['id'][:12]}"
-            run([*VS, "checkout", str(self.remote), str(out), "--at", s["id"]],
-                env=self.clock(at))
-            got, want = tree_hashes(out), self.expected.get(when)
+    def check_vs(self, at: int, kept: list[str], sample: int, problems: list[str]) -> int:
+        """verify --read-data 100; the newest and (a sample of) the other kept snapshots
+        checked out by id and compared byte for byte with their step; `log` lists them."""
+        run([*VS, "-C", str(self.vault), "verify", "--read-data", "100", "--json"],
+            env=self.clock(at), ok=(0, 1))
+        newest = max(kept, key=lambda sid: self.vs_snaps[sid])
+        rest = sorted(sid for sid in kept if sid != newest)
+        if sample:
+            rest = random.Random(SEED).sample(rest, min(sample, len(rest)))
+        unreachable = []
+        for sid in [newest, *rest]:
+            when = self.vs_snaps[sid]
+            out = self.tmp / f"checkout-{sid[:12]}"
+            p = subprocess.run([*VS, "checkout", str(self.remote), str(out), "--at", sid],
+                               capture_output=True, text=True, env=self.clock(at))
+            if p.returncode:
+                unreachable.append(f"{sid[:12]} ({stamp(when + 60)}): exit {p.returncode}, "
+                                   f"{p.stderr.strip()[:120]}")
+                continue
+            got, want = tree_hashes(out), self.expected[when]
             if got != want:
-                bad = sorted(k for k in got.keys() | (want or {}).keys()
-                             if got.get(k) != (want or {}).get(k))
-                sys.exit(f"MISMATCH: vaultsync snapshot {s['id'][:12]} ({s['time']}) restores "
-                         f"{len(bad)} paths that differ from its step, e.g. {bad[:3]}")
+                bad = sorted(k for k in got.keys() | want.keys() if got.get(k) != want.get(k))
+                problems.append(f"MISMATCH: kept snapshot {sid[:12]} ({stamp(when + 60)}) "
+                                f"restores {len(bad)} paths that differ from its step, "
+                                f"e.g. {bad[:3]}")
             shutil.rmtree(out)
-        return len(picks)
+        if unreachable:
+            problems.append(f"{len(unreachable)} of {1 + len(rest)} kept snapshots checked "
+                            f"cannot be checked out by id: " + "; ".join(unreachable[:4]))
+        _, log, _ = self.vs("log", at=at)
+        if len(log) != len(kept):
+            listed = {s["id"] for s in log}
+            missing = sorted((self.vs_snaps[sid], sid) for sid in kept if sid not in listed)
+            problems.append(f"`vaultsync log` lists {len(log)} snapshots, prune kept "
+                            f"{len(kept)}; not listed: " + ", ".join(
+                                f"{sid[:12]} ({stamp(t + 60)})" for t, sid in missing[:4]))
+        return 1 + len(rest)
 
 
 # ---------------------------------------------------------------- report
@@ -435,16 +449,19 @@ def main() -> None:
     ap.add_argument("--keep-daily", type=int, default=7)
     ap.add_argument("--keep-weekly", type=int, default=4)
     ap.add_argument("--keep-monthly", type=int, default=6)
-    ap.add_argument("--prune-runs", type=int, default=2,
-                    help="vaultsync prune runs (1: phase 1 only; 2: the grace has passed)")
     ap.add_argument("--serial", action="store_true",
                     help="replay: run sync and backup one after the other, not side by side")
-    ap.add_argument("--check-sample", type=int, default=5,
-                    help="kept vaultsync snapshots restored and compared, besides the newest")
+    ap.add_argument("--check-sample", type=int, default=0,
+                    help="check out only this many kept snapshots besides the newest "
+                         "(default 0: all of them)")
+    ap.add_argument("--vaultsync", metavar="EXE", default=env("VAULTSYNC_BENCH_BIN"),
+                    help="the vaultsync to run (default: .venv/bin/vaultsync of this checkout)")
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON ('-': stdout)")
     ap.add_argument("--out", help="write the results between the markers in this markdown file")
     ap.add_argument("--keep", action="store_true", help="keep the scratch folder")
     a = ap.parse_args()
+    if a.vaultsync:
+        VS[:] = [a.vaultsync]
     if a.quick:
         a.git, a.steps = None, 20
     if shutil.which("restic") is None:
@@ -491,34 +508,40 @@ def main() -> None:
                  vault_bytes=vault_bytes)
 
         vs_before, rs_before = repo_usage(rep.remote), repo_usage(rep.restic_repo)
-        vs_times_before, rs_times_before = rep.vs_snapshot_times(last), rep.restic_snapshot_times()
-
-        for name, u, t, s in (("vaultsync", vs_before, vs_times_before, rep.vs_s),
-                              ("restic", rs_before, rs_times_before, rep.restic_s)):
-            print(f"before prune: {name} {len(t)} snapshots, {fmt_bytes(u['bytes'])} in "
+        rs_times_before = rep.restic_snapshot_times()
+        for name, u, n_snaps, s in (
+                ("vaultsync", vs_before, vs_before.get("snapshots_objects", 0), rep.vs_s),
+                ("restic", rs_before, len(rs_times_before), rep.restic_s)):
+            print(f"before prune: {name} {n_snaps} snapshots, {fmt_bytes(u['bytes'])} in "
                   f"{u['objects']} objects; replay {sum(s):.1f} s", flush=True)
         at = last + 3600  # prune an hour after the last sync
-        prune_runs: list[dict] = []
-        vs_prune_s = 0.0
-        for i in range(a.prune_runs):
-            dt, out, _ = rep.vs("prune", *policy, "--grace", "0s", at=at + 60 * i)
-            vs_prune_s += dt
-            prune_runs.append({"wall_s": round(dt, 3), "report": out,
-                               "usage": repo_usage(rep.remote)})
-            print(f"vaultsync prune run {i + 1}: {dt:.2f} s, repo "
-                  f"{fmt_bytes(prune_runs[-1]['usage']['bytes'])}", flush=True)
-        rs_prune_s, rs_out = rep.restic("forget", "--prune", "--host", "bench", *policy)
+        vs_prune_s, prune = rep.vs("prune", *policy, "--grace", "0s", at=at)[:2]
+        rs_prune_s, _ = rep.restic("forget", "--prune", "--host", "bench", *policy)
         vs_after, rs_after = repo_usage(rep.remote), repo_usage(rep.restic_repo)
-        vs_times, rs_times = rep.vs_snapshot_times(at + 3600), rep.restic_snapshot_times()
-
-        checked = rep.check_vs(at + 3600, a.check_sample)
+        kept = [k["snapshot"] for k in prune["kept"]]
+        print(f"vaultsync prune: {vs_prune_s:.2f} s, kept {len(kept)}, repo "
+              f"{fmt_bytes(vs_after['bytes'])}; restic forget --prune: {rs_prune_s:.2f} s, "
+              f"repo {fmt_bytes(rs_after['bytes'])}", flush=True)
+        problems: list[str] = []
+        again = rep.vs("prune", *policy, "--grace", "0s", at=at + 60)[1]
+        if again["forgotten"] or again["deleted_packs"] or again["deleted_index_segments"]:
+            problems.append(f"a second prune with the same policy forgot "
+                            f"{len(again['forgotten'])} snapshots, deleted "
+                            f"{again['deleted_packs']} packs")
+        if vs_after.get("snapshots_objects", 0) != len(kept):
+            problems.append(f"prune reports {len(kept)} kept snapshots, snapshots/ holds "
+                            f"{vs_after.get('snapshots_objects', 0)}")
+        vs_times = sorted(rep.vs_snaps[sid] for sid in kept)
+        rs_times = rep.restic_snapshot_times()
+        checked = rep.check_vs(at + 3600, kept, a.check_sample, problems)
         rep.restic("check", "--read-data")
-        print(f"checked: vaultsync verify --read-data 100 and {checked} restored snapshots; "
-              f"restic check --read-data", flush=True)
-        r["vaultsync"] = {"snapshots_before": len(vs_times_before),
-                          "snapshots_after": len(vs_times), "before": vs_before,
+        print(f"checked: vaultsync verify --read-data 100, {checked} kept snapshots checked "
+              f"out and compared, log; restic check --read-data", flush=True)
+        r["vaultsync"] = {"snapshots_before": vs_before.get("snapshots_objects", 0),
+                          "snapshots_after": len(kept), "before": vs_before,
                           "after": vs_after, "prune_s": vs_prune_s,
-                          "replay_s": sum(rep.vs_s), "prune_runs": prune_runs}
+                          "replay_s": sum(rep.vs_s), "prune_report": prune,
+                          "second_prune_report": again}
         r["restic"] = {"snapshots_before": len(rs_times_before),
                        "snapshots_after": len(rs_times), "before": rs_before,
                        "after": rs_after, "prune_s": rs_prune_s,
@@ -526,8 +549,10 @@ def main() -> None:
         only_vs = sorted(set(vs_times) - set(rs_times))
         only_rs = sorted(set(rs_times) - set(vs_times))
         r["kept_same"] = not only_vs and not only_rs
-        r["kept_only_vaultsync"] = [stamp(t) for t in only_vs]
-        r["kept_only_restic"] = [stamp(t) for t in only_rs]
+        r["kept_only_vaultsync"] = [stamp(t + 60) for t in only_vs]
+        r["kept_only_restic"] = [stamp(t + 60) for t in only_rs]
+        r["checked_snapshots"] = checked
+        r["problems"] = problems
         elapsed, load1 = time.perf_counter() - t0, os.getloadavg()[0]
         r["elapsed_s"] = round(elapsed, 1)
     finally:
@@ -540,26 +565,37 @@ def main() -> None:
     changed = sh(f"git -C {ROOT} status --porcelain -- vaultsync pyproject.toml") != "?"
     dirty = " (+ uncommitted changes to vaultsync/)" if changed else ""
     argv = " ".join(["python benchmarks/bench_prune.py", *sys.argv[1:]])
-    same = ("the same snapshots (by time)" if r["kept_same"] else
+    same = ("the same snapshots" if r["kept_same"] else
             f"different snapshots: only vaultsync keeps {r['kept_only_vaultsync'][:5]}, "
             f"only restic keeps {r['kept_only_restic'][:5]}")
+    knobs = " ".join(f"{k}={v}" for k, v in sorted(os.environ.items())
+                     if k.startswith("VAULTSYNC_") and not k.startswith("VAULTSYNC_BENCH"))
+    checks = ("`vaultsync verify --read-data 100`; the newest and "
+              f"{r['checked_snapshots'] - 1} other kept snapshots checked out by id and compared "
+              "byte for byte with their step; `vaultsync log` lists every kept snapshot; "
+              "`restic check --read-data`")
     lines = [BEGIN, "",
              f"- date: {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}",
              f"- machine: nproc {sh('nproc')}, Python {sys.version.split()[0]}, "
-             f"{sh('restic version')}, vaultsync at {git}{dirty}; "
+             f"{sh('restic version')}, vaultsync at {git}{dirty}"
+             f"{f' with {knobs}' if knobs else ''}; "
              f"1-min load average {load0:.2f} at start, {load1:.2f} at end",
              f"- command: `{argv}` (whole run {elapsed:.0f} s)",
              f"- history: {source}; {r['steps']} steps from {r['first']} to {r['last']} UTC; "
              f"the vault ends with {r['files']} files, {fmt_bytes(r['vault_bytes'])}",
-             f"- policy: `{r['policy']}`; vaultsync `prune ... --grace 0s` run "
-             f"{a.prune_runs}x, restic `forget --prune`; both kept {same}",
+             f"- policy: `{r['policy']}`; `vaultsync prune ... --grace 0s` (both phases in one "
+             f"run) and `restic forget --prune`, an hour after the last step; "
+             f"they kept {same}",
              "", *table(r), "",
              "Repository sizes are apparent bytes of every file in the repository folder, "
              "objects are files. *replay s/step* is the mean wall time of one "
-             "`vaultsync sync` / `restic backup` over the history. After prune: "
-             "`vaultsync verify --read-data 100`, the newest and "
-             f"{checked - 1} other kept snapshots restored and compared byte for byte with "
-             "their step, `restic check --read-data`: all passed.", "", END]
+             "`vaultsync sync` / `restic backup` over the history, "
+             + ("one after the other." if a.serial else
+                "the two running side by side (each reads the vault and writes its own "
+                "repository), so it is indicative only."),
+             "", f"Checked after prune: {checks}. "
+             + ("All passed." if not r["problems"] else
+                "**Problems found:**"), *(f"- {p}" for p in r["problems"]), "", END]
     print("\n".join(lines[lines.index("") + 1:-2]))
     if a.json:
         doc = json.dumps(r, indent=1)
@@ -576,6 +612,8 @@ def main() -> None:
             new = old.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n"
         md.write_text(new)
         print(f"wrote {md}")
+    if r["problems"]:
+        sys.exit("PROBLEMS:\n" + "\n".join(f"- {p}" for p in r["problems"]))
 
 
 if __name__ == "__main__":
