@@ -9,7 +9,8 @@
 History: with --git DIR (a bare or normal git directory), the first-parent commits of REF
 (default HEAD), oldest first, starting at --skip, that change at least one file with an
 extension in --ext (default md); each becomes one step whose files are those of the
-commit's tree (only those extensions), at the commit's committer time. Without --git, a
+commit's tree (only those extensions, and no hidden path such as `.trash/`, which
+vaultsync ignores by default), at the commit's committer time. Without --git, a
 seeded generator writes a vault of notes and edits it for --steps steps: appends, edits
 in the middle, new notes, daily notes, deletes, renames, folder moves, at times spread
 over months (bursts of minutes inside a session, days between sessions).
@@ -73,6 +74,14 @@ class Step:
 
 # ---------------------------------------------------------------- history: a git repository
 
+def hidden(path: str) -> bool:
+    """Paths left out of a replayed history: hidden ones (`.trash/`, `.github/`, `.obsidian/`)
+    and editors' leftovers, which vaultsync ignores by default and restic would keep."""
+    parts = path.split("/")
+    return any(p.startswith(".") for p in parts) or parts[-1].endswith(("~", ".tmp", ".swp")) \
+        or ".sync-conflict-" in parts[-1]
+
+
 def git_steps(gitdir: Path, ref: str, skip: int, n: int, exts: tuple[str, ...]) -> Iterator[Step]:
     """First-parent commits of `ref`, oldest first, that change a file ending in `exts`."""
     git = ["git", f"--git-dir={gitdir}"]
@@ -108,7 +117,7 @@ def git_steps(gitdir: Path, ref: str, skip: int, n: int, exts: tuple[str, ...]) 
                 mode, kind, oid = meta.split()
                 name = path.decode("utf-8", "surrogateescape")
                 if kind == b"blob" and mode in (b"100644", b"100755") \
-                        and name.lower().endswith(exts):
+                        and name.lower().endswith(exts) and not hidden(name):
                     cur[name] = oid.decode()
             changes: dict[str, str | None] = {p: None for p in prev if p not in cur}
             changes.update({p: o for p, o in cur.items() if prev.get(p) != o})
