@@ -301,6 +301,43 @@ def test_rejoining_never_resurrects_a_replaced_version(tmp_path: Path) -> None:
     assert not [k for k in files(a) if "conflict" in k]
 
 
+def test_a_pull_over_a_head_that_diverged_keeps_this_devices_version(
+        tmp_path: Path) -> None:
+    """A and B edit n1.md and sync at the same moment: each reads the heads before the
+    other writes, so the repository holds two diverged heads. A's pull then takes B's
+    version; the old code wrote it over A's own (which B never saw) with no copy."""
+    a, remote, b = two_devices(tmp_path)
+    write(a / "n1.md", "from A\n")
+    write(b / "n1.md", "from B\n")
+    before = tmp_path / "R-before"
+    shutil.copytree(remote, before)
+    assert sync(a).code == 0
+    theirs = tmp_path / "R-A"
+    remote.rename(theirs)
+    before.rename(remote)  # B syncs against the repository as it was before A's sync
+    assert sync(b).code == 0
+    for src in remote.rglob("*"):  # B's objects and B's head join A's repository
+        dst = theirs / src.relative_to(remote)
+        if src.is_file() and (not dst.exists() or src.parent.name == "heads"
+                              and src.name == _device(b)):
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst)
+    shutil.rmtree(remote)
+    theirs.rename(remote)
+    res = run_cli("pull", cwd=a)
+    assert res.code == 1 and "conflict" in res.out, res.out + res.err
+    assert sorted(files(a).values()).count(b"from A\n") == 1
+    assert sorted(files(a).values()).count(b"from B\n") == 1
+    assert sync(a).code == 0 and sync(b).code == 0
+    assert files(a) == files(b)
+
+
+def _device(vault: Path) -> str:
+    import tomllib
+
+    return str(tomllib.loads((vault / ".vaultsync/config.toml").read_text())["device_id"])
+
+
 def _head_snapshot(remote: Path, vault: Path) -> str:
     """The snapshot id the head of `vault`'s device names."""
     import json

@@ -52,6 +52,15 @@ def test_every_json_document_matches_the_schema(two: tuple[Path, Path], tmp_path
     check(run_json("verify", cwd=a), "verify")
     doc = run_json("checkout", str(tmp_path / "remote"), str(tmp_path / "co"), cwd=tmp_path)
     check(doc, "report")
+    doc = run_json("prune", "--keep-last", "1", "--dry-run", cwd=a)
+    check(doc, "prune")
+    assert doc["dry_run"] and doc["forgotten"] and doc["record"] is None  # type: ignore[index]
+    doc = run_json("prune", "--keep-last", "1", cwd=a)
+    check(doc, "prune")
+    assert doc["pending"] and doc["record"] == doc["pending"][0]["record"]  # type: ignore[index]
+    doc = run_json("prune", "--keep-last", "1", "--grace", "0s", cwd=a)
+    check(doc, "prune")
+    assert doc["deleted_snapshots"] and not doc["pending"]  # type: ignore[index]
 
 
 def test_the_schema_rejects_what_it_should() -> None:

@@ -722,6 +722,16 @@ SKEW = st.sampled_from(SKEWS)
 @example(skews=(0, 0, 0), steps=[("recreate", 0), ("fill", 1, 0), ("sync", 1)])
 @example(skews=(0, 0, 0), steps=[("sync", 1), ("unreadable", 1, "a.md", "chmod"), ("fill", 1, 0),
                                  ("sync", 1)])
+# Found by this test: a version another device moved into a folder this device cannot
+# read left this disk, then the repository was recreated: lost
+@example(skews=(0, 0, 0), steps=[("edit", 0, "a.md"), ("rename", 1, "a.md", "d/e.md"),
+                                 ("concurrent", 0, 1), ("unreadable", 0, "d", "chmod"),
+                                 ("sync", 0), ("recreate", 0)])
+# Found by this test: a version another device moved onto a path this device cannot
+# read left this disk
+@example(skews=(0, 0, 0), steps=[("rename", 1, "a.md", "d/c.md"), ("sync", 1),
+                                 ("unreadable", 0, "d/c.md", "chmod"), ("sync", 0),
+                                 ("readable", 0), ("sync", 0)])
 # Found by this test: a pull over two diverged heads overwrites this device's own
 # version, which the other device never saw, with the other's (no conflict copy)
 @example(skews=(0, 0, 0), steps=[("edit", 0, "a.md"), ("edit", 1, "a.md"), ("race", 0, 1),

@@ -154,17 +154,23 @@ class Backend:
             store.prepare()
         return store
 
+    def disk_root(self, store: Store) -> Path | None:
+        """The store's folder on the server's disk, where the server keeps objects as
+        plain files (directory, WebDAV, SFTP); None for the others."""
+        srv = self.server
+        if self.kind == "directory":
+            return Path(store.url.removeprefix("file://"))
+        if self.kind in ("webdav-apache", "webdav-wsgidav", "sftp-sshd") and srv:
+            return Path(srv.info["data"]) / store.url.rstrip("/").rsplit("/", 1)[-1]
+        if self.kind == "webdav-apache-shallow" and srv:
+            return Path(srv.info["shallow"]) / store.url.rstrip("/").rsplit("/", 1)[-1]
+        return None
+
     def disk_names(self, store: Store) -> list[str] | None:
         """Every file name under the store's folder, read from the server's disk (not
         through the store), where the server keeps objects as plain files."""
-        srv = self.server
-        if self.kind == "directory":
-            root = Path(store.url.removeprefix("file://"))
-        elif self.kind in ("webdav-apache", "webdav-wsgidav", "sftp-sshd") and srv:
-            root = Path(srv.info["data"]) / store.url.rstrip("/").rsplit("/", 1)[-1]
-        elif self.kind == "webdav-apache-shallow" and srv:
-            root = Path(srv.info["shallow"]) / store.url.rstrip("/").rsplit("/", 1)[-1]
-        else:
+        root = self.disk_root(store)
+        if root is None:
             return None
         return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import time
 from collections.abc import Callable
 from typing import Annotated
 
@@ -21,6 +22,7 @@ from vaultsync.cli.output import (
     print_actions,
     print_report,
     short,
+    size,
     summary,
 )
 from vaultsync.engine.report import attention
@@ -298,6 +300,64 @@ def verify(
             f"{rep.snapshots} snapshots, {rep.trees} trees, {rep.files} file versions, "
             f"{rep.chunks} chunks, {rep.packs} packs ({rep.packs_read} read in full)")
     return rep.exit_code
+
+
+@command
+def prune(
+    keep_last: Annotated[int | None, typer.Option(
+        min=0, max=10**6, metavar="N", help="Keep the N newest snapshots.")] = None,
+    keep_within: Annotated[str | None, typer.Option(
+        metavar="DURATION", help="Keep every snapshot this close to the newest (30d, 12h).")
+    ] = None,
+    keep_daily: Annotated[int | None, typer.Option(
+        min=0, max=10**6, metavar="N", help="Keep the newest snapshot of each of N days.")
+    ] = None,
+    keep_weekly: Annotated[int | None, typer.Option(
+        min=0, max=10**6, metavar="N", help="Keep the newest snapshot of each of N weeks.")
+    ] = None,
+    keep_monthly: Annotated[int | None, typer.Option(
+        min=0, max=10**6, metavar="N", help="Keep the newest snapshot of each of N months.")
+    ] = None,
+    grace: Annotated[str | None, typer.Option(
+        metavar="DURATION",
+        help="Delete only what an earlier prune named at least this long ago (default "
+             "24h; 0s: both phases now, for a repository one device uses).")] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Say what would go and what it frees; write nothing.")] = False,
+    json_: JsonOpt = False,
+) -> int:
+    """Forget snapshots by a retention policy and delete what nothing kept needs (two
+    phases, safe beside syncs on other devices). Options not given come from [prune] in
+    config.toml; every head and every merge base the heads need are always kept."""
+    from vaultsync.engine.prune import PruneArgs
+    from vaultsync.engine.prune import prune as do_prune
+
+    outcome = do_prune(here(), PruneArgs(keep_last, keep_within, keep_daily, keep_weekly,
+                                         keep_monthly, grace, dry_run))
+    if json_:
+        emit_json(outcome.to_json())
+        return EXIT_OK
+    r, dry = outcome.report, outcome.dry_run
+    for notice in r.notices:
+        out(notice)
+    out(f"{len(r.kept)} of {r.snapshots} snapshots kept ({outcome.policy.describe()}); "
+        f"{len(r.forgotten)} {'would be ' if dry else ''}forgotten")
+    if r.deleted_snapshots or r.deleted_packs or r.deleted_segments:
+        out(f"{'would delete' if dry else 'deleted'} {len(r.deleted_snapshots)} snapshot(s), "
+            f"{r.deleted_packs} pack(s), {r.deleted_segments} index segment(s), copying "
+            f"{r.repacked_blobs} live blob(s) ({size(r.repacked_bytes)}) out first: "
+            f"{size(r.freed_bytes)} {'would be ' if dry else ''}freed")
+    if r.temps_removed:
+        out(f"{r.temps_removed} leftover temporary upload(s) "
+            f"{'would be ' if dry else ''}removed")
+    for rid, due in r.pending:
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(due / 1e9))
+        frees = f" (about {size(r.planned_bytes)})" if rid == r.record else ""
+        out(f"pending: record {short(rid)} names what goes{frees}; a prune after {when} "
+            "deletes it")
+    if outcome.dry_run:
+        out("dry run: nothing was written")
+    return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -11,7 +11,7 @@ from vaultsync.chunking import Hasher
 from vaultsync.engine.scan import ChunkLocation
 from vaultsync.engine.transfer import Relocate, upload
 from vaultsync.model import DIR, MTIME_MAX, Entry, Flat, ObjectId, Snapshot, Tree
-from vaultsync.repository.repo import Repository
+from vaultsync.repository.repo import Repository, RepoWriter
 
 
 def commit(repo: Repository, *, root: ObjectId, trees: dict[ObjectId, bytes],
@@ -22,13 +22,34 @@ def commit(repo: Repository, *, root: ObjectId, trees: dict[ObjectId, bytes],
     chunks, packs written)."""
     writer = repo.writer()
     new_chunks = upload(repo, writer, files, locations, trees, relocate)  # 1. packs
+    new_chunks += _away_from_prune(repo, writer, files, trees)
     writer.commit_index()  # 2. the last pack, then one index segment naming them all
     now = min(max(time.time_ns(), 0), MTIME_MAX)  # a clock before 1970 is not an error
+    parents = repo.buildable(parents)
     snap = Snapshot(tree=root, parents=parents, device=device, device_name=device_name,
                     time_ns=now, files=len(files), size=sum(e.size for e in files))
     sid = repo.put_snapshot(snap)  # 3. the snapshot
     repo.write_head(device, sid)  # 4. this device's head
     return sid, new_chunks, writer.packs_written
+
+
+def _away_from_prune(repo: Repository, writer: RepoWriter, files: list[Entry],
+                     trees: dict[ObjectId, bytes]) -> int:
+    """A prune that named packs while this run was uploading (its record appeared after
+    the run read the records): blobs this snapshot reuses from those packs are stored
+    again, read back from the named pack (still there: it goes only after the grace),
+    so the snapshot never names a blob that a prune deletes. Returns how many."""
+    named = repo.refresh_prune()
+    if not named:
+        return 0
+    needed = {cid for e in files for cid in e.chunks} | set(trees)
+    again = 0
+    for bid in sorted(needed):
+        ref = repo.index.get(bid)
+        if ref is not None and ref.pack in named and bid not in writer.pending:
+            writer.add(bid, ref.type, repo.read_blob(bid))
+            again += 1
+    return again
 
 
 def build_trees(flat: Flat, hasher: Hasher) -> tuple[ObjectId, dict[ObjectId, bytes]]:

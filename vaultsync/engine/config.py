@@ -60,6 +60,8 @@ class VaultConfig:
     options: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_OPTIONS))
     # passed to the store, e.g. endpoint = "http://nas:9000" for S3, key_file for SFTP
     remote_options: dict[str, str] = field(default_factory=dict)
+    # [prune]: what a bare `vaultsync prune` keeps (PRUNE_KEYS), as given
+    prune: dict[str, int | str] = field(default_factory=dict)
 
     def with_remote(self, remote: str) -> VaultConfig:
         return replace(self, remote=remote)
@@ -78,6 +80,9 @@ class VaultConfig:
         if self.remote_options:
             lines += ["", "[remote_options]"]
             lines += [f"{k} = {json.dumps(v)}" for k, v in sorted(self.remote_options.items())]
+        if self.prune:
+            lines += ["", "[prune]"]
+            lines += [f"{k} = {json.dumps(v)}" for k, v in sorted(self.prune.items())]
         return "\n".join(lines) + "\n"
 
 
@@ -112,4 +117,32 @@ def parse_config(text: str, path: str) -> VaultConfig:
             isinstance(k, str) and isinstance(v, str) for k, v in remote_options.items()):
         raise ConfigError(f"{path}: [remote_options] must map names to strings")
     return VaultConfig(device_id, doc["device_name"], doc["bound_to"], remote, options,
-                       dict(remote_options))
+                       dict(remote_options), _prune_table(doc.get("prune", {}), path))
+
+
+# [prune] keys: counts are whole numbers, durations strings such as "30d" or "24h"
+PRUNE_COUNTS = ("keep_last", "keep_daily", "keep_weekly", "keep_monthly")
+PRUNE_DURATIONS = ("keep_within", "grace")
+
+
+def _prune_table(raw: object, path: str) -> dict[str, int | str]:
+    from vaultsync.repository.retention import parse_duration
+
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: [prune] must be a table")
+    out: dict[str, int | str] = {}
+    for key, value in raw.items():
+        if key in PRUNE_COUNTS:
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 10**6:
+                raise ConfigError(f"{path}: [prune] {key} must be a whole number from 0 to "
+                                  f"1000000, not {value!r}")
+        elif key in PRUNE_DURATIONS:
+            try:
+                parse_duration(value if isinstance(value, str) else "?")
+            except ValueError as exc:
+                raise ConfigError(f"{path}: [prune] {key}: {exc}") from None
+        else:
+            raise ConfigError(f"{path}: unknown [prune] key {key!r} (known: "
+                              f"{', '.join(PRUNE_COUNTS + PRUNE_DURATIONS)})")
+        out[key] = value
+    return out

@@ -151,27 +151,64 @@ def disk_view(scan: ScanResult) -> Flat:
 def local_target(target: Flat, rules: IgnoreRules, scan: ScanResult) -> Flat:
     """What the vault itself should hold: `target` minus ignored paths (the remote's
     versions of those are not written here) and minus what this run cannot touch (paths
-    it could not read: those keep what the disk holds)."""
-    return {k: e for k, e in target.items()
-            if not rules.ignored(k, e.is_dir) and not below(k, scan.frozen)}
+    it could not read: those keep what the disk holds). A file whose version `target`
+    has only below such a path (another device moved it there) stays where it is, so
+    the disk never gives up a version it cannot write in its new place."""
+    out = {k: e for k, e in target.items()
+           if not rules.ignored(k, e.is_dir) and not below(k, scan.frozen)}
+    if scan.frozen:
+        out.update(_held_back(target, out, scan))
+    return out
+
+
+def _held_back(target: Flat, out: Flat, scan: ScanResult) -> Flat:
+    """Files on disk that `out` drops while their content is in `target` only below a
+    frozen path; with their folders. Recorded in `scan.held_back` (a belief keeps them
+    from counting as new files on the next run)."""
+    stranded = {e.chunks for k, e in target.items()
+                if not e.is_dir and e.size and below(k, scan.frozen)}
+    stranded -= {e.chunks for e in out.values() if not e.is_dir}
+    kept: Flat = {}
+    if not stranded:
+        return kept
+    disk = disk_view(scan)
+    for key, entry in disk.items():
+        if key in out or entry.is_dir or entry.chunks not in stranded:
+            continue
+        kept[key] = entry
+        scan.held_back.add(key)
+        parent = key.rpartition("/")[0]
+        while parent and parent not in out:
+            kept[parent] = disk[parent]
+            parent = parent.rpartition("/")[0]
+    return kept
+
+
+def read_beliefs(scan: ScanResult, rules: IgnoreRules) -> dict[str, Entry | None]:
+    """The beliefs that correct this run's merge base: those of paths it reads. A path
+    still unread (or still ignored) is injected with its base version, no change, so its
+    belief must not make that version look like an edit."""
+    return {k: e for k, e in scan.beliefs.items()
+            if not below(k, scan.frozen) and not rules.ignored(k, e is not None and e.is_dir)}
 
 
 def pending(scan: ScanResult, rules: IgnoreRules) -> bool:
     """Whether a path this run reads has a belief: a version merged while it was not
     read, which this disk never received (push and pull have work even with nothing
     unseen)."""
-    return any(not below(k, scan.frozen) and not rules.ignored(k, e is not None and e.is_dir)
-               for k, e in scan.beliefs.items())
+    return bool(read_beliefs(scan, rules))
 
 
 def new_beliefs(scan: ScanResult, target: Flat, rules: IgnoreRules) -> dict[str, Entry | None]:
     """What the disk holds where this run neither read nor wrote (frozen paths, ignored
-    ones) and `target` moved on: the old belief, else the base version the scan kept for
-    it. Once such a path is read again, an old version there is not taken for an edit."""
+    ones, files held back) and `target` moved on: the old belief, else the version the
+    scan has for it. Once such a path is read again, an old version there is not taken
+    for an edit."""
     out: dict[str, Entry | None] = {}
     for key in {*target, *scan.flat}:
         entry = target.get(key) or scan.flat[key]
-        if not below(key, scan.frozen) and not rules.ignored(key, entry.is_dir):
+        if (not below(key, scan.frozen) and key not in scan.held_back
+                and not rules.ignored(key, entry.is_dir)):
             continue
         held = scan.beliefs[key] if key in scan.beliefs else scan.flat.get(key)
         want = target.get(key)

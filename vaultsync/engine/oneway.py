@@ -16,6 +16,7 @@ from vaultsync.engine.commit import build_trees
 from vaultsync.engine.config import default_device_name
 from vaultsync.engine.localview import disk_view, local_target
 from vaultsync.engine.materialize import materialize
+from vaultsync.engine.merge import MergeResult
 from vaultsync.engine.overlay import overlay
 from vaultsync.engine.renames import LOCAL, detect_moves
 from vaultsync.engine.report import Report
@@ -28,6 +29,7 @@ from vaultsync.engine.session import (
 )
 from vaultsync.engine.sync import (
     DRY_RUN_NOTICE,
+    Bases,
     check_safety,
     local_base,
     local_deletes,
@@ -170,7 +172,8 @@ def push(root: str, *, max_delete: float | None = None, force: bool = False) -> 
         pending = localview.pending(scan, s.rules)
         if unseen or pending:
             remote = remote_flat(s, unseen) if unseen else base_flat
-            over = overlay(scan.flat, remote, local_base(base_flat, scan.beliefs))
+            beliefs = localview.read_beliefs(scan, s.rules)
+            over = overlay(scan.flat, remote, local_base(base_flat, beliefs))
             if unseen or over.copies:
                 root_id, trees = build_trees(over.flat, s.repo.hasher)
                 parents = ((local_sid,) if local_sid else ()) + tuple(unseen)
@@ -204,14 +207,26 @@ def pull(root: str) -> Report:
         if not unseen and not pending:
             return _up_to_date(s, scan, base)
         base_flat = s.flat_of(base)
-        remote = remote_flat(s, unseen) if unseen else base_flat
-        over = overlay(remote, scan.flat, local_base(base_flat, scan.beliefs))
+        # the remote side is every head, this device's own (its base) included: a head
+        # that diverged from the base (another device committed beside it, unaware of
+        # it) is merged with it, so what only this device's head holds is kept too
+        remote, merged = base_flat, list[MergeResult]()
+        if unseen and base is None:
+            remote = remote_flat(s, unseen)
+        elif base is not None and unseen:
+            remote, merged = Bases(s).fold(base_flat, s.repo.ancestors(base), unseen)
+        beliefs = localview.read_beliefs(scan, s.rules)
+        over = overlay(remote, scan.flat, local_base(base_flat, beliefs))
         updates = materialize(s.repo, s.writer(), disk_view(scan),
                               local_target(over.flat, s.rules, scan), scan.disk, s.report,
                               base=base_flat, renames=scan.respell)
+        s.report.conflicts += [(c.path, c.copy) for res in merged for c in res.conflicts]
         s.report.conflicts += list(over.copies)
-        # several diverged heads have no single snapshot to stand on: keep the old base
-        new_base = unseen[0] if len(unseen) == 1 else base
+        # a merge of diverged heads has no snapshot to stand on: keep the old base (the
+        # next sync commits the merge); a head that contains the base is the new base
+        new_base = base
+        if len(unseen) == 1 and (base is None or base in s.repo.ancestors(unseen[0])):
+            new_base = unseen[0]
         s.finish_apply(scan, updates, new_base, over.flat)
         s.report.snapshot = new_base
         return s.report.finish()

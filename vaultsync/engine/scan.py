@@ -100,6 +100,9 @@ class ScanResult:
     # are not written this run; beliefs: what such a disk holds where base moved on
     frozen: set[str] = field(default_factory=set)
     beliefs: dict[str, Entry | None] = field(default_factory=dict)
+    # files kept on disk because the target moves their version where this run cannot
+    # write (below a frozen path): they go once it can (see localview.local_target)
+    held_back: set[str] = field(default_factory=set)
     notices: list[str] = field(default_factory=list)  # said, but nothing skipped
     respell: list[Respell] = field(default_factory=list)  # second spellings to settle
     fs: FsTraits | None = None  # what the vault's filesystem can hold

@@ -240,7 +240,8 @@ class Session:
             base in lineage.ancestors(h) for h in heads.values())
         if held and not self.repo.malformed_own_head:
             return base
-        if held or self.store.stat(f"snapshots/{base}") is not None:
+        named = base in self.repo.prune_state.named_snapshots  # a prune will delete it
+        if held or (not named and self.store.stat(f"snapshots/{base}") is not None):
             own = heads.get(self.device)
             if persist and (own is None or own in lineage.ancestors(base)):
                 self.repo.write_head(self.device, base)  # published again
@@ -252,9 +253,11 @@ class Session:
             mine = frozenset()
         nearest = lineage.nearest_common(mine, lineage.history(heads.values()))
         still = nearest[0] if len(nearest) == 1 else None
+        why = ("it was pruned while this vault was away" if named or base in
+               self.repo.prune_state.forgotten or self.repo.prune_state.ids
+               else "was it restored from an older copy?")
         self.report.notices.append(
-            "the remote no longer holds this vault's last sync (was it restored from an "
-            "older copy?): syncing again from "
+            f"the remote no longer holds this vault's last sync ({why}): syncing again from "
             + (f"snapshot {still[:12]}, the newest it still has" if still else "nothing "
                "(a join)") + "; versions that differ are kept side by side")
         return still

@@ -16,7 +16,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from vaultsync.engine.commit import build_trees
-from vaultsync.engine.localview import disk_view, local_target
+from vaultsync.engine.localview import disk_view, local_target, read_beliefs
 from vaultsync.engine.materialize import fit_to_disk, materialize
 from vaultsync.engine.merge import MergeResult, count_deletes, merge
 from vaultsync.engine.plan import diff
@@ -102,10 +102,11 @@ def merge_all(s: Session, scan: ScanResult, base: ObjectId | None,
     local = scan.flat
     base_flat = s.flat_of(base)
     history = s.repo.ancestors(base) if base else frozenset()
+    beliefs = read_beliefs(scan, s.rules)
     if unseen:
-        flat, results = bases.fold(local, history, unseen, scan.beliefs)
+        flat, results = bases.fold(local, history, unseen, beliefs)
     else:  # nothing unseen: merge with base itself, which still finds local moves
-        res = merge(local_base(base_flat, scan.beliefs), local, base_flat,
+        res = merge(local_base(base_flat, beliefs), local, base_flat,
                     local_device=s.device)
         flat, results = res.merged, [res]
     result = Merged(flat, local_deletes=local_deletes(base_flat, local))

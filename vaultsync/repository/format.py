@@ -18,7 +18,7 @@ FORMAT_VERSION = 1
 CONFIG_NAME = "vaultsync.json"
 # Features this client implements. A repository lists the ones a client must know to
 # write ("mandatory") or to read at all ("read_mandatory").
-KNOWN_FEATURES: frozenset[str] = frozenset()
+KNOWN_FEATURES: frozenset[str] = frozenset({"prune"})  # prune: records in prune/ are read
 DEFAULT_PACK_SIZE = 8 * 1024 * 1024
 # the pack sizes a repository may have: what `decode_format` accepts and `init` allows
 MIN_PACK_SIZE = 1024

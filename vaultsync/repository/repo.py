@@ -35,6 +35,13 @@ from vaultsync.model import (
 from vaultsync.repository.format import CONFIG_NAME, RepoFormat, decode_format
 from vaultsync.repository.index import decode_segment, encode_segment
 from vaultsync.repository.packs import TREE, BlobRef, PackWriter, decode_blob, pack_name
+from vaultsync.repository.records import (
+    MARKER,
+    PREFIX,
+    PruneState,
+    decode_marker,
+    load_records,
+)
 from vaultsync.store.base import Store
 
 DEVICE_RE = re.compile(r"[0-9a-f]{32}\Z")
@@ -94,8 +101,11 @@ class Repository:
         self.hasher = Hasher()
         self.cache: ObjectCache = cache or MemoryCache()
         self._index: dict[ObjectId, BlobRef] | None = None
-        # the snapshot graph, read through parent links (answers kept for this object's life)
-        self.lineage = Lineage(lambda sid: self.get_snapshot(sid).parents)
+        self._prune: PruneState | None = None
+        self.marker_listed: bool | None = None  # the last heads listing showed MARKER
+        # the snapshot graph, read through parent links (answers kept for this object's
+        # life); a link to a snapshot prune deleted ends the history there (`records`)
+        self.lineage = Lineage(self._parents)
         self.malformed_own_head = False
         # parallel pack transfers: the store's sensible number unless told otherwise
         self.transfers = max(1, min(32, transfers or store.capabilities.connections))
@@ -143,6 +153,65 @@ class Repository:
         store.put(CONFIG_NAME, fmt.encode())
         return cls(store, fmt, cache, transfers)
 
+    # ---- prune records ---------------------------------------------------------------
+    @property
+    def prune_state(self) -> PruneState:
+        """The prune records on the remote (one LIST per run; records are immutable and
+        cached locally by id)."""
+        if self._prune is None:
+            self._prune = self._load_records()
+        return self._prune
+
+    def _load_records(self, fresh: bool = False) -> PruneState:
+        """The records the marker names; without asking the store when this run's heads
+        listing showed no marker (`fresh`: ask anyway)."""
+        if not fresh and self.marker_listed is False:
+            return PruneState()
+        try:
+            ids = decode_marker(self.store.get(MARKER))
+        except ObjectNotFound:
+            return PruneState()
+        return load_records(ids, self._get_record, self.hasher)
+
+    def _get_record(self, name: str) -> bytes:
+        rid = name[len(PREFIX):]
+        stored = self.cache.get_object(rid)
+        if stored is None or self.hasher.id(stored) != rid:
+            stored = self.store.get(name)
+            self.cache.put_object(rid, stored)
+        return stored
+
+    def refresh_prune(self) -> frozenset[ObjectId]:
+        """Read the records again (before a commit); returns the packs named by records
+        this run had not seen: blobs there must be uploaded again, not reused."""
+        before = self.prune_state.condemned_packs
+        self._prune = self._load_records(fresh=True)
+        return self.prune_state.condemned_packs - before
+
+    def _parents(self, sid: ObjectId) -> tuple[ObjectId, ...]:
+        parents = self.get_snapshot(sid).parents
+        gone = self.prune_state.forgotten if parents else frozenset()
+        return tuple(p for p in parents if p not in gone)
+
+    def buildable(self, parents: Iterable[ObjectId]) -> tuple[ObjectId, ...]:
+        """`parents` for a new snapshot, none named by a pending prune record: a named one
+        gives way to its nearest ancestors that are not named (or to nothing), and a
+        parent another parent contains is dropped."""
+        named = self.prune_state.named_snapshots
+        out: set[ObjectId] = set()
+        todo = list(parents)
+        seen: set[ObjectId] = set()
+        while todo:
+            sid = todo.pop()
+            if sid in seen:
+                continue
+            seen.add(sid)
+            if sid in named:
+                todo.extend(self.lineage.parents(sid))
+            else:
+                out.add(sid)
+        return self.lineage.tips(out)
+
     # ---- index ---------------------------------------------------------------------
     @property
     def index(self) -> dict[ObjectId, BlobRef]:
@@ -150,7 +219,7 @@ class Repository:
             self._index = self._load_index()
         return self._index
 
-    def _load_index(self) -> dict[ObjectId, BlobRef]:
+    def _load_index(self, retries: int = 3) -> dict[ObjectId, BlobRef]:
         remote = {i.name.split("/", 1)[1] for i in self.store.list("index/")}
         remote = {s for s in remote if is_object_id(s)}
         known = self.cache.index_segments()
@@ -158,13 +227,32 @@ class Repository:
             self.cache.clear_index()
             known = set()
         for sid in sorted(remote - known):
-            stored = self.store.get(f"index/{sid}")
+            try:
+                stored = self.store.get(f"index/{sid}")
+            except ObjectNotFound:  # consolidated by a prune since the listing
+                if retries:
+                    return self._load_index(retries - 1)
+                raise
             self.hasher.verify(stored, sid, f"index segment {sid[:12]}")
             self.cache.add_index_segment(sid, decode_segment(stored, f"index segment {sid[:12]}"))
-        return {r.id: r for r in self.cache.index_refs()}
+        # a blob in several packs (uploaded again beside a pack a prune named): the copy
+        # outside the named packs is the one to read and to build on
+        condemned = self.prune_state.condemned_packs
+        out: dict[ObjectId, BlobRef] = {}
+        for r in self.cache.index_refs():
+            old = out.get(r.id)
+            if old is None or (old.pack in condemned and r.pack not in condemned):
+                out[r.id] = r
+        return out
 
     def has_blob(self, blob_id: ObjectId) -> bool:
-        return blob_id in self.index
+        """Whether a new snapshot may use the stored blob: it is in the index, in a pack
+        no pending prune record names."""
+        ref = self.index.get(blob_id)
+        return ref is not None and ref.pack not in self.prune_state.condemned_packs
+
+    def reload_index(self) -> None:
+        self._index = None
 
     def ref(self, blob_id: ObjectId) -> BlobRef:
         ref = self.index.get(blob_id)
@@ -253,8 +341,11 @@ class Repository:
         it again on its next commit (`malformed_own_head` says so)."""
         heads = {}
         self.malformed_own_head = False
+        self.marker_listed = False
         for info in self.store.list("heads/"):
             device = info.name.split("/", 1)[1]
+            if info.name == MARKER:
+                self.marker_listed = True
             if not DEVICE_RE.match(device):
                 continue
             stored = self.store.get(info.name)
@@ -289,8 +380,10 @@ class RepoWriter:
         self.packs_written = 0
         self._uploads: deque[Future[None]] = deque()  # at most `transfers` packs in flight
 
-    def add(self, blob_id: ObjectId, blob_type: int, raw: bytes) -> None:
-        if blob_id in self.pending or self.repo.has_blob(blob_id):
+    def add(self, blob_id: ObjectId, blob_type: int, raw: bytes, again: bool = False) -> None:
+        """Buffer a blob unless the repository has it (`again`: store it anyway, as
+        prune does when it copies a blob out of a pack it deletes)."""
+        if blob_id in self.pending or (not again and self.repo.has_blob(blob_id)):
             return
         self.packs.add(blob_id, blob_type, raw)
         self.pending.add(blob_id)

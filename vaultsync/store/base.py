@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from vaultsync.errors import BadName, IntegrityError
 
 _PART = r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}"
 _NAME_RE = re.compile(rf"{_PART}(/{_PART}){{0,7}}\Z")
+_TEMP_RE = re.compile(r"\.tmp-[0-9a-f]{16}\Z")  # what `_remote.temp_name` and local puts make
 MAX_OBJECT_SIZE = 1 << 40
 
 
@@ -30,6 +31,27 @@ def check_name(name: str) -> str:
     if not valid_name(name):
         raise BadName(f"refusing object name {name!r}")
     return name
+
+
+def temporary_name(name: object) -> bool:
+    """A temporary upload object's name: a folder any object could live in, then
+    '.tmp-' and 16 lowercase hex digits. Such names never pass `valid_name`."""
+    if not isinstance(name, str):
+        return False
+    folder, _, last = name.rpartition("/")
+    return _TEMP_RE.match(last) is not None and valid_name(f"{folder}/x" if folder else "x")
+
+
+def check_temporary(name: str) -> str:
+    if not temporary_name(name):
+        raise BadName(f"refusing temporary object name {name!r}")
+    return name
+
+
+def check_prefix(prefix: str) -> str:
+    if prefix and not valid_name(prefix.rstrip("/")):
+        raise BadName(f"refusing prefix {prefix!r}")
+    return prefix
 
 
 @dataclass(frozen=True)
@@ -73,12 +95,29 @@ class Store(ABC):
     def stat(self, name: str) -> ObjectInfo | None:
         return self._stat(check_name(name))
 
+    def stale_temporaries(self, prefix: str, older_than_s: float) -> list[str]:
+        r"""Names (relative to the store root, e.g. 'packs/ab/.tmp-0123456789abcdef') of
+        temporary upload objects under `prefix` (a folder such as 'packs/', any depth, ''
+        for all) whose last modification is more than `older_than_s` seconds ago, by the
+        store's own clock as the server reports it (mtime from stat, PROPFIND
+        getlastmodified, SFTP attributes). Only names whose last component matches
+        r'\.tmp-[0-9a-f]{16}\Z' are ever returned, sorted. A store without temporaries
+        (S3: atomic PUT; memory) returns []."""
+        if not older_than_s >= 0:  # NaN too
+            raise ValueError(f"older_than_s must be >= 0, not {older_than_s!r}")
+        found = self._stale_temporaries(check_prefix(prefix), float(older_than_s))
+        return sorted({n for n in found if temporary_name(n) and n.startswith(prefix)})
+
+    def remove_temporary(self, name: str) -> None:
+        """Delete one name returned by `stale_temporaries`; its last component must match
+        the temporary pattern and the rest be a valid object folder (anything else:
+        BadName); a name already gone is not an error."""
+        self._remove_temporary(check_temporary(name))
+
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Objects whose names start with `prefix` (a folder such as 'packs/'), any depth.
         Names that fail validation (temporary files, junk) are skipped."""
-        if prefix and not valid_name(prefix.rstrip("/")):
-            raise BadName(f"refusing prefix {prefix!r}")
-        for info in self._list(prefix):
+        for info in self._list(check_prefix(prefix)):
             if valid_name(info.name) and info.name.startswith(prefix):
                 yield info
 
@@ -109,6 +148,14 @@ class Store(ABC):
 
     @abstractmethod
     def _list(self, prefix: str) -> Iterator[ObjectInfo]: ...
+
+    def _stale_temporaries(self, prefix: str, older_than_s: float) -> Iterable[str]:
+        """Candidates; `stale_temporaries` keeps only temporary names under `prefix`.
+        The default is for stores that never write a temporary object."""
+        return ()
+
+    def _remove_temporary(self, name: str) -> None:
+        """The default: a store without temporaries has none to remove."""
 
 
 class WrappingStore(Store):
@@ -145,3 +192,9 @@ class WrappingStore(Store):
 
     def _list(self, prefix: str) -> Iterator[ObjectInfo]:
         return self.inner.list(prefix)
+
+    def _stale_temporaries(self, prefix: str, older_than_s: float) -> Iterable[str]:
+        return self.inner.stale_temporaries(prefix, older_than_s)
+
+    def _remove_temporary(self, name: str) -> None:
+        self.inner.remove_temporary(name)

@@ -67,3 +67,11 @@ class CountingStore(WrappingStore):
     def _list(self, prefix: str) -> Iterator[ObjectInfo]:
         self._count(False, 0, "lists")
         return iter(list(self.inner.list(prefix)))
+
+    def _stale_temporaries(self, prefix: str, older_than_s: float) -> list[str]:
+        self._count(False, 0, "lists")
+        return self.inner.stale_temporaries(prefix, older_than_s)
+
+    def _remove_temporary(self, name: str) -> None:
+        self.inner.remove_temporary(name)
+        self._count(True, 0, "deletes")

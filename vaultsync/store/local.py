@@ -11,9 +11,11 @@ the remote. (An OSError that escaped would be reported as a local failure.)
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import stat
+import time
 from collections.abc import Iterator
 
 from vaultsync.errors import (
@@ -24,7 +26,7 @@ from vaultsync.errors import (
     refusal,
 )
 from vaultsync.fsutil import fsync_dir
-from vaultsync.store.base import Capabilities, ObjectInfo, Store
+from vaultsync.store.base import Capabilities, ObjectInfo, Store, temporary_name, valid_name
 
 
 class LocalStore(Store):
@@ -130,15 +132,8 @@ class LocalStore(Store):
             raise self._missing(prefix)
         folder = prefix.rpartition("/")[0]  # "packs/a" lists under packs/, then filters
         start = self._path(folder) if folder else self.root
-
-        def unreadable(exc: OSError) -> None:
-            # a folder that is not there lists as empty; one we cannot read must not
-            # (it would hide heads or packs): fail
-            if not isinstance(exc, (FileNotFoundError, NotADirectoryError)):
-                raise exc
-
         try:
-            for dirpath, dirnames, filenames in os.walk(start, onerror=unreadable):
+            for dirpath, dirnames, filenames in os.walk(start, onerror=_unreadable):
                 dirnames.sort()
                 rel = os.path.relpath(dirpath, self.root)
                 rel = "" if rel == "." else rel.replace(os.sep, "/") + "/"
@@ -150,3 +145,79 @@ class LocalStore(Store):
                     yield ObjectInfo(rel + fn, size)
         except OSError as exc:
             raise self._failed(exc, "listing", prefix or "/") from None
+
+    def _stale_temporaries(self, prefix: str, older_than_s: float) -> list[str]:
+        # from the root down, never into a symlinked folder (os.walk does not follow
+        # them), into only the folders on the way to `prefix` or under it
+        if not os.path.isdir(self.root):
+            raise self._missing(prefix)
+        now = time.time()
+        found: list[str] = []
+        try:
+            for dirpath, dirnames, filenames in os.walk(self.root, onerror=_unreadable):
+                rel = os.path.relpath(dirpath, self.root)
+                rel = "" if rel == "." else rel.replace(os.sep, "/") + "/"
+                dirnames[:] = [d for d in dirnames if _towards(rel + d, prefix)]
+                for fn in filenames:
+                    name = rel + fn
+                    if not (temporary_name(name) and name.startswith(prefix)):
+                        continue
+                    try:
+                        st = os.lstat(os.path.join(dirpath, fn))
+                    except FileNotFoundError:
+                        continue
+                    if stat.S_ISREG(st.st_mode) and now - st.st_mtime > older_than_s:
+                        found.append(name)
+        except OSError as exc:
+            raise self._failed(exc, "listing temporary files in", prefix or "/") from None
+        return found
+
+    def _remove_temporary(self, name: str) -> None:
+        if not os.path.isdir(self.root):
+            raise self._missing(name)
+        folder, _, last = name.rpartition("/")
+        try:
+            fd = self._open_folder(folder)
+        except OSError as exc:
+            raise self._failed(exc, "deleting", name) from None
+        if fd is None:
+            return  # its folder is gone: so is the file
+        try:
+            os.unlink(last, dir_fd=fd)
+        except (FileNotFoundError, IsADirectoryError):
+            pass  # gone, or a folder (not an object): nothing to remove
+        except OSError as exc:
+            raise self._failed(exc, "deleting", name) from None
+        finally:
+            os.close(fd)
+
+    def _open_folder(self, folder: str) -> int | None:
+        """A descriptor of the store's `folder`, opened one component at a time without
+        following a symbolic link; None when some component is missing or is not a real
+        folder (a file, or a symbolic link: Linux answers ENOTDIR for both)."""
+        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+        for part in folder.split("/") if folder else ():
+            try:
+                child = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            except (FileNotFoundError, NotADirectoryError):
+                return None
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:  # O_NOFOLLOW's answer elsewhere
+                    return None
+                raise
+            finally:
+                os.close(fd)
+            fd = child
+        return fd
+
+
+def _unreadable(exc: OSError) -> None:
+    """os.walk's onerror: a folder that is not there lists as empty; one we cannot read
+    must not (it would hide heads or packs): fail."""
+    if not isinstance(exc, (FileNotFoundError, NotADirectoryError)):
+        raise exc
+
+
+def _towards(folder: str, prefix: str) -> bool:
+    """Whether a walk for `prefix` must enter `folder` (a path relative to the root)."""
+    return valid_name(folder) and (folder.startswith(prefix) or prefix.startswith(folder + "/"))

@@ -1,4 +1,5 @@
-"""An in-memory store for engine unit tests; `memory://NAME` shares one per process."""
+"""An in-memory store for engine unit tests; `memory://NAME` shares one per process.
+A put is atomic here: no temporary objects (`stale_temporaries` answers [])."""
 
 from __future__ import annotations
 

@@ -108,3 +108,10 @@ class RetryStore(WrappingStore):
 
     def _list(self, prefix: str) -> Iterator[ObjectInfo]:
         return iter(self._call(f"LIST {prefix or '/'}", lambda: list(self.inner.list(prefix))))
+
+    def _stale_temporaries(self, prefix: str, older_than_s: float) -> list[str]:
+        return self._call(f"LIST temporaries {prefix or '/'}",
+                          lambda: self.inner.stale_temporaries(prefix, older_than_s))
+
+    def _remove_temporary(self, name: str) -> None:
+        self._call(f"DELETE {name}", lambda: self.inner.remove_temporary(name))

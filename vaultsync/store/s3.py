@@ -5,9 +5,11 @@ or `AWS_ENDPOINT_URL`, else AWS. Credentials come from wherever botocore finds t
 (`AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`, `AWS_PROFILE` or the `profile` option,
 ~/.aws/credentials and config, instance roles); never from the URL.
 
-An S3 PUT is atomic, so objects are written in place. s3fs and botocore retries are turned
-off (one retry layer: `RetryStore`), instance caching is off and listings are read from
-the server every time (`list_objects_v2` directly, never fsspec's listing cache).
+An S3 PUT is atomic, so objects are written in place: there are no temporary objects for
+`prune` to find (`stale_temporaries` answers []), and every PUT is a single `put_object`,
+never a multipart upload that a killed run could leave open. s3fs and botocore retries
+are turned off (one retry layer: `RetryStore`), instance caching is off and listings are
+read from the server every time (`list_objects_v2` directly, never fsspec's listing cache).
 
 Errors: NoSuchKey/404 -> ObjectNotFound; 403, bad key id, bad signature, no credentials
 -> AuthError; AccessDenied (403) on a write, 507 and quota or storage-full codes ->

@@ -14,7 +14,10 @@ unknown host is REFUSED unless `accept_new_host_key=yes` (or
 
 Writes send the bytes with paramiko's pipelined `putfo` (the engine under `fs.put`; a
 write through `fs.open` is not pipelined and ~20x slower) to a temporary name, then
-`posix-rename` it over the target; the temporary file is removed on any failure.
+`posix-rename` it over the target; the temporary file is removed on any failure. One a
+killed run left is found by the listing walk (stale by its mtime against this machine's
+clock: SFTP tells no server time) and removed only through real folders, never through
+a symbolic link.
 
 Errors: permission denied -> RemoteRefused; a write the server answers with a bare
 "Failure" (OpenSSH's answer for a full or read-only disk: SFTP version 3 has no code for
@@ -30,6 +33,7 @@ import errno
 import io
 import stat as statmod
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import NoReturn, TypeVar
 
@@ -46,7 +50,7 @@ from vaultsync.errors import (
 )
 from vaultsync.store._remote import join, temp_name
 from vaultsync.store._ssh import SFTPConnection, SSHTarget, UnknownHostKey, resolve
-from vaultsync.store.base import Capabilities, ObjectInfo, Store
+from vaultsync.store.base import Capabilities, ObjectInfo, Store, temporary_name
 
 T = TypeVar("T")
 _MAX_WALK = 100_000
@@ -286,15 +290,45 @@ class SFTPStore(Store):
         return self._run(stat, name)
 
     def _list(self, prefix: str) -> Iterator[ObjectInfo]:
-        return iter(self._run(lambda ftp: self._walk(ftp, prefix)))
+        def walk(ftp: paramiko.SFTPClient) -> list[ObjectInfo]:
+            return [ObjectInfo(n, a.st_size or 0) for n, a in self._walk(ftp, prefix)]
+        return iter(self._run(walk))
 
-    def _walk(self, ftp: paramiko.SFTPClient, prefix: str) -> list[ObjectInfo]:
-        start = prefix.rpartition("/")[0]
-        found: list[ObjectInfo] = []
+    def _stale_temporaries(self, prefix: str, older_than_s: float) -> list[str]:
+        def stale(ftp: paramiko.SFTPClient) -> list[str]:
+            now = time.time()
+            return [n for n, a in self._walk(ftp, prefix, start="") if temporary_name(n)
+                    and a.st_mtime is not None and now - a.st_mtime > older_than_s]
+        return self._run(stale)
+
+    def _remove_temporary(self, name: str) -> None:
+        def remove(ftp: paramiko.SFTPClient) -> None:
+            parts = name.split("/")
+            for i in range(1, len(parts) + 1):  # lstat: a symbolic link is not a folder
+                try:
+                    mode = ftp.lstat(self._path("/".join(parts[:i]))).st_mode or 0
+                except FileNotFoundError:
+                    return  # gone
+                if statmod.S_ISDIR(mode) != (i < len(parts)):
+                    return  # not through a link or a file; and a folder is not an object
+            try:
+                ftp.remove(self._path(name))
+            except FileNotFoundError:
+                pass
+        self._run(remove, name, write=True)
+
+    def _walk(self, ftp: paramiko.SFTPClient, prefix: str, start: str | None = None,
+              ) -> list[tuple[str, paramiko.SFTPAttributes]]:
+        """Every regular file whose path starts with `prefix`, sorted, with its
+        attributes. READDIR answers as lstat does, so a symbolic link met on the way is
+        never entered; with `start=""` the walk begins at the root, so neither is one on
+        the way to `prefix`'s folder (the default begins at that folder)."""
+        start = prefix.rpartition("/")[0] if start is None else start
+        found: list[tuple[str, paramiko.SFTPAttributes]] = []
         todo = [start]
         for _ in range(_MAX_WALK):
             if not todo:
-                return sorted(found, key=lambda info: info.name)
+                return sorted(found, key=lambda item: item[0])
             rel = todo.pop()
             try:
                 entries = ftp.listdir_attr(self._path(rel))
@@ -309,7 +343,7 @@ class SFTPStore(Store):
                     if child.startswith(prefix) or prefix.startswith(child + "/"):
                         todo.append(child)
                 elif statmod.S_ISREG(mode) and child.startswith(prefix):
-                    found.append(ObjectInfo(child, entry.st_size or 0))
+                    found.append((child, entry))
         raise RemoteUnreachable(f"listing {self.url} did not end after {_MAX_WALK} folders")
 
 

@@ -12,6 +12,9 @@ methods add a HEAD before each call, and its `mkdir()` prints to stdout, which i
 API). A PUT goes to a temporary name beside the target and is MOVEd over it with
 `Overwrite: T`, so a reader never sees a partial object. Listing asks for
 `Depth: infinity` and falls back to a walk with `Depth: 1` where the server refuses it.
+A temporary object a killed run left behind is found by the same listing (asking for
+`getlastmodified` too) and is stale when its date is older than the server's own `Date`
+answer by more than the grace.
 
 Errors: 401, and 403 on a read -> AuthError; 507 Insufficient Storage (full, over quota),
 413 on a PUT, and 403 or 405 on a write (PUT, MKCOL, MOVE, DELETE: a read-only share) ->
@@ -22,9 +25,12 @@ from __future__ import annotations
 
 import netrc
 import os
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Mapping
-from typing import Any, NoReturn
+from datetime import UTC
+from email.utils import parsedate_to_datetime
+from typing import NamedTuple, NoReturn
 from urllib.parse import quote, unquote, urlsplit
 
 import requests
@@ -40,16 +46,26 @@ from vaultsync.errors import (
     UsageError,
 )
 from vaultsync.store._remote import join, number, temp_name
-from vaultsync.store.base import Capabilities, ObjectInfo, Store
+from vaultsync.store.base import Capabilities, ObjectInfo, Store, temporary_name
 
 _PROPFIND_BODY = (
     b'<?xml version="1.0" encoding="utf-8"?>'
     b'<d:propfind xmlns:d="DAV:"><d:prop><d:resourcetype/><d:getcontentlength/></d:prop>'
     b"</d:propfind>"
 )
+_PROPFIND_DATED = _PROPFIND_BODY.replace(b"<d:getcontentlength/>",
+                                         b"<d:getcontentlength/><d:getlastmodified/>")
 _DAV = "{DAV:}"
 _MAX_WALK = 100_000  # folders visited by a Depth: 1 walk, a bound on a hostile server
 _WRITES = {"PUT", "MKCOL", "MOVE", "DELETE"}
+
+
+class _Entry(NamedTuple):
+    rel: str  # path relative to the folder asked about
+    is_dir: bool
+    size: int
+    modified: str | None  # getlastmodified, when asked for (an HTTP date)
+    date: str | None  # the answer's Date header: the server's clock
 
 
 def from_url(url: str, options: Mapping[str, str]) -> WebDAVStore:
@@ -170,19 +186,21 @@ class WebDAVStore(Store):
         raise NotARepository(f"remote folder {self.url} does not exist; "
                              "`vaultsync init --remote URL` creates it")
 
-    def _propfind(self, url: str, depth: str) -> requests.Response:
-        return self._request("PROPFIND", url, data=_PROPFIND_BODY,
+    def _propfind(self, url: str, depth: str, body: bytes = _PROPFIND_BODY,
+                  ) -> requests.Response:
+        return self._request("PROPFIND", url, data=body,
                              headers={"Depth": depth, "Content-Type": "application/xml"})
 
     def _entries(self, resp: requests.Response, prefix: str | None = None,
-                 ) -> Iterator[tuple[str, bool, int]]:
-        """(path relative to `prefix`, is_folder, size) for each response in a 207;
-        `prefix` defaults to the base folder."""
+                 ) -> Iterator[_Entry]:
+        """Each response in a 207, its path relative to `prefix` (default: the base
+        folder)."""
         try:
             root = ET.fromstring(resp.content)
         except ET.ParseError:
             raise RemoteUnreachable(f"unreadable PROPFIND answer from {self.url}") from None
         prefix = prefix if prefix is not None else self.base + "/"
+        date = resp.headers.get("Date")
         for r in root.iter(f"{_DAV}response"):
             href = r.findtext(f"{_DAV}href") or ""
             path = unquote(urlsplit(href).path)
@@ -195,7 +213,8 @@ class WebDAVStore(Store):
                 size = int(size_text.strip())
             except ValueError:
                 size = 0
-            yield rel.rstrip("/"), is_dir or path.endswith("/"), size
+            modified = r.findtext(f".//{_DAV}getlastmodified")
+            yield _Entry(rel.rstrip("/"), is_dir or path.endswith("/"), size, modified, date)
 
     # -- the store -----------------------------------------------------------------------
 
@@ -239,7 +258,7 @@ class WebDAVStore(Store):
         # another writer may have made it first (Apache answers such a race with 403)
         check = self._propfind(url, "0")
         if check.status_code == 207 and any(
-            is_dir for _, is_dir, _ in self._entries(check, prefix=path + "/")
+            e.is_dir for e in self._entries(check, prefix=path + "/")
         ):
             return 0
         self._fail(resp, "MKCOL", path)
@@ -313,20 +332,40 @@ class WebDAVStore(Store):
             return None  # Apache redirects a folder to its name with a trailing slash
         if resp.status_code != 207:
             self._fail(resp, "PROPFIND", name)
-        for rel, is_dir, size in self._entries(resp):
-            if rel == name:
-                return None if is_dir else ObjectInfo(name, size)
+        for e in self._entries(resp):
+            if e.rel == name:
+                return None if e.is_dir else ObjectInfo(name, e.size)
         return None
 
     def _list(self, prefix: str) -> Iterator[ObjectInfo]:
+        for e in self._files(prefix, _PROPFIND_BODY):
+            yield ObjectInfo(e.rel, e.size)
+
+    def _stale_temporaries(self, prefix: str, older_than_s: float) -> list[str]:
+        found: list[str] = []
+        for e in self._files(prefix, _PROPFIND_DATED):
+            if temporary_name(e.rel):
+                age = _age(e)
+                if age is not None and age > older_than_s:
+                    found.append(e.rel)
+        return found
+
+    def _remove_temporary(self, name: str) -> None:
+        # a DELETE of a collection deletes all it holds: only a file goes (stat answers
+        # None for a folder, and for a name already gone)
+        if self._stat(name) is not None:
+            self._delete(name)
+
+    def _files(self, prefix: str, body: bytes) -> Iterator[_Entry]:
+        """Every file (temporary ones too) whose path starts with `prefix`."""
         folder = prefix.rpartition("/")[0]
-        resp = self._propfind(self._href(folder, folder=True), "infinity") \
+        resp = self._propfind(self._href(folder, folder=True), "infinity", body) \
             if self._depth_infinity else None
         if resp is not None and resp.status_code in (400, 403, 501):
             self._depth_infinity = False  # e.g. nginx, or Apache without DavDepthInfinity
             resp = None
         if resp is None:
-            yield from self._walk(folder, prefix)
+            yield from self._walk(folder, prefix, body)
             return
         if resp.status_code == 404:
             if not self.exists():
@@ -334,31 +373,51 @@ class WebDAVStore(Store):
             return
         if resp.status_code != 207:
             self._fail(resp, "PROPFIND", folder)
-        entries = sorted(self._entries(resp))
-        for rel, is_dir, size in entries:
-            if not is_dir and rel.startswith(prefix):
-                yield ObjectInfo(rel, size)
+        for e in sorted(self._entries(resp), key=lambda e: e.rel):
+            if not e.is_dir and e.rel.startswith(prefix):
+                yield e
 
-    def _walk(self, folder: str, prefix: str) -> Iterator[ObjectInfo]:
+    def _walk(self, folder: str, prefix: str, body: bytes) -> Iterator[_Entry]:
         todo = [folder]
         for _ in range(_MAX_WALK):
             if not todo:
                 return
             current = todo.pop()
-            resp = self._propfind(self._href(current, folder=True), "1")
+            resp = self._propfind(self._href(current, folder=True), "1", body)
             if resp.status_code == 404:
                 if current == folder and not self.exists():
                     self._no_repository()
                 continue
             if resp.status_code != 207:
                 self._fail(resp, "PROPFIND", current)
-            found: list[Any] = sorted(self._entries(resp))
-            for rel, is_dir, size in found:
-                if rel == current or not rel:
+            for e in sorted(self._entries(resp), key=lambda e: e.rel):
+                if e.rel == current or not e.rel:
                     continue
-                if is_dir:
-                    if rel.startswith(prefix) or prefix.startswith(rel + "/"):
-                        todo.append(rel)
-                elif rel.startswith(prefix):
-                    yield ObjectInfo(rel, size)
+                if e.is_dir:
+                    if e.rel.startswith(prefix) or prefix.startswith(e.rel + "/"):
+                        todo.append(e.rel)
+                elif e.rel.startswith(prefix):
+                    yield e
         raise RemoteUnreachable(f"listing {self.url} did not end after {_MAX_WALK} folders")
+
+
+def _age(e: _Entry) -> float | None:
+    """Seconds since `e` was last modified, by the server's clock (its Date header; ours
+    if it sent none); None when its date cannot be read (then it is never stale)."""
+    modified = _timestamp(e.modified)
+    if modified is None:
+        return None
+    now = _timestamp(e.date)
+    return (time.time() if now is None else now) - modified
+
+
+def _timestamp(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        when = parsedate_to_datetime(text.strip())
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # "-0000": UTC, place unknown
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()

@@ -1,0 +1,137 @@
+"""Prune records: `prune/<id>`, what a prune decided, read by every run (design.md,
+"Pruning").
+
+Two kinds, each immutable and named by the hash of its stored bytes:
+
+- "pending" (phase 1): snapshots and packs a prune will delete once the grace period
+  has passed. A run that sees one never reuses a blob of a named pack (it uploads that
+  chunk again) and never names a named snapshot as the parent of a new one.
+- "forgotten" (after phase 2): the deleted snapshots that surviving snapshots still
+  name as parents. A parent link to one of them ends the history there, as if the
+  snapshot had no parents: `Repository.lineage` reads parents through this list, so no
+  run walks into history that is gone (not even through its own local cache). Each
+  phase 2 writes a new one and drops the old: it only ever lists the targets of
+  dangling links, so it stays as small as the kept history.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from vaultsync import codec
+from vaultsync.chunking import Hasher
+from vaultsync.errors import IntegrityError, ObjectNotFound
+from vaultsync.model import ObjectId, canonical_json, is_object_id
+
+PREFIX = "prune/"
+# the records in force: a run learns of them from the heads listing it makes anyway (no
+# extra request where no prune ever ran); only a record named here is honoured, and
+# only a record honoured from its creation on is ever collected
+MARKER = "heads/prune"
+PENDING = "pending"
+FORGOTTEN = "forgotten"
+MAX_RECORD = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Record:
+    kind: str
+    time_ns: int
+    device: str = ""
+    snapshots: frozenset[ObjectId] = frozenset()
+    packs: frozenset[ObjectId] = frozenset()
+    id: ObjectId = ""
+
+    def encode(self) -> bytes:
+        return codec.encode(canonical_json({
+            "v": 1, "kind": self.kind, "time_ns": self.time_ns, "device": self.device,
+            "snapshots": sorted(self.snapshots), "packs": sorted(self.packs)}))
+
+
+def decode_record(stored: bytes, rid: ObjectId) -> Record:
+    what = f"prune record {rid[:12]} (prune/{rid})"
+    try:
+        doc = json.loads(codec.decode(stored, MAX_RECORD, what))
+    except (ValueError, UnicodeDecodeError):
+        doc = None
+    if (not isinstance(doc, dict) or doc.get("v") != 1
+            or doc.get("kind") not in (PENDING, FORGOTTEN)
+            or not isinstance(doc.get("time_ns"), int) or isinstance(doc["time_ns"], bool)
+            or not isinstance(doc.get("device"), str)
+            or not _ids(doc.get("snapshots")) or not _ids(doc.get("packs"))):
+        raise IntegrityError(f"{what} is malformed; remove that file and run prune again")
+    return Record(doc["kind"], doc["time_ns"], doc["device"], frozenset(doc["snapshots"]),
+                  frozenset(doc["packs"]), rid)
+
+
+def _ids(value: object) -> bool:
+    return isinstance(value, list) and all(is_object_id(v) for v in value)
+
+
+@dataclass(frozen=True)
+class PruneState:
+    """Every record on the remote, as one run sees it."""
+
+    pending: tuple[Record, ...] = ()
+    forgotten_records: tuple[Record, ...] = ()
+
+    @property
+    def forgotten(self) -> frozenset[ObjectId]:
+        out: frozenset[ObjectId] = frozenset()
+        for r in self.forgotten_records:
+            out |= r.snapshots
+        return out
+
+    @property
+    def named_snapshots(self) -> frozenset[ObjectId]:
+        out: frozenset[ObjectId] = frozenset()
+        for r in self.pending:
+            out |= r.snapshots
+        return out
+
+    @property
+    def condemned_packs(self) -> frozenset[ObjectId]:
+        out: frozenset[ObjectId] = frozenset()
+        for r in self.pending:
+            out |= r.packs
+        return out
+
+    @property
+    def ids(self) -> frozenset[ObjectId]:
+        return frozenset(r.id for r in (*self.pending, *self.forgotten_records))
+
+
+def load_records(ids: Iterable[ObjectId], get: Callable[[str], bytes],
+                 hasher: Hasher) -> PruneState:
+    """Decode the records `ids` (`get(name)` -> stored bytes, verified here against the
+    id). A record deleted since the marker was read is skipped: a prune that finished
+    its phase 2 removes its records."""
+    pending: list[Record] = []
+    forgotten: list[Record] = []
+    for rid in sorted(ids):
+        if not is_object_id(rid):
+            continue
+        try:
+            stored = get(f"{PREFIX}{rid}")
+        except ObjectNotFound:
+            continue
+        hasher.verify(stored, rid, f"prune record {rid[:12]}")
+        record = decode_record(stored, rid)
+        (pending if record.kind == PENDING else forgotten).append(record)
+    return PruneState(tuple(pending), tuple(forgotten))
+
+
+def encode_marker(ids: Iterable[ObjectId]) -> bytes:
+    return codec.encode(canonical_json({"v": 1, "records": sorted(set(ids))}), compress=False)
+
+
+def decode_marker(stored: bytes) -> list[ObjectId]:
+    try:
+        doc = json.loads(codec.decode(stored, MAX_RECORD, MARKER))
+    except (ValueError, UnicodeDecodeError):
+        doc = None
+    if not isinstance(doc, dict) or doc.get("v") != 1 or not _ids(doc.get("records")):
+        raise IntegrityError(f"{MARKER} is malformed; remove that file and run prune again")
+    return list(doc["records"])
