@@ -481,7 +481,8 @@ def main() -> None:
     if a.git:
         steps: Iterator[Step] = git_steps(Path(a.git), a.ref, a.skip, a.steps, exts)
         origin = sh(f"git --git-dir={a.git} config --get remote.origin.url")
-        source = (f"git {origin if origin != '?' else a.git} ({a.ref}, first parent, "
+        tip = sh(f"git --git-dir={a.git} rev-parse --short=12 {a.ref}")
+        source = (f"git {origin if origin != '?' else a.git} ({a.ref} = {tip}, first parent, "
                   f"*{','.join(exts)})")
     else:
         steps = synthetic_steps(a.steps + a.skip, a.seed, 30 if a.quick else 150)
