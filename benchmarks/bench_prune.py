@@ -27,8 +27,9 @@ file in the repository folder; objects are files. After prune, the data is check
 and compared byte for byte with the step they came from; `restic check --read-data`.
 
 Default run: 150 steps, about 4 minutes on 2 cores (most of it restic's key derivation,
-~0.5 s per backup, and the two tools' start-up). Knobs: every option below; VAULTSYNC_BENCH_GIT, VAULTSYNC_BENCH_STEPS and
-VAULTSYNC_BENCH_SEED are read as defaults for --git, --steps and --seed.
+~0.5 s per backup, and the two tools' start-up). Knobs: every option below;
+VAULTSYNC_BENCH_GIT, VAULTSYNC_BENCH_STEPS, VAULTSYNC_BENCH_SEED and VAULTSYNC_BENCH_BIN
+are read as defaults for --git, --steps, --seed and --vaultsync.
 Needs `restic` and libfaketime (apt-get install -y restic faketime). Stdlib only;
 the tools run as subprocesses. No timing is asserted anywhere; a failing command, a
 restored file that differs, or a failed verify/check stops the run with exit 1.
@@ -386,8 +387,9 @@ class Replay:
             p = subprocess.run([*VS, "checkout", str(self.remote), str(out), "--at", sid],
                                capture_output=True, text=True, env=self.clock(at))
             if p.returncode:
+                why = p.stderr.strip().splitlines()[-1].split(" (give")[0] if p.stderr else ""
                 unreachable.append(f"{sid[:12]} ({stamp(when + 60)}): exit {p.returncode}, "
-                                   f"{p.stderr.strip()[:120]}")
+                                   f"{why.replace(sid, sid[:12])[:100]}")
                 continue
             got, want = tree_hashes(out), self.expected[when]
             if got != want:
