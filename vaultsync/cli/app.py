@@ -239,7 +239,7 @@ def log(
     """Snapshots, newest first, or one file's versions."""
     from vaultsync.engine.history import log as do_log
 
-    lines = do_log(here(), path)
+    lines, note = do_log(here(), path)
     if json_:
         emit_json([line.to_json() for line in lines])
         return EXIT_OK
@@ -250,6 +250,8 @@ def log(
         extra = (f"{line.entry.size} bytes" if line.entry is not None
                  else f"{doc['files']} files, {doc['size']} bytes")
         out(f"{short(line.id)}  {doc['time']}  {name(str(doc['device'])):<16} {extra}")
+    if note:
+        out(note)
     return EXIT_OK
 
 

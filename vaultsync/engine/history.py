@@ -54,6 +54,15 @@ def all_snapshots(repo: Repository) -> list[tuple[ObjectId, Snapshot]]:
     return snaps
 
 
+def pruned_note(repo: Repository, snaps: list[tuple[ObjectId, Snapshot]]) -> str | None:
+    """When prune forgot part of the history: what is left, in words (else None)."""
+    if not repo.prune_state.forgotten:
+        return None
+    oldest = f"; the oldest kept snapshot is {snaps[-1][0][:12]} ({_iso(snaps[-1][1].time_ns)})" \
+        if snaps else ""
+    return f"older history was pruned (vaultsync prune){oldest}"
+
+
 def resolve(repo: Repository, at: str | None, default: ObjectId | None) -> ObjectId:
     """A snapshot from an id (or unique prefix of 6+ hex digits) or a time."""
     if at is None:
@@ -71,11 +80,17 @@ def resolve(repo: Repository, at: str | None, default: ObjectId | None) -> Objec
             return found[0]
         if len(found) > 1:
             raise UsageError(f"snapshot prefix {at!r} is ambiguous")
+        if any(sid.startswith(text) for sid in repo.prune_state.forgotten):
+            raise UsageError(f"snapshot {at} was pruned: {pruned_note(repo, snaps)}")
+    note = pruned_note(repo, snaps)
     when = _parse_time(at)
     if when is None:
-        raise UsageError(f"no snapshot {at!r} (give a snapshot id or a time like 2026-11-22T14:30)")
+        raise UsageError(f"no snapshot {at!r} (give a snapshot id or a time like "
+                         "2026-11-22T14:30)" + (f"; {note}" if note else ""))
     older = [sid for sid, snap in snaps if snap.time_ns <= when]
     if not older:
+        if note:
+            raise UsageError(f"no kept snapshot at or before {at}: {note}")
         raise UsageError(f"no snapshot at or before {at}")
     return older[0]
 
@@ -102,14 +117,15 @@ def vault_key(vault_root: str, path: str) -> str:
 
 
 @rejoining
-def log(root: str, path: str | None) -> list[LogLine]:
+def log(root: str, path: str | None) -> tuple[list[LogLine], str | None]:
     """Every snapshot, newest first; or, for `path`, the snapshots that hold a new version
-    of that file. A path that is a file in no snapshot is a usage error, not an empty
-    answer."""
+    of that file; and a note when prune forgot older history. A path that is a file in no
+    snapshot is a usage error, not an empty answer."""
     with Session(root, "log", write=False) as s:
         snaps = all_snapshots(s.repo)
+        note = pruned_note(s.repo, snaps)
         if path is None:
-            return [LogLine(sid, snap) for sid, snap in snaps]
+            return [LogLine(sid, snap) for sid, snap in snaps], note
         key = vault_key(s.vault.root, path)
         lines: list[LogLine] = []
         last: Entry | None = None
@@ -125,9 +141,12 @@ def log(root: str, path: str | None) -> list[LogLine]:
                 raise UsageError("the repository has no snapshots yet")
             if folder:
                 raise UsageError(f"{path} is a folder: log shows the versions of a file")
+            note = pruned_note(s.repo, snaps)
+            if note:
+                raise UsageError(f"{path} has no version in the kept snapshots: {note}")
             raise UsageError(f"{path} has no version in any snapshot (no file of that name "
                              "was ever synced)")
-        return list(reversed(lines))
+        return list(reversed(lines)), note
 
 
 def _select(flat: Flat, key: str) -> Flat:

@@ -28,13 +28,21 @@ def upload(repo: Repository, writer: RepoWriter, files: Iterable[Entry],
     Chunk bytes are re-read from the files the scan hashed and verified again, so a file
     edited since the scan is never committed under a stale id. A chunk the stat cache
     vouched for but the repository lacks (a new or pruned remote) is found again by
-    `relocate`; one found nowhere is an integrity error."""
+    `relocate`; one found nowhere is an integrity error. A chunk only in a pack that a
+    pending prune names is copied out of it."""
     missing: dict[ObjectId, ChunkLocation | None] = {}
     for entry in files:
         for cid in entry.chunks:
             if cid not in missing and not repo.has_blob(cid):
                 missing[cid] = locations.get(cid)
     unlocated = {cid for cid, loc in missing.items() if loc is None}
+    # stored, but in a pack a pending prune names (a file from another device that this
+    # commit carries on): copied from there into a new pack, verified on the way
+    named = sorted(cid for cid in unlocated if cid in repo.index)
+    for cid, data in repo.read_blobs(named):
+        writer.add(cid, CHUNK, data)
+        del missing[cid]
+    unlocated.difference_update(named)
     if unlocated:
         found = relocate(unlocated)
         lost = unlocated - found.keys()
@@ -64,7 +72,7 @@ def upload(repo: Repository, writer: RepoWriter, files: Iterable[Entry],
     bar.finish()
     for tree_id, encoded in trees.items():
         writer.add_tree(tree_id, encoded)
-    return len(missing)
+    return len(missing) + len(named)
 
 
 def batches(entries: list[tuple[str, Entry]]) -> Iterator[list[tuple[str, Entry]]]:

@@ -69,14 +69,14 @@ class PruneReport:
 class Pruner:
     def __init__(self, repo: Repository, policy: Policy, grace_s: int, *, device: str,
                  own_base: ObjectId | None = None, dry_run: bool = False,
-                 now_ns: Callable[[], int] = time.time_ns) -> None:
+                 now_ns: Callable[[], int] | None = None) -> None:
         self.repo = repo
         self.policy = policy
         self.grace_ns = grace_s * NS
         self.device = device
         self.own_base = own_base
         self.dry_run = dry_run
-        self.now_ns = now_ns
+        self.now_ns = now_ns or (lambda: time.time_ns())  # the clock at call time
         self.report = PruneReport()
 
     # ---- the run -------------------------------------------------------------------
@@ -86,7 +86,9 @@ class Pruner:
         self._drop_orphans(state.ids)
         self.report.snapshots = len(self._listed_snapshots())
         now = self.now_ns()
-        due = [r for r in state.pending if now - r.time_ns >= self.grace_ns]
+        # due: older than the grace, less 1% (a daily cron run with --grace 24h collects
+        # the record of the day before, though it runs a few seconds earlier)
+        due = [r for r in state.pending if now - r.time_ns >= self.grace_ns * 0.99]
         if due:
             self.collect(due)
         record = self.plan()
@@ -307,9 +309,11 @@ class Pruner:
         state = repo.prune_state
         dangling = {p for sid in remaining for p in repo.get_snapshot(sid).parents
                     if p not in remaining}
-        forgotten = self._named(Record(FORGOTTEN, self.now_ns(), self.device,
-                                       frozenset(dangling & (state.forgotten | doomed_snaps))))
-        if forgotten.snapshots:  # published before any snapshot it lists is deleted
+        forgotten = self._named(Record(
+            FORGOTTEN, self.now_ns(), self.device,
+            frozenset(dangling & (state.forgotten | doomed_snaps)),
+            grafts=self._grafts(remaining)))
+        if forgotten.snapshots or forgotten.grafts:  # published before anything goes
             store.put(f"{PREFIX}{forgotten.id}", forgotten.encode())
             self._publish(state.ids | {forgotten.id})
         self._delete(n for n in segments if n != new_segment)
@@ -317,11 +321,35 @@ class Pruner:
         self._delete(f"snapshots/{s}" for s in sorted(doomed_snaps))
         done = {r.id for r in records} | {r.id for r in state.forgotten_records}
         done.discard(forgotten.id)
-        keep = (repo.prune_state.ids - done) | ({forgotten.id} if forgotten.snapshots
-                                                 else set())
+        keep = (repo.prune_state.ids - done) | (
+            {forgotten.id} if forgotten.snapshots or forgotten.grafts else set())
         self._publish(keep)
         self._delete(f"{PREFIX}{rid}" for rid in sorted(done))
         repo.reload_index()
+
+    def _grafts(self, remaining: set[ObjectId]
+                ) -> tuple[tuple[ObjectId, tuple[ObjectId, ...]], ...]:
+        """For each snapshot that stays but names a parent that goes (or went): its
+        nearest ancestors that stay, found through the history as it is now (before
+        anything is deleted), so containment among kept snapshots survives."""
+        repo, lineage = self.repo, self.repo.lineage
+        out = []
+        for sid in sorted(remaining):
+            if set(repo.get_snapshot(sid).parents) <= remaining:
+                continue
+            found: set[ObjectId] = set()
+            todo, seen = list(lineage.parents(sid)), set()
+            while todo:
+                cur = todo.pop()
+                if cur in seen:
+                    continue
+                seen.add(cur)
+                if cur in remaining:
+                    found.add(cur)
+                else:
+                    todo.extend(lineage.parents(cur))
+            out.append((sid, lineage.tips(found)))
+        return tuple(out)
 
     def _delete(self, names: Iterable[str]) -> None:
         for name in names:

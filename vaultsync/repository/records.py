@@ -7,11 +7,13 @@ Two kinds, each immutable and named by the hash of its stored bytes:
   has passed. A run that sees one never reuses a blob of a named pack (it uploads that
   chunk again) and never names a named snapshot as the parent of a new one.
 - "forgotten" (after phase 2): the deleted snapshots that surviving snapshots still
-  name as parents. A parent link to one of them ends the history there, as if the
-  snapshot had no parents: `Repository.lineage` reads parents through this list, so no
-  run walks into history that is gone (not even through its own local cache). Each
-  phase 2 writes a new one and drops the old: it only ever lists the targets of
-  dangling links, so it stays as small as the kept history.
+  name as parents, and grafts: for each surviving snapshot with such a link, its nearest
+  surviving ancestors. `Repository.lineage` reads parents through both (a link to a
+  forgotten snapshot is dropped, the graft stands in), so no run walks into history that
+  is gone (not even through its own local cache), and which kept snapshot contains which
+  stays exactly as it was: a head that another head contains is still seen as contained.
+  Each phase 2 writes a new one and drops the old: it only lists the targets of dangling
+  links and the snapshots that have them, so it stays as small as the kept history.
 """
 
 from __future__ import annotations
@@ -43,11 +45,13 @@ class Record:
     snapshots: frozenset[ObjectId] = frozenset()
     packs: frozenset[ObjectId] = frozenset()
     id: ObjectId = ""
+    grafts: tuple[tuple[ObjectId, tuple[ObjectId, ...]], ...] = ()  # (snapshot, ancestors)
 
     def encode(self) -> bytes:
         return codec.encode(canonical_json({
             "v": 1, "kind": self.kind, "time_ns": self.time_ns, "device": self.device,
-            "snapshots": sorted(self.snapshots), "packs": sorted(self.packs)}))
+            "snapshots": sorted(self.snapshots), "packs": sorted(self.packs),
+            "grafts": {sid: sorted(anc) for sid, anc in sorted(self.grafts)}}))
 
 
 def decode_record(stored: bytes, rid: ObjectId) -> Record:
@@ -60,10 +64,13 @@ def decode_record(stored: bytes, rid: ObjectId) -> Record:
             or doc.get("kind") not in (PENDING, FORGOTTEN)
             or not isinstance(doc.get("time_ns"), int) or isinstance(doc["time_ns"], bool)
             or not isinstance(doc.get("device"), str)
-            or not _ids(doc.get("snapshots")) or not _ids(doc.get("packs"))):
+            or not _ids(doc.get("snapshots")) or not _ids(doc.get("packs"))
+            or not isinstance(doc.get("grafts", {}), dict)
+            or not all(is_object_id(k) and _ids(v) for k, v in doc.get("grafts", {}).items())):
         raise IntegrityError(f"{what} is malformed; remove that file and run prune again")
+    grafts = tuple((k, tuple(v)) for k, v in sorted(doc.get("grafts", {}).items()))
     return Record(doc["kind"], doc["time_ns"], doc["device"], frozenset(doc["snapshots"]),
-                  frozenset(doc["packs"]), rid)
+                  frozenset(doc["packs"]), rid, grafts)
 
 
 def _ids(value: object) -> bool:
@@ -82,6 +89,13 @@ class PruneState:
         out: frozenset[ObjectId] = frozenset()
         for r in self.forgotten_records:
             out |= r.snapshots
+        return out
+
+    @property
+    def grafts(self) -> dict[ObjectId, tuple[ObjectId, ...]]:
+        out: dict[ObjectId, tuple[ObjectId, ...]] = {}
+        for r in self.forgotten_records:
+            out.update(r.grafts)
         return out
 
     @property

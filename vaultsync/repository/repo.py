@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -103,6 +104,8 @@ class Repository:
         self._index: dict[ObjectId, BlobRef] | None = None
         self._prune: PruneState | None = None
         self.marker_listed: bool | None = None  # the last heads listing showed MARKER
+        self._reloaded = False
+        self._reload_lock = threading.Lock()
         # the snapshot graph, read through parent links (answers kept for this object's
         # life); a link to a snapshot prune deleted ends the history there (`records`)
         self.lineage = Lineage(self._parents)
@@ -189,9 +192,16 @@ class Repository:
         return self.prune_state.condemned_packs - before
 
     def _parents(self, sid: ObjectId) -> tuple[ObjectId, ...]:
+        """A snapshot's parents as the kept history has them: links to snapshots prune
+        deleted are dropped and the snapshot's graft (its nearest kept ancestors) stands
+        in (`records`)."""
         parents = self.get_snapshot(sid).parents
-        gone = self.prune_state.forgotten if parents else frozenset()
-        return tuple(p for p in parents if p not in gone)
+        if not parents:
+            return parents
+        state = self.prune_state
+        kept = tuple(p for p in parents if p not in state.forgotten)
+        graft = state.grafts.get(sid, ()) if len(kept) < len(parents) else ()
+        return kept + tuple(g for g in graft if g not in kept)
 
     def buildable(self, parents: Iterable[ObjectId]) -> tuple[ObjectId, ...]:
         """`parents` for a new snapshot, none named by a pending prune record: a named one
@@ -263,8 +273,13 @@ class Repository:
     # ---- blobs ---------------------------------------------------------------------
     def read_blob(self, blob_id: ObjectId) -> bytes:
         ref = self.ref(blob_id)
-        return decode_blob(ref, self.store.get_range(pack_name(ref.pack), ref.offset, ref.length),
-                           self.hasher)
+        try:
+            stored = self.store.get_range(pack_name(ref.pack), ref.offset, ref.length)
+        except ObjectNotFound:
+            if not self._index_reloaded() or self.ref(blob_id) == ref:
+                raise
+            return self.read_blob(blob_id)
+        return decode_blob(ref, stored, self.hasher)
 
     def read_blobs(self, blob_ids: Iterable[ObjectId]) -> Iterator[tuple[ObjectId, bytes]]:
         """Read many blobs with coalesced ranged reads, each verified, in pack order."""
@@ -293,7 +308,29 @@ class Repository:
             yield from blobs
 
     def _read_group(self, group: list[BlobRef]) -> list[tuple[ObjectId, bytes]]:
-        """One ranged read covering `group` (blobs of one pack), each blob verified."""
+        """One ranged read covering `group` (blobs of one pack), each blob verified. A
+        pack that is gone (a prune deleted it after copying its live blobs out since
+        this run read the index) sends the run to the new index, once."""
+        try:
+            return self._read_range(group)
+        except ObjectNotFound:
+            if not self._index_reloaded():
+                raise
+            return [(r.id, self.read_blob(r.id)) for r in group]
+
+    def _index_reloaded(self) -> bool:
+        """Read the records and the index again (at most once per run: a prune may have
+        run since this run read them); whether it did."""
+        with self._reload_lock:
+            if self._reloaded:
+                return True
+            self._reloaded = True
+            self._index = None
+            self._prune = self._load_records(fresh=True)
+            self.index  # noqa: B018
+            return True
+
+    def _read_range(self, group: list[BlobRef]) -> list[tuple[ObjectId, bytes]]:
         start = group[0].offset
         end = max(r.offset + r.length for r in group)
         data = self.store.get_range(pack_name(group[0].pack), start, end - start)
