@@ -26,8 +26,8 @@ file in the repository folder; objects are files. After prune, the data is check
 `vaultsync verify --read-data 100`, the newest and a sample of kept snapshots checked out
 and compared byte for byte with the step they came from; `restic check --read-data`.
 
-Default run: 150 steps, about 4 minutes on 2 cores (most of it restic's key derivation,
-~0.5 s per backup, and the two tools' start-up). Knobs: every option below;
+Default run: 150 steps, 4-6 minutes on 2 cores (most of it the two tools' start-up and
+restic's ~0.4 s of key derivation per command). Knobs: every option below;
 VAULTSYNC_BENCH_GIT, VAULTSYNC_BENCH_STEPS, VAULTSYNC_BENCH_SEED and VAULTSYNC_BENCH_BIN
 are read as defaults for --git, --steps, --seed and --vaultsync.
 Needs `restic` and libfaketime (apt-get install -y restic faketime). Stdlib only;
