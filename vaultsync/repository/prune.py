@@ -5,18 +5,19 @@ anchor).
 Phase 1 (`plan`, then a "pending" record): which snapshots go (the policy's choice,
 minus every head and every merge base the heads still need), and which packs (no live
 blob, or mostly dead ones whose live blobs are copied out, or packs no index names: an
-upload that never committed; and small packs, once there are several, to be merged). Nothing is deleted. From then on every run that reads the
-records treats those packs as gone for new snapshots and never builds on those
-snapshots (`Repository.has_blob`, `Repository.buildable`, and the check just before a
-commit in `engine/commit.py`).
+upload that never committed; and small packs, once there are several, to be merged).
+Nothing is deleted. From then on every run that reads the records treats those packs as
+gone for new snapshots and never builds on those snapshots (`Repository.has_blob`,
+`Repository.buildable`, `engine/transfer.upload` and the check just before a commit in
+`engine/commit.py`).
 
 Phase 2 (`collect`, for records older than the grace): what is live is computed again
 from every snapshot that is on the remote now (a sync that committed in the meantime
-is counted, whatever it reused); live blobs of named packs are copied into new packs
-that no other pack already holds them in; one index segment naming every blob of every
-pack that stays replaces all earlier segments; a "forgotten" record lists the deleted
-snapshots that kept ones still name as parents; then segments, packs, snapshots and
-records are deleted, in that order. A run killed anywhere leaves a valid repository,
+is counted, whatever it reused); live blobs that only named packs hold are copied
+into new packs; one index segment naming every blob of every pack that stays replaces
+all earlier segments; a "forgotten" record lists the deleted snapshots that kept ones
+still name as parents, with grafts (their nearest kept ancestors); then segments,
+packs, snapshots and records are deleted, in that order. A run killed anywhere leaves a valid repository,
 and the next prune finishes the work.
 """
 
