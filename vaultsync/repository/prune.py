@@ -17,8 +17,8 @@ is counted, whatever it reused); live blobs that only named packs hold are copie
 into new packs; one index segment naming every blob of every pack that stays replaces
 all earlier segments; a "forgotten" record lists the deleted snapshots that kept ones
 still name as parents, with grafts (their nearest kept ancestors); then segments,
-packs, snapshots and records are deleted, in that order. A run killed anywhere leaves a valid repository,
-and the next prune finishes the work.
+packs, snapshots and records are deleted, in that order. A run killed anywhere leaves
+a valid repository, and the next prune finishes the work.
 """
 
 from __future__ import annotations
