@@ -286,8 +286,8 @@ def test_log_restore_and_checkout(tmp_path: Path) -> None:
     write(a / "n.md", "v2", mtime=OLD + 100)
     write(a / "d/e.md", "e2", mtime=OLD + 100)
     second = oneway.push(str(a)).snapshot
-    assert [line.id for line in log(str(a), None)] == [second, first]
-    assert [line.id for line in log(str(a), "n.md")] == [second, first]
+    assert [line.id for line in log(str(a), None)[0]] == [second, first]
+    assert [line.id for line in log(str(a), "n.md")[0]] == [second, first]
     restore(str(a), "n.md", first, None)
     assert (a / "n.md").read_text() == "v1"
     assert any(p.read_text() == "v2" for p in (a / ".vaultsync/trash").rglob("n.md"))

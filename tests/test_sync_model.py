@@ -758,6 +758,11 @@ SKEW = st.sampled_from(SKEWS)
     ("sync", 0), ("edit", 0, "a.md"), ("edit", 0, "a.md"), ("edit", 0, "a.md"),
     ("edit", 1, "a.md"), ("concurrent", 0, 1), ("kill", 0, "sync", 10), ("prune", 0, "30s"),
     ("sync", 0), ("sync", 0), *[("edit", 0, "a.md")] * 10, ("edit", 1, "a.md")])
+# Found by this test: two prunes in a row, then a sync: a pack the index names is gone
+@example(skews=(0, 0, 0), steps=[("rejoin", 1), ("edit", 0, "b.md"), ("sync", 0),
+                                 ("prune", 0, "0s"), ("prune", 0, "0s")])
+@example(skews=(0, 0, 0), steps=[("rejoin", 1), ("edit", 0, "a.md"), ("sync", 0),
+                                 ("edit", 1, "a.md"), ("prune", 0, "0s"), ("prune", 0, "0s")])
 # Found by this test: a pull over two diverged heads overwrites this device's own
 # version, which the other device never saw, with the other's (no conflict copy)
 @example(skews=(0, 0, 0), steps=[("edit", 0, "a.md"), ("edit", 1, "a.md"), ("race", 0, 1),

@@ -211,18 +211,22 @@ class Pruner:
         bytes deleting them frees (their size minus the live bytes copied out)."""
         sizes = self._pack_sizes()
         live_bytes: dict[ObjectId, int] = defaultdict(int)
-        indexed: set[ObjectId] = set()
+        dead_bytes: dict[ObjectId, int] = defaultdict(int)
         for ref in self.repo.cache.index_refs():
-            indexed.add(ref.pack)
             if ref.id in live:
                 live_bytes[ref.pack] += ref.length
+            else:
+                dead_bytes[ref.pack] += ref.length
         out: set[ObjectId] = set()
         frees = 0
         for pack, size in sizes.items():
             if pack in skip:
                 continue
-            used = live_bytes.get(pack, 0)
-            if pack not in indexed or used < size * REPACK_BELOW:
+            used, unused = live_bytes.get(pack, 0), dead_bytes.get(pack, 0)
+            indexed = used or unused
+            # blob bytes only: a pack of a few tiny live blobs is mostly trailer, and
+            # copying them out would write the very same pack again
+            if not indexed or unused > (used + unused) * REPACK_BELOW:
                 out.add(pack)
                 frees += size - used
         # each sync of a few notes leaves a small pack: once there are several, their
@@ -290,6 +294,7 @@ class Pruner:
         for ref in repo.cache.index_refs():
             refs_of[ref.id].append(ref)
         writer = repo.writer()
+        copied = 0
         for bid in sorted(live):
             refs = refs_of.get(bid, [])
             if any(r.pack not in doomed_packs for r in refs):
@@ -298,22 +303,22 @@ class Pruner:
                 raise IntegrityError(
                     f"blob {bid[:12]} that a kept snapshot needs is in no index; prune "
                     "deleted nothing (run 'vaultsync verify')")
-            if self.dry_run:
-                self.report.repacked_blobs += 1
-                self.report.repacked_bytes += refs[0].length
-                continue
-            writer.add(bid, refs[0].type, repo.read_blob(bid), again=True)
+            if not self.dry_run:
+                writer.add(bid, refs[0].type, repo.read_blob(bid), again=True)
             self.report.repacked_blobs += 1
-            self.report.repacked_bytes += refs[0].length
-        self.report.freed_bytes += sum(sizes[p] for p in doomed_packs) \
-            - self.report.repacked_bytes
+            copied += refs[0].length
+        if not self.dry_run:
+            writer.flush()
+            writer.wait()
+            # a copy can be the very pack it came from (same blobs, same order, same id)
+            doomed_packs -= {r.pack for r in writer.refs}
+        self.report.repacked_bytes += copied
+        self.report.freed_bytes += max(0, sum(sizes[p] for p in doomed_packs) - copied)
         self.report.deleted_packs += len(doomed_packs)
         self.report.deleted_snapshots += sorted(doomed_snaps)
         self.report.deleted_segments += len(segments)
         if self.dry_run:
             return
-        writer.flush()
-        writer.wait()
         kept_refs = [r for refs in refs_of.values() for r in refs
                      if r.pack not in doomed_packs] + writer.refs
         new_segment = None

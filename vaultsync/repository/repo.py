@@ -282,9 +282,23 @@ class Repository:
         return decode_blob(ref, stored, self.hasher)
 
     def read_blobs(self, blob_ids: Iterable[ObjectId]) -> Iterator[tuple[ObjectId, bytes]]:
-        """Read many blobs with coalesced ranged reads, each verified, in pack order."""
+        """Read many blobs with coalesced ranged reads, each verified, in pack order. A
+        pack that is gone (a prune deleted it after copying its live blobs out, since
+        this run read the index) sends the rest to the new index, once."""
+        wanted = list(dict.fromkeys(blob_ids))
+        done: set[ObjectId] = set()
+        try:
+            for bid, data in self._read_blobs(wanted):
+                done.add(bid)
+                yield bid, data
+        except ObjectNotFound:
+            if not self._index_reloaded():
+                raise
+            yield from self._read_blobs([b for b in wanted if b not in done])
+
+    def _read_blobs(self, blob_ids: list[ObjectId]) -> Iterator[tuple[ObjectId, bytes]]:
         by_pack: dict[ObjectId, list[BlobRef]] = defaultdict(list)
-        for bid in dict.fromkeys(blob_ids):
+        for bid in blob_ids:
             ref = self.ref(bid)
             by_pack[ref.pack].append(ref)
         groups: list[list[BlobRef]] = []
@@ -307,20 +321,10 @@ class Repository:
         for blobs in results:
             yield from blobs
 
-    def _read_group(self, group: list[BlobRef]) -> list[tuple[ObjectId, bytes]]:
-        """One ranged read covering `group` (blobs of one pack), each blob verified. A
-        pack that is gone (a prune deleted it after copying its live blobs out since
-        this run read the index) sends the run to the new index, once."""
-        try:
-            return self._read_range(group)
-        except ObjectNotFound:
-            if not self._index_reloaded():
-                raise
-            return [(r.id, self.read_blob(r.id)) for r in group]
-
     def _index_reloaded(self) -> bool:
         """Read the records and the index again (at most once per run: a prune may have
-        run since this run read them); whether it did."""
+        run since this run read them); whether it did. Call from the run's own thread
+        (the local cache is a SQLite connection)."""
         with self._reload_lock:
             if self._reloaded:
                 return True
@@ -330,7 +334,8 @@ class Repository:
             self.index  # noqa: B018
             return True
 
-    def _read_range(self, group: list[BlobRef]) -> list[tuple[ObjectId, bytes]]:
+    def _read_group(self, group: list[BlobRef]) -> list[tuple[ObjectId, bytes]]:
+        """One ranged read covering `group` (blobs of one pack), each blob verified."""
         start = group[0].offset
         end = max(r.offset + r.length for r in group)
         data = self.store.get_range(pack_name(group[0].pack), start, end - start)
