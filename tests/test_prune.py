@@ -188,13 +188,14 @@ def test_a_record_that_appears_during_a_sync_is_honoured_at_its_commit(tmp_path:
     reused = sorted(bid for bid, ref in syncing.index.items() if ref.pack in condemned)
     assert reused and syncing.has_blob(reused[0])  # the stale view would reuse it
     writer = syncing.writer()
-    trees = {bid: b"" for bid in reused if syncing.index[bid].type == 1}
     from vaultsync.model import Entry
-    entry = Entry(name="x.md", chunks=tuple(b for b in reused if b not in trees))
-    again = _away_from_prune(syncing, writer, [entry], trees)
+    chunks = tuple(b for b in reused if syncing.index[b].type == 0)
+    assert chunks
+    entry = Entry(name="x.md", chunks=chunks)
+    again = _away_from_prune(syncing, writer, [entry], {}, {}, lambda cids: {})
     writer.commit_index()
-    assert again == len(reused)
-    assert all(syncing.index[bid].pack not in condemned for bid in reused)
+    assert again == len(chunks)  # copied out of the named packs
+    assert all(syncing.index[bid].pack not in condemned for bid in chunks)
 
 
 def test_prune_keeps_the_merge_base_of_diverged_heads(tmp_path: Path) -> None:
@@ -340,3 +341,46 @@ def test_a_head_another_head_contains_stays_contained(tmp_path: Path) -> None:
     assert res.code == 0 and "0 conflict(s)" in res.out, res.out
     assert files(a) == files(b) and not [k for k in files(b) if "conflict" in k]
     assert run_cli("verify", "--read-data", "100", cwd=b).code == 0
+
+
+def test_a_blob_a_prune_deleted_while_a_sync_ran_is_stored_again_at_its_commit(
+        tmp_path: Path) -> None:
+    """A sync reuses a blob that nothing kept names (the user brought back an old
+    version); meanwhile a prune with no grace deletes its pack. The commit sees the
+    marker's new generation, reads the index again and stores the blob from the vault,
+    so the snapshot never names a deleted blob."""
+    from vaultsync.chunking import Chunker
+    from vaultsync.engine.commit import _away_from_prune
+    from vaultsync.engine.scan import ChunkLocation
+    from vaultsync.model import Entry
+
+    a, remote, _ = history(tmp_path, rounds=2)
+    old = random.Random(3).randbytes(20_000).hex().encode()
+    write(a / "brief.md", old)  # in one snapshot of A's only: dead once forgotten
+    assert run_cli("sync", cwd=a).code == 0
+    (a / "brief.md").unlink()
+    assert run_cli("sync", cwd=a).code == 0
+    syncing = Repository.open(LocalStore(str(remote)))
+    syncing.read_heads()
+    chunker = Chunker(syncing.format.chunker, syncing.hasher)
+    copy = write(tmp_path / "brief-again.md", old)
+    with open(copy, "rb") as f:
+        located = {c.id: ChunkLocation(str(copy), c.offset, c.length) for c in chunker.chunks(f)}
+    assert all(syncing.has_blob(cid) for cid in located)  # reusable when the sync began
+    writer = syncing.writer()
+    entry = Entry(name="brief.md", size=len(old), chunks=tuple(located))
+    from vaultsync.engine.transfer import upload
+    assert upload(syncing, writer, [entry], located, {}, lambda cids: {}) == 0  # reused
+    rep = Pruner(Repository.open(LocalStore(str(remote))), Policy(keep_last=1), 0,
+                 device="b" * 32).run()
+    assert rep.deleted_packs
+    gone = [c for c in located if not syncing.store.stat(
+        f"packs/{syncing.index[c].pack[:2]}/{syncing.index[c].pack}")]
+    assert gone  # the stale view names packs that are gone now
+    again = _away_from_prune(syncing, writer, [entry], {}, located, lambda cids: {})
+    writer.commit_index()
+    assert again == len(gone)
+    for cid in located:
+        ref = syncing.index[cid]
+        assert syncing.store.stat(f"packs/{ref.pack[:2]}/{ref.pack}") is not None
+        assert syncing.read_blob(cid)

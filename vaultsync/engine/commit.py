@@ -22,7 +22,7 @@ def commit(repo: Repository, *, root: ObjectId, trees: dict[ObjectId, bytes],
     chunks, packs written)."""
     writer = repo.writer()
     new_chunks = upload(repo, writer, files, locations, trees, relocate)  # 1. packs
-    new_chunks += _away_from_prune(repo, writer, files, trees)
+    new_chunks += _away_from_prune(repo, writer, files, trees, locations, relocate)
     writer.commit_index()  # 2. the last pack, then one index segment naming them all
     now = min(max(time.time_ns(), 0), MTIME_MAX)  # a clock before 1970 is not an error
     parents = repo.buildable(parents)
@@ -34,22 +34,16 @@ def commit(repo: Repository, *, root: ObjectId, trees: dict[ObjectId, bytes],
 
 
 def _away_from_prune(repo: Repository, writer: RepoWriter, files: list[Entry],
-                     trees: dict[ObjectId, bytes]) -> int:
-    """A prune that named packs while this run was uploading (its record appeared after
-    the run read the records): blobs this snapshot reuses from those packs are stored
-    again, read back from the named pack (still there: it goes only after the grace),
-    so the snapshot never names a blob that a prune deletes. Returns how many."""
-    named = repo.refresh_prune()
-    if not named:
+                     trees: dict[ObjectId, bytes], locations: dict[ObjectId, ChunkLocation],
+                     relocate: Relocate) -> int:
+    """A prune ran while this run was uploading (the marker has a new generation): the
+    records and the index are read again, and whatever this snapshot uses that a prune
+    has named or deleted meanwhile is stored again (from the vault's files, else out of
+    a named pack, still there), so the snapshot never names a blob that a prune
+    deletes, however slow the run was. Returns how many chunks that took."""
+    if not repo.refresh_prune():
         return 0
-    needed = {cid for e in files for cid in e.chunks} | set(trees)
-    again = 0
-    for bid in sorted(needed):
-        ref = repo.index.get(bid)
-        if ref is not None and ref.pack in named and bid not in writer.pending:
-            writer.add(bid, ref.type, repo.read_blob(bid))
-            again += 1
-    return again
+    return upload(repo, writer, files, locations, trees, relocate)
 
 
 def build_trees(flat: Flat, hasher: Hasher) -> tuple[ObjectId, dict[ObjectId, bytes]]:

@@ -33,7 +33,7 @@ def upload(repo: Repository, writer: RepoWriter, files: Iterable[Entry],
     missing: dict[ObjectId, ChunkLocation | None] = {}
     for entry in files:
         for cid in entry.chunks:
-            if cid not in missing and not repo.has_blob(cid):
+            if cid not in missing and cid not in writer.pending and not repo.has_blob(cid):
                 missing[cid] = locations.get(cid)
     unlocated = {cid for cid, loc in missing.items() if loc is None}
     # stored, but in a pack a pending prune names (a file from another device that this

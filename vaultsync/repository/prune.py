@@ -111,7 +111,7 @@ class Pruner:
 
     def _publish(self, ids: Iterable[ObjectId]) -> None:
         """Name the records in force in the marker (then every run honours them)."""
-        self.repo.store.put(MARKER, encode_marker(ids))
+        self.repo.store.put(MARKER, encode_marker(ids, self.repo.prune_state.generation + 1))
         self.repo.refresh_prune()
 
     def _drop_orphans(self, published: frozenset[ObjectId]) -> None:

@@ -83,6 +83,7 @@ class PruneState:
 
     pending: tuple[Record, ...] = ()
     forgotten_records: tuple[Record, ...] = ()
+    generation: int = 0  # the marker's (0: no marker)
 
     @property
     def forgotten(self) -> frozenset[ObjectId]:
@@ -118,7 +119,7 @@ class PruneState:
 
 
 def load_records(ids: Iterable[ObjectId], get: Callable[[str], bytes],
-                 hasher: Hasher) -> PruneState:
+                 hasher: Hasher, generation: int = 0) -> PruneState:
     """Decode the records `ids` (`get(name)` -> stored bytes, verified here against the
     id). A record deleted since the marker was read is skipped: a prune that finished
     its phase 2 removes its records."""
@@ -134,18 +135,24 @@ def load_records(ids: Iterable[ObjectId], get: Callable[[str], bytes],
         hasher.verify(stored, rid, f"prune record {rid[:12]}")
         record = decode_record(stored, rid)
         (pending if record.kind == PENDING else forgotten).append(record)
-    return PruneState(tuple(pending), tuple(forgotten))
+    return PruneState(tuple(pending), tuple(forgotten), generation)
 
 
-def encode_marker(ids: Iterable[ObjectId]) -> bytes:
-    return codec.encode(canonical_json({"v": 1, "records": sorted(set(ids))}), compress=False)
+def encode_marker(ids: Iterable[ObjectId], generation: int) -> bytes:
+    """The marker: the records in force, and a generation that every prune that writes
+    it raises (a run that sees another generation at its commit than at its start knows
+    a prune ran meanwhile, whatever the records say now)."""
+    return codec.encode(canonical_json({"v": 1, "records": sorted(set(ids)),
+                                        "generation": generation}), compress=False)
 
 
-def decode_marker(stored: bytes) -> list[ObjectId]:
+def decode_marker(stored: bytes) -> tuple[list[ObjectId], int]:
     try:
         doc = json.loads(codec.decode(stored, MAX_RECORD, MARKER))
     except (ValueError, UnicodeDecodeError):
         doc = None
-    if not isinstance(doc, dict) or doc.get("v") != 1 or not _ids(doc.get("records")):
+    gen = doc.get("generation", 0) if isinstance(doc, dict) else None
+    if (not isinstance(doc, dict) or doc.get("v") != 1 or not _ids(doc.get("records"))
+            or not isinstance(gen, int) or isinstance(gen, bool) or gen < 0):
         raise IntegrityError(f"{MARKER} is malformed; remove that file and run prune again")
-    return list(doc["records"])
+    return list(doc["records"]), gen

@@ -171,10 +171,10 @@ class Repository:
         if not fresh and self.marker_listed is False:
             return PruneState()
         try:
-            ids = decode_marker(self.store.get(MARKER))
+            ids, generation = decode_marker(self.store.get(MARKER))
         except ObjectNotFound:
             return PruneState()
-        return load_records(ids, self._get_record, self.hasher)
+        return load_records(ids, self._get_record, self.hasher, generation)
 
     def _get_record(self, name: str) -> bytes:
         rid = name[len(PREFIX):]
@@ -184,12 +184,16 @@ class Repository:
             self.cache.put_object(rid, stored)
         return stored
 
-    def refresh_prune(self) -> frozenset[ObjectId]:
-        """Read the records again (before a commit); returns the packs named by records
-        this run had not seen: blobs there must be uploaded again, not reused."""
-        before = self.prune_state.condemned_packs
+    def refresh_prune(self) -> bool:
+        """Read the records again (before a commit); whether a prune wrote the marker
+        since this run last read it. Then the index is read again too: what a prune
+        named or deleted meanwhile is no longer there for new snapshots to use."""
+        before = self.prune_state.generation
         self._prune = self._load_records(fresh=True)
-        return self.prune_state.condemned_packs - before
+        if self._prune.generation == before:
+            return False
+        self._index = None
+        return True
 
     def _parents(self, sid: ObjectId) -> tuple[ObjectId, ...]:
         """A snapshot's parents as the kept history has them: links to snapshots prune
