@@ -120,3 +120,113 @@ def test_a_sync_held_after_its_marker_check_beside_prune_grace_0(tmp_path: Path)
     verify = run_cli("-C", str(a), "verify", "--read-data", "100")
     assert verify.code == 0, verify.out + verify.err
     assert run_cli("clone", str(remote), str(tmp_path / "C"), "--device", "C").code == 0
+
+
+# ---- finding 2: two prunes at once drop the other's "forgotten" record ------------------
+
+PAUSE_PRUNE_HOOK = '''
+import os, time
+gate = os.environ.get("VS_TEST_PAUSE_GATE")
+if gate:
+    from vaultsync.repository import prune as _p
+    where = os.environ["VS_TEST_PAUSE_AT"]
+    _orig = getattr(_p.Pruner, where)
+
+    def wrapped(self, *a, **k):
+        if os.path.exists(gate):
+            open(gate + ".reached", "w").close()
+            end = time.monotonic() + 60
+            while os.path.exists(gate) and time.monotonic() < end:
+                time.sleep(0.02)
+        return _orig(self, *a, **k)
+
+    setattr(_p.Pruner, where, wrapped)
+'''
+
+
+def _start_paused(tmp_path: Path, args: list[str], at: str
+                  ) -> tuple[subprocess.Popen[str], Path]:
+    """`vaultsync ARGS`, held at the first call of `Pruner.<at>` until the gate goes."""
+    hook = tmp_path / "hook_prune"
+    hook.mkdir(exist_ok=True)
+    (hook / "sitecustomize.py").write_text(PAUSE_PRUNE_HOOK)
+    gate = tmp_path / f"gate_{at}"
+    gate.touch()
+    env = dict(os.environ)
+    env.update({"PYTHONPATH": f"{hook}:{REPO_ROOT}", "VS_TEST_PAUSE_GATE": str(gate),
+                "VS_TEST_PAUSE_AT": at})
+    proc = subprocess.Popen([sys.executable, "-m", "vaultsync", *args], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    reached = Path(str(gate) + ".reached")
+    end = time.monotonic() + 60
+    while not reached.exists() and time.monotonic() < end and proc.poll() is None:
+        time.sleep(0.05)
+    assert reached.exists(), proc.communicate(timeout=30)
+    return proc, gate
+
+
+def _history(tmp_path: Path, syncs: int = 3) -> tuple[Path, Path, Path]:
+    remote, a, b = tmp_path / "remote", tmp_path / "A", tmp_path / "B"
+    for i in range(5):
+        write(a / f"n{i}.md", f"note {i}\n" + os.urandom(2000).hex())
+    assert run_cli("init", "--remote", str(remote), "--device", "A", cwd=a).code == 0
+    assert run_cli("-C", str(a), "sync").code == 0
+    assert run_cli("clone", str(remote), str(b), "--device", "B").code == 0
+    for i in range(syncs):
+        write(a / "n0.md", f"edit {i}\n" + os.urandom(2000).hex())
+        assert run_cli("-C", str(a), "sync").code == 0
+    assert run_cli("-C", str(b), "sync").code == 0
+    return remote, a, b
+
+
+def test_two_prunes_at_once_never_drop_a_forgotten_record(tmp_path: Path) -> None:
+    """A prune from B reads the marker, then (while it plans) A's prune collects an
+    older record: it publishes a "forgotten" record and deletes snapshots that kept ones
+    name as parents. B then writes the marker from what it read first: A's forgotten
+    record is dropped, and the kept snapshots point at deleted parents (verify exit 5,
+    clone exit 5). format.md/automation.md: two prunes at once are safe. (A's clock is
+    two days ahead so that its collect is due; a daily cron run 24 h later is the same.)"""
+    remote, a, b = _history(tmp_path)
+    assert run_cli("-C", str(a), "prune", "--keep-last", "1").code == 0  # record R0
+    for i in range(3):
+        write(a / "n1.md", f"more {i}\n" + os.urandom(2000).hex())
+        assert run_cli("-C", str(a), "sync").code == 0
+    assert run_cli("-C", str(b), "sync").code == 0
+    proc, gate = _start_paused(tmp_path, ["-C", str(b), "prune", "--keep-last", "1"],
+                               "_publish")
+    try:
+        p1 = run_cli("-C", str(a), "prune", "--keep-last", "1",
+                     env={"LD_PRELOAD": FAKETIME, "FAKETIME": "+2d"})
+        assert p1.code == 0, p1.err
+    finally:
+        gate.unlink()
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    verify = run_cli("-C", str(a), "verify", "--read-data", "100")
+    assert verify.code == 0, verify.out + verify.err
+    clone = run_cli("clone", str(remote), str(tmp_path / "C"), "--device", "C")
+    assert clone.code == 0, clone.err
+
+
+# ---- finding 3: the advice for a malformed marker breaks a pruned repository ----------
+
+def test_following_the_malformed_marker_advice_keeps_the_repository_clonable(
+        tmp_path: Path) -> None:
+    """A malformed heads/prune stops every command with "remove that file and run prune
+    again". Doing just that in a repository a prune has collected loses the forgotten
+    record: verify and a fresh clone fail with exit 5 for good (history of a device
+    walks into a deleted snapshot), and the prune the message asks for does not help."""
+    from vaultsync import codec
+
+    remote, a, b = _history(tmp_path, syncs=4)
+    assert run_cli("-C", str(a), "prune", "--keep-last", "1", "--grace", "0s").code == 0
+    assert run_cli("-C", str(a), "verify").code == 0
+    (remote / "heads" / "prune").write_bytes(codec.encode(b'{"v":1}', compress=False))
+    res = run_cli("-C", str(a), "sync")
+    assert res.code == 5 and "remove that file and run prune again" in res.err, res.err
+    (remote / "heads" / "prune").unlink()  # as told
+    assert run_cli("-C", str(a), "prune").code == 0  # as told
+    verify = run_cli("-C", str(a), "verify")
+    assert verify.code == 0, verify.out + verify.err
+    clone = run_cli("clone", str(remote), str(tmp_path / "C"), "--device", "C")
+    assert clone.code == 0, clone.err
