@@ -230,3 +230,85 @@ def test_following_the_malformed_marker_advice_keeps_the_repository_clonable(
     assert verify.code == 0, verify.out + verify.err
     clone = run_cli("clone", str(remote), str(tmp_path / "C"), "--device", "C")
     assert clone.code == 0, clone.err
+
+
+# ---- finding 4: one device's clock ahead makes keep-within forget the real history -----
+
+def test_keep_within_is_not_anchored_on_a_snapshot_from_a_clock_days_ahead(
+        tmp_path: Path) -> None:
+    """B syncs once with its clock 30 days ahead. `--keep-within 2d` counts from the
+    newest snapshot, B's, so every snapshot A made in the last two days (real time) but
+    its head is forgotten: a single wrong clock defeats the policy."""
+    import json
+
+    remote, a, b = _history(tmp_path, syncs=3)
+    write(b / "n4.md", "from the future\n")
+    assert run_cli("-C", str(b), "sync", env={"LD_PRELOAD": FAKETIME,
+                                              "FAKETIME": "+30d"}).code == 0
+    write(a / "n3.md", "today\n")
+    assert run_cli("-C", str(a), "sync").code == 0
+    res = run_cli("-C", str(a), "prune", "--keep-within", "2d", "--dry-run", "--json")
+    assert res.code == 0, res.err
+    doc = json.loads(res.out)
+    # every snapshot is from the last few seconds of real time: none should be forgotten
+    assert doc["forgotten"] == [], doc["kept"]
+
+
+# ---- finding 5: a remote full to the last byte can never be pruned -------------------
+
+def test_prune_grace_0_frees_a_remote_that_is_full_to_the_last_byte(tmp_path: Path) -> None:
+    """The remote (a 2 MiB tmpfs) fills up; the user runs `prune --grace 0s` to free
+    it. Prune writes vaultsync.json, a record and the marker before it deletes anything,
+    so it exits 3 ("remote is full ... try again later") on every run, for ever."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)],
+                   check=True, timeout=30)
+    try:
+        remote, a = mnt / "remote", tmp_path / "A"
+        write(a / "keep.md", "keep\n")
+        assert run_cli("init", "--remote", str(remote), "--device", "A", cwd=a).code == 0
+        for i in range(6):
+            write(a / "big.md", os.urandom(150_000))
+            assert run_cli("-C", str(a), "sync").code == 0
+        fd = os.open(mnt / "filler", os.O_WRONLY | os.O_CREAT)  # the rest of the disk
+        try:
+            while os.write(fd, b"\0" * 4096):
+                pass
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        res = run_cli("-C", str(a), "prune", "--keep-last", "1", "--grace", "0s")
+        assert res.code == 0, res.err
+        assert len(list((remote / "snapshots").iterdir())) == 1
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], timeout=30)
+
+
+# ---- finding 6: a remote unmounted mid-run: prune reports success -------------------
+
+def test_a_remote_unmounted_during_prune_is_exit_3_not_success(tmp_path: Path) -> None:
+    """The directory remote is a mount; it goes away while prune deletes. Deleting a
+    name that is gone is not an error, and `put` creates the folders it misses, so the
+    run writes heads/prune into the bare mount point and exits 0, saying it deleted and
+    freed what it never touched. Expected: exit 3 (remote unreachable), as at start-up
+    ("does not exist (not mounted?)")."""
+    remote, a, b = _history(tmp_path, syncs=3)
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    subprocess.run(["mount", "--bind", str(remote), str(mnt)], check=True, timeout=30)
+    try:
+        cfg = a / ".vaultsync" / "config.toml"
+        cfg.write_text(cfg.read_text().replace(remote.as_uri(), mnt.as_uri())
+                       .replace(str(remote), str(mnt)))
+        proc, gate = _start_paused(
+            tmp_path, ["-C", str(a), "prune", "--keep-last", "1", "--grace", "0s"], "_delete")
+        subprocess.run(["umount", "-l", str(mnt)], check=True, timeout=30)
+        gate.unlink()
+        out, err = proc.communicate(timeout=60)
+        leftovers = sorted(p.relative_to(mnt).as_posix() for p in mnt.rglob("*"))
+        assert proc.returncode == 3, (proc.returncode, out, err, leftovers)
+        assert leftovers == []
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], timeout=30, capture_output=True)
