@@ -57,7 +57,7 @@ def test_keep_depends_on_ids_and_times_only(raw: list[tuple[int, int]], last: in
     rnd.shuffle(shuffled)
     assert keep(shuffled, policy) == kept
     if snaps and (last or daily or weekly or monthly):  # the newest is always kept
-        assert max(snaps, key=lambda s: (s[1], s[0]))[0] in kept
+        assert min(snaps, key=lambda s: (-s[1], s[0]))[0] in kept  # ties: by id
     assert len(kept) <= last + daily + weekly + monthly
 
 

@@ -109,6 +109,10 @@ class IntegrityError(VaultsyncError):
     exit_code = EXIT_INTEGRITY
 
 
+class MarkerDamaged(IntegrityError):
+    """The prune marker (heads/prune) cannot be read: `vaultsync prune` rebuilds it."""
+
+
 class ObjectNotFound(IntegrityError):
     """An object that the repository references is missing."""
 
@@ -121,6 +125,11 @@ class LockHeld(VaultsyncError):
     """Another vaultsync run holds this vault's lock."""
 
     exit_code = EXIT_LOCKED
+
+
+class ConcurrentPrune(LockHeld):
+    """Another prune wrote the repository's prune records while this one ran: this one
+    stopped before deleting anything more (run it again)."""
 
 
 class LocalFailure(VaultsyncError):

@@ -329,7 +329,7 @@ def prune(
     json_: JsonOpt = False,
 ) -> int:
     """Forget snapshots by a retention policy and delete what nothing kept needs (two
-    phases, safe beside syncs on other devices). Options not given come from [prune] in
+    phases, safe beside syncs on other devices). Options not given come from the prune table in
     config.toml; every head and every merge base the heads need are always kept."""
     from vaultsync.engine.prune import PruneArgs
     from vaultsync.engine.prune import prune as do_prune

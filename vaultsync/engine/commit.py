@@ -29,6 +29,14 @@ def commit(repo: Repository, *, root: ObjectId, trees: dict[ObjectId, bytes],
     snap = Snapshot(tree=root, parents=parents, device=device, device_name=device_name,
                     time_ns=now, files=len(files), size=sum(e.size for e in files))
     sid = repo.put_snapshot(snap)  # 3. the snapshot
+    # a prune that published a record after the check above may have deleted what the
+    # snapshot names before it was written (a run stalled longer than the grace, a
+    # clock ahead): read again, store again, before the head makes the snapshot count.
+    # A prune that publishes later lists the snapshot (it exists now) and keeps its blobs
+    if repo.refresh_prune():
+        writer.forget_written()
+        new_chunks += upload(repo, writer, files, locations, trees, relocate)
+        writer.commit_index()
     repo.write_head(device, sid)  # 4. this device's head
     return sid, new_chunks, writer.packs_written
 
@@ -43,6 +51,7 @@ def _away_from_prune(repo: Repository, writer: RepoWriter, files: list[Entry],
     deletes, however slow the run was. Returns how many chunks that took."""
     if not repo.refresh_prune():
         return 0
+    writer.forget_written()
     return upload(repo, writer, files, locations, trees, relocate)
 
 

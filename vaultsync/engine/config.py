@@ -137,8 +137,11 @@ def _prune_table(raw: object, path: str) -> dict[str, int | str]:
                 raise ConfigError(f"{path}: [prune] {key} must be a whole number from 0 to "
                                   f"1000000, not {value!r}")
         elif key in PRUNE_DURATIONS:
+            if not isinstance(value, str):
+                raise ConfigError(f"{path}: [prune] {key} must be a duration in quotes, "
+                                  f"as in \"24h\", not {value!r}")
             try:
-                parse_duration(value if isinstance(value, str) else "?")
+                parse_duration(value)
             except ValueError as exc:
                 raise ConfigError(f"{path}: [prune] {key}: {exc}") from None
         else:

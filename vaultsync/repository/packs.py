@@ -57,6 +57,11 @@ class PackWriter:
         return len(self._records)
 
     @property
+    def ids(self) -> frozenset[ObjectId]:
+        """The blobs buffered for the pack being filled."""
+        return frozenset(self._ids)
+
+    @property
     def full(self) -> bool:
         return self._size >= self.target_size
 

@@ -28,7 +28,12 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
-from vaultsync.errors import IntegrityError
+from vaultsync.errors import (
+    ConcurrentPrune,
+    IntegrityError,
+    MarkerDamaged,
+    RemoteUnreachable,
+)
 from vaultsync.model import ObjectId, is_object_id
 from vaultsync.repository.format import CONFIG_NAME
 from vaultsync.repository.index import encode_segment
@@ -38,7 +43,9 @@ from vaultsync.repository.records import (
     MARKER,
     PENDING,
     PREFIX,
+    PruneState,
     Record,
+    decode_record,
     encode_marker,
 )
 from vaultsync.repository.repo import Repository
@@ -84,9 +91,12 @@ class Pruner:
 
     # ---- the run -------------------------------------------------------------------
     def run(self) -> PruneReport:
-        self.repo.refresh_prune()
+        try:
+            self.repo.refresh_prune()
+        except MarkerDamaged:
+            self._rebuild_marker()
+        self._adopt_orphans()
         state = self.repo.prune_state
-        self._drop_orphans(state.ids)
         self.report.snapshots = len(self._listed_snapshots())
         now = self.now_ns()
         # due: older than the grace, less 1% (a daily cron run with --grace 24h collects
@@ -111,17 +121,63 @@ class Pruner:
 
     def _publish(self, ids: Iterable[ObjectId]) -> None:
         """Name the records in force in the marker (then every run honours them)."""
-        self.repo.store.put(MARKER, encode_marker(ids, self.repo.prune_state.generation + 1))
+        state = self.repo.prune_state
+        if self.repo.store.stat(CONFIG_NAME) is None:
+            raise RemoteUnreachable(f"{self.repo.store.url} no longer holds the repository "
+                                    "(unmounted?); prune stopped")
+        now = self.repo._load_records(fresh=True)
+        if now.stamp != state.stamp:
+            raise ConcurrentPrune(
+                "another prune changed the repository's prune records while this one ran "
+                f"({MARKER}); this one stopped before deleting anything more: run it again")
+        generation = int(state.stamp.split(":")[0] or 0) + 1
+        self.repo.store.put(MARKER, encode_marker(ids, generation))
         self.repo.refresh_prune()
 
-    def _drop_orphans(self, published: frozenset[ObjectId]) -> None:
-        """Records the marker does not name (a prune killed before publishing one, or
-        one another prune's marker replaced): no run honoured them, so they are never
-        collected; they go (their snapshots and packs are named again if still dead)."""
-        for info in self.repo.store.list(PREFIX):
+    def _orphans(self) -> list[Record]:
+        """Records on the remote that the marker does not name."""
+        repo, published = self.repo, self.repo.prune_state.ids
+        out = []
+        for info in repo.store.list(PREFIX):
             rid = info.name[len(PREFIX):]
-            if is_object_id(rid) and rid not in published and not self.dry_run:
-                self.repo.store.delete(info.name)
+            if is_object_id(rid) and rid not in published:
+                try:
+                    stored = repo.store.get(info.name)
+                    repo.hasher.verify(stored, rid, f"prune record {rid[:12]}")
+                    out.append(decode_record(stored, rid))
+                except IntegrityError:  # not a record vaultsync wrote: left alone
+                    continue
+        return out
+
+    def _adopt_orphans(self) -> None:
+        """Records the marker does not name. A forgotten one (the marker was lost or
+        replaced) names history that is gone: it is published again. A pending one (a
+        prune killed before publishing it) was never honoured, so it is never
+        collected: it goes once it is an hour old (a younger one may belong to a prune
+        running now, about to publish it)."""
+        if self.dry_run:
+            return
+        orphans = self._orphans()
+        forgotten = {r.id for r in orphans if r.kind == FORGOTTEN}
+        if forgotten:
+            self._publish(self.repo.prune_state.ids | forgotten)
+        for r in orphans:
+            if r.kind == PENDING and self.now_ns() - r.time_ns > 3600 * NS:
+                self.repo.store.delete(f"{PREFIX}{r.id}")
+
+    def _rebuild_marker(self) -> None:
+        """The marker cannot be read: write it again naming every forgotten record on
+        the remote (pending ones were honoured by nobody who could not read it: they are
+        orphans now)."""
+        if self.dry_run:
+            raise MarkerDamaged(f"{MARKER} is malformed; run 'vaultsync prune' (without "
+                                "--dry-run) to rebuild it")
+        self.repo._prune = PruneState()
+        forgotten = [r.id for r in self._orphans() if r.kind == FORGOTTEN]
+        self.repo.store.put(MARKER, encode_marker(forgotten, 1))
+        self.repo.refresh_prune()
+        self.report.notices.append(f"{MARKER} was malformed: rebuilt from the records on "
+                                   "the remote")
 
     def _mark_repository(self) -> None:
         """List the feature in vaultsync.json once: a client that does not read the
@@ -189,7 +245,7 @@ class Pruner:
                                        "no snapshot needs is removed")
             kept.update({sid: "no policy" for sid in times if sid not in kept})
         else:
-            for sid, why in keep(times.items(), self.policy).items():
+            for sid, why in keep(times.items(), self.policy, self.now_ns()).items():
                 kept.setdefault(sid, why)
         self.report.kept = {s: w for s, w in kept.items() if s in listed}
         forget = set(times) - set(kept)

@@ -19,12 +19,13 @@ Two kinds, each immutable and named by the hash of its stored bytes:
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from vaultsync import codec
 from vaultsync.chunking import Hasher
-from vaultsync.errors import IntegrityError, ObjectNotFound
+from vaultsync.errors import IntegrityError, MarkerDamaged, ObjectNotFound
 from vaultsync.model import ObjectId, canonical_json, is_object_id
 
 PREFIX = "prune/"
@@ -83,7 +84,7 @@ class PruneState:
 
     pending: tuple[Record, ...] = ()
     forgotten_records: tuple[Record, ...] = ()
-    generation: int = 0  # the marker's (0: no marker)
+    stamp: str = ""  # the marker's ("": no marker); new with every write
 
     @property
     def forgotten(self) -> frozenset[ObjectId]:
@@ -119,7 +120,7 @@ class PruneState:
 
 
 def load_records(ids: Iterable[ObjectId], get: Callable[[str], bytes],
-                 hasher: Hasher, generation: int = 0) -> PruneState:
+                 hasher: Hasher, stamp: str = "") -> PruneState:
     """Decode the records `ids` (`get(name)` -> stored bytes, verified here against the
     id). A record deleted since the marker was read is skipped: a prune that finished
     its phase 2 removes its records."""
@@ -135,7 +136,7 @@ def load_records(ids: Iterable[ObjectId], get: Callable[[str], bytes],
         hasher.verify(stored, rid, f"prune record {rid[:12]}")
         record = decode_record(stored, rid)
         (pending if record.kind == PENDING else forgotten).append(record)
-    return PruneState(tuple(pending), tuple(forgotten), generation)
+    return PruneState(tuple(pending), tuple(forgotten), stamp)
 
 
 def encode_marker(ids: Iterable[ObjectId], generation: int) -> bytes:
@@ -143,16 +144,21 @@ def encode_marker(ids: Iterable[ObjectId], generation: int) -> bytes:
     it raises (a run that sees another generation at its commit than at its start knows
     a prune ran meanwhile, whatever the records say now)."""
     return codec.encode(canonical_json({"v": 1, "records": sorted(set(ids)),
-                                        "generation": generation}), compress=False)
+                                        "generation": generation,
+                                        "stamp": secrets.token_hex(8)}), compress=False)
 
 
-def decode_marker(stored: bytes) -> tuple[list[ObjectId], int]:
+def decode_marker(stored: bytes) -> tuple[list[ObjectId], str]:
+    """The records the marker names, and its stamp: a value new with every write (two
+    prunes that write the same generation still write different stamps)."""
     try:
         doc = json.loads(codec.decode(stored, MAX_RECORD, MARKER))
     except (ValueError, UnicodeDecodeError):
         doc = None
     gen = doc.get("generation", 0) if isinstance(doc, dict) else None
     if (not isinstance(doc, dict) or doc.get("v") != 1 or not _ids(doc.get("records"))
-            or not isinstance(gen, int) or isinstance(gen, bool) or gen < 0):
-        raise IntegrityError(f"{MARKER} is malformed; remove that file and run prune again")
-    return list(doc["records"]), gen
+            or not isinstance(gen, int) or isinstance(gen, bool) or gen < 0
+            or not isinstance(doc.get("stamp", ""), str)):
+        raise MarkerDamaged(f"{MARKER} is malformed; run 'vaultsync prune' to rebuild it "
+                            "(do not delete it: it names the history prune forgot)")
+    return list(doc["records"]), f"{gen}:{doc.get('stamp', '')}"

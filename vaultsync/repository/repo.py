@@ -139,6 +139,7 @@ class Repository:
             ) from None
         fmt = decode_format(data)
         fmt.check_readable()
+        store.require_present(CONFIG_NAME)
         return cls(store, fmt, cache, transfers)
 
     @classmethod
@@ -154,6 +155,7 @@ class Repository:
                 "choose an empty location"
             )
         store.put(CONFIG_NAME, fmt.encode())
+        store.require_present(CONFIG_NAME)
         return cls(store, fmt, cache, transfers)
 
     # ---- prune records ---------------------------------------------------------------
@@ -171,10 +173,10 @@ class Repository:
         if not fresh and self.marker_listed is False:
             return PruneState()
         try:
-            ids, generation = decode_marker(self.store.get(MARKER))
+            ids, stamp = decode_marker(self.store.get(MARKER))
         except ObjectNotFound:
             return PruneState()
-        return load_records(ids, self._get_record, self.hasher, generation)
+        return load_records(ids, self._get_record, self.hasher, stamp)
 
     def _get_record(self, name: str) -> bytes:
         rid = name[len(PREFIX):]
@@ -188,9 +190,9 @@ class Repository:
         """Read the records again (before a commit); whether a prune wrote the marker
         since this run last read it. Then the index is read again too: what a prune
         named or deleted meanwhile is no longer there for new snapshots to use."""
-        before = self.prune_state.generation
+        before = self.prune_state.stamp
         self._prune = self._load_records(fresh=True)
-        if self._prune.generation == before:
+        if self._prune.stamp == before:
             return False
         self._index = None
         return True
@@ -453,6 +455,15 @@ class RepoWriter:
             self.repo.store.put(pack_name(pack_id), data)
         self.refs.extend(refs)
         self.packs_written += 1
+
+    def forget_written(self) -> None:
+        """A prune ran while this writer was at work: the packs it wrote may have been
+        named (packs no index names yet) or deleted since. Forget them: what is still
+        needed is checked against the index read again, and stored again if missing
+        (a pack that did survive is left to a later prune)."""
+        self.wait()
+        self.pending = set(self.packs.ids)
+        self.refs = []
 
     def wait(self) -> None:
         """Every pack upload finished (the first failure is raised)."""

@@ -20,7 +20,7 @@ from vaultsync.model import ObjectId
 
 NS = 10**9
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
-_DURATION = re.compile(r"(\d{1,9})([smhdwy])")
+_DURATION = re.compile(r"([0-9]{1,9})([smhdwy])", re.ASCII)
 MAX_DURATION_S = 100 * 365 * 86400
 
 
@@ -81,11 +81,25 @@ def _utc(time_ns: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(time_ns // NS, dt.UTC)
 
 
-def keep(snapshots: Iterable[tuple[ObjectId, int]], policy: Policy) -> dict[ObjectId, str]:
+FUTURE_SLACK_NS = 3600 * NS
+
+
+def keep(snapshots: Iterable[tuple[ObjectId, int]], policy: Policy,
+         now_ns: int | None = None) -> dict[ObjectId, str]:
     """The snapshots (id, time_ns) the policy keeps, each with the first rule that keeps
-    it. Ties in time are broken by id, so the answer never depends on input order."""
-    ordered = sorted(snapshots, key=lambda s: (-s[1], s[0]))  # newest first
+    it. Ties in time are broken by id, so the answer never depends on input order.
+
+    With `now_ns`, a snapshot dated more than an hour after it (a device whose clock is
+    ahead) is kept and takes no part in the rules: it neither anchors --keep-within nor
+    takes the newest day, week or month from the real recent history."""
     kept: dict[ObjectId, str] = {}
+    snapshots = list(snapshots)
+    if now_ns is not None:
+        for sid, t in snapshots:
+            if t > now_ns + FUTURE_SLACK_NS:
+                kept[sid] = "dated in the future"
+        snapshots = [(sid, t) for sid, t in snapshots if sid not in kept]
+    ordered = sorted(snapshots, key=lambda s: (-s[1], s[0]))  # newest first
     for sid, _ in ordered[: policy.keep_last]:
         kept.setdefault(sid, "last")
     if policy.keep_within_s and ordered:

@@ -95,6 +95,11 @@ class Store(ABC):
     def stat(self, name: str) -> ObjectInfo | None:
         return self._stat(check_name(name))
 
+    def require_present(self, name: str) -> None:
+        """From now on, refuse to write (RemoteUnreachable) if `name` is gone: the store
+        no longer holds what it held (a directory store on an unmounted drive). Stores
+        whose location cannot silently turn into an empty one ignore it."""
+
     def stale_temporaries(self, prefix: str, older_than_s: float) -> list[str]:
         r"""Names (relative to the store root, e.g. 'packs/ab/.tmp-0123456789abcdef') of
         temporary upload objects under `prefix` (a folder such as 'packs/', any depth, ''
@@ -165,6 +170,9 @@ class WrappingStore(Store):
         self.inner = inner
         self.capabilities = inner.capabilities
         self.url = inner.url
+
+    def require_present(self, name: str) -> None:
+        self.inner.require_present(name)
 
     def exists(self) -> bool:
         return self.inner.exists()

@@ -36,6 +36,12 @@ class LocalStore(Store):
     def __init__(self, root: str) -> None:
         self.root = os.path.abspath(root)
         self.url = "file://" + self.root
+        self._sentinel = ""
+
+    def require_present(self, name: str) -> None:
+        # a folder can lose what it held while looking the same (an unmounted drive
+        # leaves its empty mount point): every write checks that `name` is still there
+        self._sentinel = name
 
     def _path(self, name: str) -> str:
         return os.path.join(self.root, *name.split("/"))
@@ -88,6 +94,12 @@ class LocalStore(Store):
         folder = os.path.dirname(path)
         if not os.path.isdir(self.root):
             raise self._missing(name)
+        if self._sentinel and name != self._sentinel and \
+                not os.path.isfile(self._path(self._sentinel)):
+            # the folder is there but the repository is not: a drive unmounted under its
+            # mount point (never write a stray repository into the empty folder)
+            raise RemoteUnreachable(f"{self.root} no longer holds the repository "
+                                    f"(unmounted?); writing {name}")
         tmp = os.path.join(folder, f".tmp-{secrets.token_hex(8)}")
         try:
             os.makedirs(folder, exist_ok=True)
