@@ -60,6 +60,25 @@ def test_ancestors_and_nearest_common_match_their_definitions(
 
 @settings(max_examples=200, deadline=None)
 @given(graphs(), st.data())
+def test_nearest_kept_ancestors_preserve_containment(
+        parents: dict[str, tuple[str, ...]], data: st.DataObject) -> None:
+    """What prune's grafts rely on: with some snapshots forgotten, linking each kept one
+    to its nearest kept ancestors (`nearest`) keeps exactly the ancestry among kept
+    snapshots that the full graph had."""
+    lin = Lineage(lambda s: parents[s])
+    nodes = sorted(parents)
+    kept = set(data.draw(st.lists(st.sampled_from(nodes), min_size=1, unique=True)))
+    grafted = {s: lin.nearest(parents[s], lambda c: c in kept) for s in kept}
+    short = Lineage(lambda s: grafted[s])
+    for sid in kept:
+        assert short.ancestors(sid) == brute_ancestors(parents, sid) & kept
+    for sid in nodes:  # each answer is kept, and an ancestor of sid
+        for found in lin.nearest([sid], lambda c: c in kept):
+            assert found in kept and found in brute_ancestors(parents, sid)
+
+
+@settings(max_examples=200, deadline=None)
+@given(graphs(), st.data())
 def test_tips_do_not_depend_on_listing_order(parents: dict[str, tuple[str, ...]],
                                              data: st.DataObject) -> None:
     lin = Lineage(lambda s: parents[s])

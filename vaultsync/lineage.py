@@ -80,6 +80,25 @@ class Lineage:
             contained |= self.ancestors(sid) - {sid}
         return tuple(sorted(distinct - contained))
 
+    def nearest(self, sids: Iterable[ObjectId],
+                keep: Callable[[ObjectId], bool]) -> tuple[ObjectId, ...]:
+        """The first snapshots `keep` accepts on every path down from `sids` (they
+        included), walking through those it refuses; tips only, in fold order. Prune uses
+        it for the parents a new snapshot may have and for the grafts that stand in for
+        forgotten history."""
+        found: set[ObjectId] = set()
+        todo, seen = list(sids), set()
+        while todo:
+            sid = todo.pop()
+            if sid in seen:
+                continue
+            seen.add(sid)
+            if keep(sid):
+                found.add(sid)
+            else:
+                todo.extend(self._parents(sid))
+        return self.tips(found)
+
     def unseen(self, heads: Iterable[ObjectId], base: ObjectId | None) -> tuple[ObjectId, ...]:
         """The tips of `heads` that `base` does not contain: what a sync must merge."""
         seen = self.ancestors(base) if base is not None else frozenset()

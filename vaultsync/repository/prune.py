@@ -413,18 +413,8 @@ class Pruner:
         for sid in sorted(remaining):
             if set(repo.get_snapshot(sid).parents) <= remaining:
                 continue
-            found: set[ObjectId] = set()
-            todo, seen = list(lineage.parents(sid)), set()
-            while todo:
-                cur = todo.pop()
-                if cur in seen:
-                    continue
-                seen.add(cur)
-                if cur in remaining:
-                    found.add(cur)
-                else:
-                    todo.extend(lineage.parents(cur))
-            out.append((sid, lineage.tips(found)))
+            out.append((sid, lineage.nearest(lineage.parents(sid),
+                                             lambda cur: cur in remaining)))
         return tuple(out)
 
     def _delete(self, names: Iterable[str]) -> None:

@@ -214,19 +214,7 @@ class Repository:
         gives way to its nearest ancestors that are not named (or to nothing), and a
         parent another parent contains is dropped."""
         named = self.prune_state.named_snapshots
-        out: set[ObjectId] = set()
-        todo = list(parents)
-        seen: set[ObjectId] = set()
-        while todo:
-            sid = todo.pop()
-            if sid in seen:
-                continue
-            seen.add(sid)
-            if sid in named:
-                todo.extend(self.lineage.parents(sid))
-            else:
-                out.add(sid)
-        return self.lineage.tips(out)
+        return self.lineage.nearest(parents, lambda sid: sid not in named)
 
     # ---- index ---------------------------------------------------------------------
     @property
