@@ -1,4 +1,4 @@
-from vaultsync.cli.app import main
+from vaultsync.cli.app import entry
 
 if __name__ == "__main__":
-    main()
+    entry()

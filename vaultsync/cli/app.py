@@ -378,6 +378,18 @@ def main(argv: list[str] | None = None) -> None:
             _fail(exc)
 
 
+def entry() -> None:
+    """The console script and `python -m vaultsync`: `main`, then SIGTERM ignored for
+    the last moments of the process, so a run that finished (and printed its result)
+    exits with its own code, never 143."""
+    import signal
+
+    try:
+        main()
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def _fail(exc: BaseException) -> None:
     error = classify(exc, _local_root[0] if _local_root else None)
     if isinstance(error, Unexpected):
