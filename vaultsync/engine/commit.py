@@ -33,10 +33,8 @@ def commit(repo: Repository, *, root: ObjectId, trees: dict[ObjectId, bytes],
     # snapshot names before it was written (a run stalled longer than the grace, a
     # clock ahead): read again, store again, before the head makes the snapshot count.
     # A prune that publishes later lists the snapshot (it exists now) and keeps its blobs
-    if repo.refresh_prune():
-        writer.forget_written()
-        new_chunks += upload(repo, writer, files, locations, trees, relocate)
-        writer.commit_index()
+    new_chunks += _away_from_prune(repo, writer, files, trees, locations, relocate)
+    writer.commit_index()  # nothing to write unless a prune ran since the check above
     repo.write_head(device, sid)  # 4. this device's head
     return sid, new_chunks, writer.packs_written
 
@@ -44,7 +42,7 @@ def commit(repo: Repository, *, root: ObjectId, trees: dict[ObjectId, bytes],
 def _away_from_prune(repo: Repository, writer: RepoWriter, files: list[Entry],
                      trees: dict[ObjectId, bytes], locations: dict[ObjectId, ChunkLocation],
                      relocate: Relocate) -> int:
-    """A prune ran while this run was uploading (the marker has a new generation): the
+    """A prune ran while this run was uploading (the marker has a new stamp): the
     records and the index are read again, and whatever this snapshot uses that a prune
     has named or deleted meanwhile is stored again (from the vault's files, else out of
     a named pack, still there), so the snapshot never names a blob that a prune

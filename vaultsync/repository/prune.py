@@ -45,8 +45,8 @@ from vaultsync.repository.records import (
     PREFIX,
     PruneState,
     Record,
-    decode_record,
     encode_marker,
+    read_record,
 )
 from vaultsync.repository.repo import Repository
 from vaultsync.repository.retention import NS, Policy, keep
@@ -60,7 +60,7 @@ TEMP_FOLDERS = ("packs/", "index/", "snapshots/", "heads/", PREFIX)
 
 @dataclass
 class PruneReport:
-    snapshots: int = 0  # on the remote when the prune began
+    snapshots: int | None = None  # on the remote when the prune began (its first listing)
     kept: dict[ObjectId, str] = field(default_factory=dict)  # id -> why
     forgotten: list[ObjectId] = field(default_factory=list)  # named by this run's record
     deleted_snapshots: list[ObjectId] = field(default_factory=list)
@@ -97,7 +97,6 @@ class Pruner:
             self._rebuild_marker()
         self._adopt_orphans()
         state = self.repo.prune_state
-        self.report.snapshots = len(self._listed_snapshots())
         now = self.now_ns()
         # due: older than the grace, less 1% (a daily cron run with --grace 24h collects
         # the record of the day before, though it runs a few seconds earlier)
@@ -130,8 +129,7 @@ class Pruner:
             raise ConcurrentPrune(
                 "another prune changed the repository's prune records while this one ran "
                 f"({MARKER}); this one stopped before deleting anything more: run it again")
-        generation = int(state.stamp.split(":")[0] or 0) + 1
-        self.repo.store.put(MARKER, encode_marker(ids, generation))
+        self.repo.store.put(MARKER, encode_marker(ids, state.generation + 1))
         self.repo.refresh_prune()
 
     def _orphans(self) -> list[Record]:
@@ -142,9 +140,7 @@ class Pruner:
             rid = info.name[len(PREFIX):]
             if is_object_id(rid) and rid not in published:
                 try:
-                    stored = repo.store.get(info.name)
-                    repo.hasher.verify(stored, rid, f"prune record {rid[:12]}")
-                    out.append(decode_record(stored, rid))
+                    out.append(read_record(rid, repo.store.get, repo.hasher))
                 except IntegrityError:  # not a record vaultsync wrote: left alone
                     continue
         return out
@@ -203,13 +199,7 @@ class Pruner:
         tips = lineage.tips(out)
         work: list[tuple[ObjectId, ...]] = []
         for start in tips:
-            history = lineage.ancestors(start)
-            for tip in tips:
-                if tip in history:
-                    continue
-                other = lineage.ancestors(tip)
-                work.append(lineage.nearest_common(history, other))
-                history = history | other
+            work += self._fold_bases(start, tips)
         done: set[tuple[ObjectId, ...]] = set()
         while work:
             nearest = work.pop()
@@ -219,16 +209,33 @@ class Pruner:
             for sid in nearest:
                 out.setdefault(sid, "merge base")
             if len(nearest) > 1:  # the virtual base: nearest[0] folded with the rest
-                history = lineage.ancestors(nearest[0])
-                for sid in nearest[1:]:
-                    other = lineage.ancestors(sid)
-                    work.append(lineage.nearest_common(history, other))
-                    history = history | other
+                work += self._fold_bases(nearest[0], nearest[1:])
+        return out
+
+    def _fold_bases(self, start: ObjectId,
+                    others: Iterable[ObjectId]) -> list[tuple[ObjectId, ...]]:
+        """The merge bases of folding `others`, in order, into `start` (as
+        `engine.sync.Bases.fold` does: each against the history merged so far); an
+        other that history already contains adds nothing."""
+        lineage = self.repo.lineage
+        history = lineage.ancestors(start)
+        out = []
+        for sid in others:
+            if sid in history:
+                continue
+            other = lineage.ancestors(sid)
+            out.append(lineage.nearest_common(history, other))
+            history = history | other
         return out
 
     def _listed_snapshots(self) -> set[ObjectId]:
+        """The snapshots on the remote now; the first listing of the run is the count
+        the report gives."""
         names = (i.name.split("/", 1)[1] for i in self.repo.store.list("snapshots/"))
-        return {n for n in names if is_object_id(n)}
+        listed = {n for n in names if is_object_id(n)}
+        if self.report.snapshots is None:
+            self.report.snapshots = len(listed)
+        return listed
 
     # ---- phase 1 -------------------------------------------------------------------
     def plan(self) -> Record | None:

@@ -22,6 +22,7 @@ import json
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import cached_property
 
 from vaultsync import codec
 from vaultsync.chunking import Hasher
@@ -78,79 +79,77 @@ def _ids(value: object) -> bool:
     return isinstance(value, list) and all(is_object_id(v) for v in value)
 
 
+def _union(sets: Iterable[frozenset[ObjectId]]) -> frozenset[ObjectId]:
+    return frozenset().union(*sets)
+
+
 @dataclass(frozen=True)
 class PruneState:
-    """Every record on the remote, as one run sees it."""
+    """Every record on the remote, as one run sees it (what is derived from them is
+    computed once: lineage asks for it at every snapshot it walks)."""
 
     pending: tuple[Record, ...] = ()
     forgotten_records: tuple[Record, ...] = ()
     stamp: str = ""  # the marker's ("": no marker); new with every write
+    generation: int = 0  # the marker's (0: no marker); every prune that writes it adds one
 
-    @property
+    @cached_property
     def forgotten(self) -> frozenset[ObjectId]:
-        out: frozenset[ObjectId] = frozenset()
-        for r in self.forgotten_records:
-            out |= r.snapshots
-        return out
+        return _union(r.snapshots for r in self.forgotten_records)
 
-    @property
+    @cached_property
     def grafts(self) -> dict[ObjectId, tuple[ObjectId, ...]]:
-        out: dict[ObjectId, tuple[ObjectId, ...]] = {}
-        for r in self.forgotten_records:
-            out.update(r.grafts)
-        return out
+        return {sid: anc for r in self.forgotten_records for sid, anc in r.grafts}
 
-    @property
+    @cached_property
     def named_snapshots(self) -> frozenset[ObjectId]:
-        out: frozenset[ObjectId] = frozenset()
-        for r in self.pending:
-            out |= r.snapshots
-        return out
+        return _union(r.snapshots for r in self.pending)
 
-    @property
+    @cached_property
     def condemned_packs(self) -> frozenset[ObjectId]:
-        out: frozenset[ObjectId] = frozenset()
-        for r in self.pending:
-            out |= r.packs
-        return out
+        return _union(r.packs for r in self.pending)
 
-    @property
+    @cached_property
     def ids(self) -> frozenset[ObjectId]:
         return frozenset(r.id for r in (*self.pending, *self.forgotten_records))
 
 
+def read_record(rid: ObjectId, get: Callable[[str], bytes], hasher: Hasher) -> Record:
+    """One record: read (`get(name)` -> stored bytes), verified against its id, decoded."""
+    stored = get(f"{PREFIX}{rid}")
+    hasher.verify(stored, rid, f"prune record {rid[:12]}")
+    return decode_record(stored, rid)
+
+
 def load_records(ids: Iterable[ObjectId], get: Callable[[str], bytes],
-                 hasher: Hasher, stamp: str = "") -> PruneState:
-    """Decode the records `ids` (`get(name)` -> stored bytes, verified here against the
-    id). A record deleted since the marker was read is skipped: a prune that finished
-    its phase 2 removes its records."""
+                 hasher: Hasher, stamp: str = "", generation: int = 0) -> PruneState:
+    """The records `ids`. A record deleted since the marker was read is skipped: a
+    prune that finished its phase 2 removes its records."""
     pending: list[Record] = []
     forgotten: list[Record] = []
     for rid in sorted(ids):
         if not is_object_id(rid):
             continue
         try:
-            stored = get(f"{PREFIX}{rid}")
+            record = read_record(rid, get, hasher)
         except ObjectNotFound:
             continue
-        hasher.verify(stored, rid, f"prune record {rid[:12]}")
-        record = decode_record(stored, rid)
         (pending if record.kind == PENDING else forgotten).append(record)
-    return PruneState(tuple(pending), tuple(forgotten), stamp)
+    return PruneState(tuple(pending), tuple(forgotten), stamp, generation)
 
 
 def encode_marker(ids: Iterable[ObjectId], generation: int) -> bytes:
-    """The marker: the records in force, and a generation that every prune that writes
-    it raises (a run that sees another generation at its commit than at its start knows
-    a prune ran meanwhile, whatever the records say now)."""
+    """The marker: the records in force, a generation that every prune that writes it
+    raises, and a random stamp (a run that sees another stamp at its commit than at its
+    start knows a prune ran meanwhile, whatever the records say now)."""
     return codec.encode(canonical_json({"v": 1, "records": sorted(set(ids)),
                                         "generation": generation,
                                         "stamp": secrets.token_hex(8)}), compress=False)
 
 
-def decode_marker(stored: bytes) -> tuple[list[ObjectId], str]:
-    """The records the marker names, and its stamp: a value new with every write (two
-    prunes that write the same generation still write different stamps)."""
+def decode_marker(stored: bytes) -> tuple[list[ObjectId], str, int]:
+    """The records the marker names, its stamp (new with every write: two prunes that
+    write the same generation still write different stamps) and its generation."""
     try:
         doc = json.loads(codec.decode(stored, MAX_RECORD, MARKER))
     except (ValueError, UnicodeDecodeError):
@@ -161,4 +160,4 @@ def decode_marker(stored: bytes) -> tuple[list[ObjectId], str]:
             or not isinstance(doc.get("stamp", ""), str)):
         raise MarkerDamaged(f"{MARKER} is malformed; run 'vaultsync prune' to rebuild it "
                             "(do not delete it: it names the history prune forgot)")
-    return list(doc["records"]), f"{gen}:{doc.get('stamp', '')}"
+    return list(doc["records"]), f"{gen}:{doc.get('stamp', '')}", gen

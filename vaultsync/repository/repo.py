@@ -173,10 +173,10 @@ class Repository:
         if not fresh and self.marker_listed is False:
             return PruneState()
         try:
-            ids, stamp = decode_marker(self.store.get(MARKER))
+            ids, stamp, generation = decode_marker(self.store.get(MARKER))
         except ObjectNotFound:
             return PruneState()
-        return load_records(ids, self._get_record, self.hasher, stamp)
+        return load_records(ids, self._get_record, self.hasher, stamp, generation)
 
     def _get_record(self, name: str) -> bytes:
         rid = name[len(PREFIX):]
