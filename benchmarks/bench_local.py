@@ -25,12 +25,12 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchkit import KIB, MIB, ROOT, fmt_bytes, provenance, sh, write_section
+
 BIN = ROOT / ".venv" / "bin"
 PY = str(BIN / "python") if (BIN / "python").exists() else sys.executable
 VS = [str(BIN / "vaultsync")] if (BIN / "vaultsync").exists() else [PY, "-m", "vaultsync"]
 SEED = 20040
-KIB, MIB = 1024, 1024 * 1024
 BEGIN, END = "<!-- bench_local:begin -->", "<!-- bench_local:end -->"
 WORDS = ("the a note idea link draft meeting todo project read later book chapter quote "
          "source review plan week daily garden research paper method result open question "
@@ -164,13 +164,6 @@ def top_imports(src: Path, n: int = 8) -> tuple[float, list[tuple[str, float]]]:
     return sum(c for _, c in top), sorted(top, key=lambda x: -x[1])[:n]
 
 
-def fmt_bytes(n: float) -> str:
-    return f"{n / MIB:.1f} MiB" if n >= MIB else f"{n / KIB:.1f} KiB" if n >= KIB else f"{n:.0f} B"
-
-
-def sh(cmd: str) -> str:
-    p = subprocess.run(cmd, shell=True, capture_output=True, text=True)
-    return (p.stdout or p.stderr).strip().splitlines()[0] if (p.stdout or p.stderr).strip() else "?"
 
 
 def table(results: list[tuple[str, dict[str, list], str]]) -> list[str]:
@@ -264,10 +257,7 @@ def main() -> None:
         else:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    git = sh(f"git -C {ROOT} rev-parse --short HEAD")
-    changed = sh(f"git -C {ROOT} status --porcelain -- vaultsync pyproject.toml") != "?"
-    dirty = " (+ uncommitted changes to vaultsync/)" if changed else ""
-    argv = " ".join(["python benchmarks/bench_local.py", *sys.argv[1:]])
+    git, dirty, argv = provenance("bench_local.py")
     lines = [BEGIN, "",
              f"- date: {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}",
              f"- machine: nproc {sh('nproc')}, Python {sys.version.split()[0]}, "
@@ -289,15 +279,8 @@ def main() -> None:
              f"Imports of a no-change push (`python -X importtime -m vaultsync -C SRC push`): "
              f"{imp_total:.3f} s in all; top level by cumulative time: "
              + ", ".join(f"{n} {t * 1000:.0f} ms" for n, t in imps) + ".", "", END]
-    out = Path(a.out)
-    old = out.read_text() if out.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
-    if BEGIN in old and END in old:
-        new = old[:old.index(BEGIN)] + "\n".join(lines) + old[old.index(END) + len(END):]
-    else:
-        new = old.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(new)
-    print(f"wrote {out} ({elapsed:.0f} s)")
+    write_section(Path(a.out), BEGIN, END, lines)
+    print(f"wrote {a.out} ({elapsed:.0f} s)")
 
 
 if __name__ == "__main__":

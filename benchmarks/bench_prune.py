@@ -53,12 +53,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchkit import ROOT, fmt_bytes, provenance, sh, write_section
+
 BIN = ROOT / ".venv" / "bin"
 PY = str(BIN / "python") if (BIN / "python").exists() else sys.executable
 VS = [str(BIN / "vaultsync")] if (BIN / "vaultsync").exists() else [PY, "-m", "vaultsync"]
 SEED = 20100
-KIB, MIB = 1024, 1024 * 1024
 BEGIN, END = "<!-- bench_prune:begin -->", "<!-- bench_prune:end -->"
 SYNTH_START = 1_735_732_800  # 2025-01-01 12:00 UTC
 WORDS = ("the a note idea link draft meeting todo project read later book chapter quote "
@@ -413,14 +413,6 @@ class Replay:
 
 # ---------------------------------------------------------------- report
 
-def fmt_bytes(n: float) -> str:
-    return f"{n / MIB:.2f} MiB" if n >= MIB else f"{n / KIB:.1f} KiB" if n >= KIB else f"{n:.0f} B"
-
-
-def sh(cmd: str) -> str:
-    p = subprocess.run(cmd, shell=True, capture_output=True, text=True)
-    text = (p.stdout or p.stderr).strip()
-    return text.splitlines()[0] if text else "?"
 
 
 def table(r: dict) -> list[str]:
@@ -431,7 +423,7 @@ def table(r: dict) -> list[str]:
         b, a = t["before"], t["after"]
         freed = 1 - a["bytes"] / b["bytes"] if b["bytes"] else 0.0
         out.append(f"| {name} | {t['snapshots_before']} | {t['snapshots_after']} "
-                   f"| {fmt_bytes(b['bytes'])} | {fmt_bytes(a['bytes'])} | {freed:.0%} "
+                   f"| {fmt_bytes(b['bytes'], 2)} | {fmt_bytes(a['bytes'], 2)} | {freed:.0%} "
                    f"| {b['objects']} | {a['objects']} | {t['prune_s']:.2f} "
                    f"| {t['replay_s'] / r['steps']:.3f} |")
     vs, rs = r["vaultsync"], r["restic"]
@@ -516,7 +508,7 @@ def main() -> None:
         nsteps = len(rep.vs_s)
         vault_bytes = sum((rep.vault / p).stat().st_size for p in rep.current)
         print(f"replayed {nsteps} steps {label0}..{step.label}, {stamp(first)} .. {stamp(last)}; "
-              f"vault now {len(rep.current)} files, {fmt_bytes(vault_bytes)}", flush=True)
+              f"vault now {len(rep.current)} files, {fmt_bytes(vault_bytes, 2)}", flush=True)
         r.update(steps=nsteps, first=stamp(first), last=stamp(last), files=len(rep.current),
                  vault_bytes=vault_bytes)
 
@@ -525,7 +517,7 @@ def main() -> None:
         for name, u, n_snaps, s in (
                 ("vaultsync", vs_before, vs_before.get("snapshots_objects", 0), rep.vs_s),
                 ("restic", rs_before, len(rs_times_before), rep.restic_s)):
-            print(f"before prune: {name} {n_snaps} snapshots, {fmt_bytes(u['bytes'])} in "
+            print(f"before prune: {name} {n_snaps} snapshots, {fmt_bytes(u['bytes'], 2)} in "
                   f"{u['objects']} objects; replay {sum(s):.1f} s", flush=True)
         at = last + 3600  # prune an hour after the last sync
         vs_prune_s, prune = rep.vs("prune", *policy, "--grace", "0s", at=at)[:2]
@@ -533,8 +525,8 @@ def main() -> None:
         vs_after, rs_after = repo_usage(rep.remote), repo_usage(rep.restic_repo)
         kept = [k["snapshot"] for k in prune["kept"]]
         print(f"vaultsync prune: {vs_prune_s:.2f} s, kept {len(kept)}, repo "
-              f"{fmt_bytes(vs_after['bytes'])}; restic forget --prune: {rs_prune_s:.2f} s, "
-              f"repo {fmt_bytes(rs_after['bytes'])}", flush=True)
+              f"{fmt_bytes(vs_after['bytes'], 2)}; restic forget --prune: {rs_prune_s:.2f} s, "
+              f"repo {fmt_bytes(rs_after['bytes'], 2)}", flush=True)
         problems: list[str] = []
         again = rep.vs("prune", *policy, "--grace", "0s", at=at + 60)[1]
         if again["forgotten"] or again["deleted_packs"] or again["deleted_index_segments"]:
@@ -574,10 +566,7 @@ def main() -> None:
         else:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    git = sh(f"git -C {ROOT} rev-parse --short HEAD")
-    changed = sh(f"git -C {ROOT} status --porcelain -- vaultsync pyproject.toml") != "?"
-    dirty = " (+ uncommitted changes to vaultsync/)" if changed else ""
-    argv = " ".join(["python benchmarks/bench_prune.py", *sys.argv[1:]])
+    git, dirty, argv = provenance("bench_prune.py")
     same = ("the same snapshots" if r["kept_same"] else
             f"different snapshots: only vaultsync keeps {r['kept_only_vaultsync'][:5]}, "
             f"only restic keeps {r['kept_only_restic'][:5]}")
@@ -595,7 +584,7 @@ def main() -> None:
              f"1-min load average {load0:.2f} at start, {load1:.2f} at end",
              f"- command: `{argv}` (whole run {elapsed:.0f} s)",
              f"- history: {source}; {r['steps']} steps from {r['first']} to {r['last']} UTC; "
-             f"the vault ends with {r['files']} files, {fmt_bytes(r['vault_bytes'])}",
+             f"the vault ends with {r['files']} files, {fmt_bytes(r['vault_bytes'], 2)}",
              f"- policy: `{r['policy']}`; `vaultsync prune ... --grace 0s` (both phases in one "
              f"run) and `restic forget --prune`, an hour after the last step; "
              f"they kept {same}",
@@ -617,14 +606,8 @@ def main() -> None:
         else:
             Path(a.json).write_text(doc + "\n")
     if a.out:
-        md = Path(a.out)
-        old = md.read_text() if md.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
-        if BEGIN in old and END in old:
-            new = old[:old.index(BEGIN)] + "\n".join(lines) + old[old.index(END) + len(END):]
-        else:
-            new = old.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n"
-        md.write_text(new)
-        print(f"wrote {md}")
+        write_section(Path(a.out), BEGIN, END, lines)
+        print(f"wrote {a.out}")
     if r["problems"]:
         sys.exit("PROBLEMS:\n" + "\n".join(f"- {p}" for p in r["problems"]))
 

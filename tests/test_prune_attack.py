@@ -50,15 +50,20 @@ def _start_paused_sync(tmp_path: Path, vault: Path) -> tuple[subprocess.Popen[st
     last check of the prune marker). Returns the process and the gate to remove."""
     gate = tmp_path / "gate"
     gate.touch()
-    proc = subprocess.Popen([sys.executable, "-m", "vaultsync", "-C", str(vault), "sync"],
-                            env=_hooked_env(tmp_path, gate), text=True,
+    return _held(["-C", str(vault), "sync"], _hooked_env(tmp_path, gate), gate), gate
+
+
+def _held(args: list[str], env: dict[str, str], gate: Path) -> subprocess.Popen[str]:
+    """`vaultsync ARGS` started, once it reached the hook that waits while `gate` is
+    there (at most a minute)."""
+    proc = subprocess.Popen([sys.executable, "-m", "vaultsync", *args], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     reached = Path(str(gate) + ".reached")
     end = time.monotonic() + 60
     while not reached.exists() and time.monotonic() < end and proc.poll() is None:
         time.sleep(0.05)
     assert reached.exists(), proc.communicate(timeout=30)
-    return proc, gate
+    return proc
 
 
 def _two_devices_and_an_old_version(tmp_path: Path) -> tuple[Path, Path, Path, bytes]:
@@ -155,14 +160,7 @@ def _start_paused(tmp_path: Path, args: list[str], at: str
     env = dict(os.environ)
     env.update({"PYTHONPATH": f"{hook}:{REPO_ROOT}", "VS_TEST_PAUSE_GATE": str(gate),
                 "VS_TEST_PAUSE_AT": at})
-    proc = subprocess.Popen([sys.executable, "-m", "vaultsync", *args], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    reached = Path(str(gate) + ".reached")
-    end = time.monotonic() + 60
-    while not reached.exists() and time.monotonic() < end and proc.poll() is None:
-        time.sleep(0.05)
-    assert reached.exists(), proc.communicate(timeout=30)
-    return proc, gate
+    return _held(args, env, gate), gate
 
 
 def _history(tmp_path: Path, syncs: int = 3) -> tuple[Path, Path, Path]:
