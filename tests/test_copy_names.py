@@ -8,9 +8,9 @@ import os
 from pathlib import Path
 
 from vaultsync.engine import fsprobe
-from vaultsync.engine.conflicts import TAKEN, conflict_name, copy_path
 from vaultsync.engine.diskfit import CANNOT_HOLD, fit
 from vaultsync.model import DIR, Entry
+from vaultsync.reconcile.conflicts import TAKEN, conflict_name, copy_path
 
 A, B = "a" * 64, "b" * 64
 T = 1_600_000_000 * 10**9

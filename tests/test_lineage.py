@@ -11,10 +11,10 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vaultsync.engine.merge import merge
 from vaultsync.engine.sync import Bases
 from vaultsync.lineage import Lineage
 from vaultsync.model import Entry, Flat
+from vaultsync.reconcile.merge import merge
 
 
 @st.composite

@@ -12,10 +12,10 @@ from datetime import UTC, datetime
 import pytest
 
 from tests.flatkit import T0, D, F, files, text, tree, view
-from vaultsync.engine.conflicts import conflict_name, device_token, original_name
-from vaultsync.engine.merge import MergeResult, count_deletes, merge
-from vaultsync.engine.renames import Move
 from vaultsync.model import Flat
+from vaultsync.reconcile.conflicts import conflict_name, device_token, original_name
+from vaultsync.reconcile.merge import MergeResult, count_deletes, merge
+from vaultsync.reconcile.renames import Move
 
 LAPTOP, DESK = "laptop", "desk"  # laptop edits at t=10, desk at t=20 unless stated
 

@@ -14,8 +14,9 @@ from tests.test_merge_properties import (
     sides,
     times,
 )
-from vaultsync.engine.merge import merge
-from vaultsync.engine.plan import (
+from vaultsync.model import Flat
+from vaultsync.reconcile.merge import merge
+from vaultsync.reconcile.plan import (
     ADD,
     CHMOD,
     DELETE,
@@ -27,7 +28,6 @@ from vaultsync.engine.plan import (
     Plan,
     diff,
 )
-from vaultsync.model import Flat
 
 
 def simulate(old: Flat, plan: Plan) -> Flat:

@@ -37,9 +37,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.flatkit import T0, F
-from vaultsync.engine.merge import merge
-from vaultsync.engine.renames import content_key, detect_moves
 from vaultsync.model import DIR, Entry, Flat, nfc
+from vaultsync.reconcile.merge import merge
+from vaultsync.reconcile.renames import content_key, detect_moves
 
 EXAMPLES = int(os.environ.get("VAULTSYNC_HYPOTHESIS_EXAMPLES", "200"))
 SETTINGS = settings(

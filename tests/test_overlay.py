@@ -1,5 +1,5 @@
-from vaultsync.engine.overlay import overlay
 from vaultsync.model import DIR, Entry
+from vaultsync.reconcile.overlay import overlay
 
 A, B, C = "a" * 64, "b" * 64, "c" * 64
 T0 = 1_600_000_000 * 10**9

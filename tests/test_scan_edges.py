@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO_ROOT, Result, run_cli, write
-from vaultsync.engine.conflicts import conflict_name
+from vaultsync.reconcile.conflicts import conflict_name
 
 OLD = 1_600_000_000
 NFC = unicodedata.normalize("NFC", "café.md")

@@ -10,13 +10,13 @@ from datetime import UTC, datetime
 from vaultsync.chunking import Chunker
 from vaultsync.engine import fsprobe
 from vaultsync.engine.apply import VaultWriter, disk_key
-from vaultsync.engine.conflicts import TAKEN, copy_path
 from vaultsync.engine.diskfit import CANNOT_HOLD
 from vaultsync.engine.materialize import check_entries, fit_to_disk, spelling, stage_all
 from vaultsync.engine.report import Report
 from vaultsync.engine.session import Session, open_remote, rejoining, transfers_setting
 from vaultsync.errors import UsageError
 from vaultsync.model import Entry, Flat, ObjectId, Snapshot, flatten, nfc
+from vaultsync.reconcile.conflicts import TAKEN, copy_path
 from vaultsync.repository.repo import MemoryCache, Repository
 from vaultsync.repository.verify import VerifyReport, verify
 from vaultsync.store.url import normalize_url

@@ -17,9 +17,15 @@ from dataclasses import replace
 
 from vaultsync.engine import fsprobe, progress
 from vaultsync.engine.apply import DiskKey, TargetChanged, VaultWriter
-from vaultsync.engine.conflicts import TAKEN, copy_path
 from vaultsync.engine.diskfit import CANNOT_HOLD, Fit, fit
-from vaultsync.engine.plan import (
+from vaultsync.engine.report import Report
+from vaultsync.engine.scan import RACY_NS, Respell, clamp_time, tree_mode
+from vaultsync.engine.state import StatRow
+from vaultsync.engine.transfer import batches, pieces, prefetch
+from vaultsync.errors import IntegrityError, LocalFailure
+from vaultsync.model import Entry, Flat
+from vaultsync.reconcile.conflicts import TAKEN, copy_path
+from vaultsync.reconcile.plan import (
     ADD,
     CHMOD,
     DELETE,
@@ -31,13 +37,7 @@ from vaultsync.engine.plan import (
     Plan,
     diff,
 )
-from vaultsync.engine.renames import Move
-from vaultsync.engine.report import Report
-from vaultsync.engine.scan import RACY_NS, Respell, clamp_time, tree_mode
-from vaultsync.engine.state import StatRow
-from vaultsync.engine.transfer import batches, pieces, prefetch
-from vaultsync.errors import IntegrityError, LocalFailure
-from vaultsync.model import Entry, Flat
+from vaultsync.reconcile.renames import Move
 from vaultsync.repository.repo import Repository
 
 

@@ -16,9 +16,6 @@ from vaultsync.engine.commit import build_trees
 from vaultsync.engine.config import default_device_name
 from vaultsync.engine.localview import disk_view, local_target
 from vaultsync.engine.materialize import materialize
-from vaultsync.engine.merge import MergeResult
-from vaultsync.engine.overlay import overlay
-from vaultsync.engine.renames import LOCAL, detect_moves
 from vaultsync.engine.report import Report
 from vaultsync.engine.scan import ScanResult
 from vaultsync.engine.session import (
@@ -40,6 +37,9 @@ from vaultsync.engine.sync import (
 from vaultsync.engine.vault import Vault
 from vaultsync.errors import SafetyStop, UsageError
 from vaultsync.model import STATE_DIR, Change, ObjectId
+from vaultsync.reconcile.merge import MergeResult
+from vaultsync.reconcile.overlay import overlay
+from vaultsync.reconcile.renames import LOCAL, detect_moves
 from vaultsync.repository.repo import Repository
 from vaultsync.store.url import display_url, normalize_url
 

@@ -18,7 +18,6 @@ from typing import BinaryIO
 
 from vaultsync.chunking import Chunker, ChunkerParams, Hasher
 from vaultsync.engine import fsprobe, progress
-from vaultsync.engine.conflicts import TAKEN, copy_path
 from vaultsync.engine.fsprobe import FsTraits
 from vaultsync.engine.state import StatRow
 from vaultsync.model import (
@@ -34,6 +33,7 @@ from vaultsync.model import (
     name_problem,
     nfc,
 )
+from vaultsync.reconcile.conflicts import TAKEN, copy_path
 
 TMP_PREFIX = ".vaultsync-tmp-"
 # what vaultsync itself names temporary files: the prefix, then 12 hex digits (or a probe

@@ -18,14 +18,14 @@ from dataclasses import dataclass, field
 from vaultsync.engine.commit import build_trees
 from vaultsync.engine.localview import disk_view, local_target, read_beliefs
 from vaultsync.engine.materialize import fit_to_disk, materialize
-from vaultsync.engine.merge import MergeResult, count_deletes, merge
-from vaultsync.engine.plan import diff
-from vaultsync.engine.renames import LOCAL, Move, detect_moves
 from vaultsync.engine.report import Report
 from vaultsync.engine.scan import ScanResult
 from vaultsync.engine.session import Changes, Session, rejoining
 from vaultsync.errors import SafetyStop
 from vaultsync.model import Entry, Flat, ObjectId
+from vaultsync.reconcile.merge import MergeResult, count_deletes, merge
+from vaultsync.reconcile.plan import diff
+from vaultsync.reconcile.renames import LOCAL, Move, detect_moves
 
 DRY_RUN_NOTICE = "dry run: nothing was written"
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vaultsync.engine.conflicts import copy_path
 from vaultsync.model import DIR, Entry, Flat
+from vaultsync.reconcile.conflicts import copy_path
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from vaultsync.engine.renames import Move, content_key
 from vaultsync.model import Entry, Flat
+from vaultsync.reconcile.renames import Move, content_key
 
 MKDIR = "mkdir"  # create a folder
 MOVE = "move"  # rename `src` to `path` (then set `entry`'s mode and mtime)

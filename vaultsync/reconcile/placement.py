@@ -21,9 +21,9 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, replace
 
-from vaultsync.engine.conflicts import copy_path
-from vaultsync.engine.renames import content_key
 from vaultsync.model import DIR, Entry, Flat, nfc
+from vaultsync.reconcile.conflicts import copy_path
+from vaultsync.reconcile.renames import content_key
 
 NEW = "new"  # an identity with no base: an add
 EDIT = "edit"  # one of the two sides of an edit/edit conflict

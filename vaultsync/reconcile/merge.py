@@ -27,9 +27,9 @@ import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 
-from vaultsync.engine.placement import EDIT, KEPT, NEW, Conflict, Out, place, rank
-from vaultsync.engine.renames import LOCAL, REMOTE, Move, SideMoves, detect_moves
 from vaultsync.model import Entry, Flat, nfc
+from vaultsync.reconcile.placement import EDIT, KEPT, NEW, Conflict, Out, place, rank
+from vaultsync.reconcile.renames import LOCAL, REMOTE, Move, SideMoves, detect_moves
 
 __all__ = ["Conflict", "MergeResult", "Move", "count_deletes", "merge"]
 
