@@ -77,7 +77,9 @@ def is_damage(exc: BaseException | None) -> bool:
 
 class State:
     def __init__(self, path: str) -> None:
-        self.db = sqlite3.connect(path, isolation_level=None)
+        # one connection; the repository's index is looked up from download threads
+        # too (sqlite3 serializes a connection's use: threadsafety 3)
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         try:
             self.db.execute("PRAGMA journal_mode=DELETE")
             self.db.execute("PRAGMA synchronous=FULL")
@@ -157,6 +159,12 @@ class State:
 
     def index_refs(self) -> Iterator[BlobRef]:
         for r in self.db.execute("SELECT id, type, pack, offset, length, raw FROM blob_refs"):
+            yield BlobRef(*r)
+
+    def refs_of(self, ids: list[ObjectId]) -> Iterator[BlobRef]:
+        marks = ",".join("?" * len(ids))
+        for r in self.db.execute("SELECT id, type, pack, offset, length, raw FROM blob_refs "
+                                 f"WHERE id IN ({marks})", ids):
             yield BlobRef(*r)
 
     def add_index_segment(self, sid: ObjectId, refs: list[BlobRef]) -> None:

@@ -35,6 +35,7 @@ from vaultsync.model import (
 )
 from vaultsync.repository.format import CONFIG_NAME, RepoFormat, decode_format
 from vaultsync.repository.index import decode_segment, encode_segment
+from vaultsync.repository.lazyindex import LazyIndex
 from vaultsync.repository.packs import TREE, BlobRef, PackWriter, decode_blob, pack_name
 from vaultsync.repository.records import (
     MARKER,
@@ -61,6 +62,7 @@ class ObjectCache(Protocol):
     def index_refs(self) -> Iterable[BlobRef]: ...
     def add_index_segment(self, sid: ObjectId, refs: list[BlobRef]) -> None: ...
     def clear_index(self) -> None: ...
+    def refs_of(self, ids: list[ObjectId]) -> Iterable[BlobRef]: ...
 
 
 class MemoryCache:
@@ -87,6 +89,10 @@ class MemoryCache:
     def clear_index(self) -> None:
         self.segments.clear()
 
+    def refs_of(self, ids: list[ObjectId]) -> Iterable[BlobRef]:
+        wanted = set(ids)
+        return [r for r in self.index_refs() if r.id in wanted]
+
 
 def check_device_id(device: str) -> str:
     if not DEVICE_RE.match(device):
@@ -101,7 +107,7 @@ class Repository:
         self.format = fmt
         self.hasher = Hasher()
         self.cache: ObjectCache = cache or MemoryCache()
-        self._index: dict[ObjectId, BlobRef] | None = None
+        self._index: LazyIndex | None = None
         self._prune: PruneState | None = None
         self.marker_listed: bool | None = None  # the last heads listing showed MARKER
         self._reloaded = False
@@ -218,12 +224,12 @@ class Repository:
 
     # ---- index ---------------------------------------------------------------------
     @property
-    def index(self) -> dict[ObjectId, BlobRef]:
+    def index(self) -> LazyIndex:
         if self._index is None:
             self._index = self._load_index()
         return self._index
 
-    def _load_index(self, retries: int = 3) -> dict[ObjectId, BlobRef]:
+    def _load_index(self, retries: int = 3) -> LazyIndex:
         remote = {i.name.split("/", 1)[1] for i in self.store.list("index/")}
         remote = {s for s in remote if is_object_id(s)}
         known = self.cache.index_segments()
@@ -239,15 +245,11 @@ class Repository:
                 raise
             self.hasher.verify(stored, sid, f"index segment {sid[:12]}")
             self.cache.add_index_segment(sid, decode_segment(stored, f"index segment {sid[:12]}"))
-        # a blob in several packs (uploaded again beside a pack a prune named): the copy
-        # outside the named packs is the one to read and to build on
-        condemned = self.prune_state.condemned_packs
-        out: dict[ObjectId, BlobRef] = {}
-        for r in self.cache.index_refs():
-            old = out.get(r.id)
-            if old is None or (old.pack in condemned and r.pack not in condemned):
-                out[r.id] = r
-        return out
+        # looked up blob by blob; a blob in several packs (uploaded again beside a pack
+        # a prune named): the copy outside the named packs is the one to read and to
+        # build on (`lazyindex.choose`)
+        return LazyIndex(self.cache.refs_of, self.cache.index_refs,
+                         lambda: self.prune_state.condemned_packs)
 
     def has_blob(self, blob_id: ObjectId) -> bool:
         """Whether a new snapshot may use the stored blob: it is in the index, in a pack
