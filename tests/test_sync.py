@@ -223,8 +223,8 @@ def test_names_this_filesystem_cannot_hold_are_skipped_never_deleted(tmp_path: P
     def inject(s, local, base, unseen):  # type: ignore[no-untyped-def]
         merged = real(s, local, base, unseen)
         ok = merged.flat["ok.md"]
-        merged.flat[long_name] = Entry(long_name, size=ok.size, mtime_ns=OLD * 10**9,
-                                       author="far", chunks=ok.chunks)
+        merged.flat[long_name] = merged.inside[long_name] = Entry(
+            long_name, size=ok.size, mtime_ns=OLD * 10**9, author="far", chunks=ok.chunks)
         return merged
 
     sync_mod.merge_all = inject  # a device with a roomier filesystem added the long name

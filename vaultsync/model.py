@@ -295,10 +295,12 @@ Change = tuple[str, Entry | None, Entry | None]  # (NFC path, entry in a, entry 
 
 def diff_trees(
     a: ObjectId | None, b: ObjectId | None, get_tree: Callable[[ObjectId], Tree],
-    prefix: str = "",
+    prefix: str = "", *, folders: bool = False,
 ) -> Iterator[Change]:
     """Every path whose entry differs between trees `a` and `b` (None: empty tree).
-    Subtrees with equal ids are skipped without being loaded: the Merkle property."""
+    Subtrees with equal ids are skipped without being loaded: the Merkle property.
+    A folder on both sides whose contents differ is yielded too when `folders` is set
+    (its entries differ only by tree id); its contents always are."""
     if a == b:
         return
     ea = {nfc(e.name): e for e in get_tree(a).entries} if a else {}
@@ -309,10 +311,26 @@ def diff_trees(
             continue
         key = prefix + name
         if x is not None and y is not None and x.is_dir and y.is_dir:
-            yield from diff_trees(x.tree, y.tree, get_tree, key + "/")
+            if folders:
+                yield key, x, y
+            yield from diff_trees(x.tree, y.tree, get_tree, key + "/", folders=folders)
             continue
         yield key, x, y
         if x is not None and x.is_dir and x.tree:
             yield from ((k, e, None) for k, e in walk(x.tree, get_tree, key + "/"))
         if y is not None and y.is_dir and y.tree:
             yield from ((k, None, e) for k, e in walk(y.tree, get_tree, key + "/"))
+
+
+def derive_flat(flat: Flat, a: ObjectId | None, b: ObjectId | None,
+                get_tree: Callable[[ObjectId], Tree]) -> Flat:
+    """`flatten(b)`, given `flat == flatten(a)`: a copy of `flat` with the differences
+    patched in. Costs a dict copy plus the subtrees that differ (equal ones are never
+    loaded), where `flatten` decodes every tree."""
+    out = dict(flat)
+    for key, _x, y in diff_trees(a, b, get_tree, folders=True):
+        if y is None:
+            out.pop(key, None)
+        else:
+            out[key] = y
+    return out

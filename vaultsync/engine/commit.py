@@ -17,11 +17,18 @@ from vaultsync.repository.repo import Repository, RepoWriter
 def commit(repo: Repository, *, root: ObjectId, trees: dict[ObjectId, bytes],
            files: list[Entry], locations: dict[ObjectId, ChunkLocation], relocate: Relocate,
            parents: tuple[ObjectId, ...], device: str,
-           device_name: str) -> tuple[ObjectId, int, int]:
+           device_name: str, changed: list[Entry] | None = None,
+           carried: dict[ObjectId, bytes] | None = None) -> tuple[ObjectId, int, int]:
     """Upload what the tree `root` needs and publish it; returns (snapshot id, new
-    chunks, packs written)."""
+    chunks, packs written). `changed`: the files that can be new to the repository
+    (the rest are in snapshots it holds), checked alone unless a prune is pending;
+    `carried`: trees `root` may name that snapshots it holds have (stored again only
+    if a prune is pending)."""
     writer = repo.writer()
-    new_chunks = upload(repo, writer, files, locations, trees, relocate)  # 1. packs
+    if changed is None or repo.prune_state.condemned_packs:
+        changed = files
+        trees = {**(carried or {}), **trees}
+    new_chunks = upload(repo, writer, changed, locations, trees, relocate)  # 1. packs
     new_chunks += _away_from_prune(repo, writer, files, trees, locations, relocate)
     writer.commit_index()  # 2. the last pack, then one index segment naming them all
     now = min(max(time.time_ns(), 0), MTIME_MAX)  # a clock before 1970 is not an error
@@ -53,8 +60,10 @@ def _away_from_prune(repo: Repository, writer: RepoWriter, files: list[Entry],
     return upload(repo, writer, files, locations, trees, relocate)
 
 
-def build_trees(flat: Flat, hasher: Hasher) -> tuple[ObjectId, dict[ObjectId, bytes]]:
-    """Encode a flat tree (a merge result) as Merkle tree objects; returns (root, trees)."""
+def build_trees(flat: Flat, hasher: Hasher, ids: dict[str, ObjectId] | None = None,
+                ) -> tuple[ObjectId, dict[ObjectId, bytes]]:
+    """Encode a flat tree (a merge result) as Merkle tree objects; returns (root, trees).
+    `ids`, if given, receives each folder's tree id by key."""
     children: dict[str, list[str]] = defaultdict(list)
     for key in flat:
         children[key.rpartition("/")[0]].append(key)
@@ -70,6 +79,8 @@ def build_trees(flat: Flat, hasher: Hasher) -> tuple[ObjectId, dict[ObjectId, by
         encoded = Tree.of(entries).encode()
         tid = hasher.id(encoded)
         trees[tid] = encoded
+        if ids is not None:
+            ids[folder] = tid
         return tid
 
     return build(""), trees

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from collections.abc import Set as AbstractSet
+from dataclasses import replace
 
 from vaultsync.chunking import Hasher
 from vaultsync.engine.commit import build_trees
@@ -82,7 +83,7 @@ def complete(scan: ScanResult, state: State, rules: IgnoreRules, base: ObjectId 
             extra[key] = scan.phantoms[key] = phantom
             scan.skipped.append((key, "this filesystem cannot hold this name"))
     if base is not None:
-        extra.update(_ignored_in_base(state, rules, base, flat_of, changes_since))
+        extra.update(_ignored_in_base(scan, state, rules, base, flat_of, changes_since))
         old = state.get_meta(RULES)
         if old is not None and json.loads(old) != rules.lines:
             was = IgnoreRules(json.loads(old))
@@ -99,10 +100,14 @@ def complete(scan: ScanResult, state: State, rules: IgnoreRules, base: ObjectId 
         if key in unignored:
             scan.restore.add(key)
     if scan.injected:
-        scan.root, scan.trees = build_trees(scan.flat, hasher)
+        ids: dict[str, ObjectId] = {}
+        scan.root, scan.trees = build_trees(scan.flat, hasher, ids)
+        for key, tid in ids.items():  # the folders' entries name their new trees
+            if key:
+                scan.flat[key] = replace(scan.flat[key], tree=tid)
 
 
-def _ignored_in_base(state: State, rules: IgnoreRules, base: ObjectId,
+def _ignored_in_base(scan: ScanResult, state: State, rules: IgnoreRules, base: ObjectId,
                      flat_of: Callable[[ObjectId | None], Flat],
                      changes_since: Callable[[ObjectId, ObjectId], Iterable[Change]]) -> Flat:
     """Base entries the rules exclude, with their folders. Cached per (base, rules);
@@ -126,8 +131,9 @@ def _ignored_in_base(state: State, rules: IgnoreRules, base: ObjectId,
             if not any(k.startswith(key + "/") for k in kept) and not rules.ignored(key, True):
                 kept.pop(key)
     else:
+        ignored = matcher(rules, scan)
         for key, entry in flat_of(base).items():
-            if rules.ignored(key, entry.is_dir):
+            if ignored(key, entry.is_dir):
                 _keep(kept, key, entry)
     state.set_meta(IGNORED_CACHE, json.dumps({
         "base": base, "rules": rules.digest,
@@ -143,6 +149,22 @@ def _keep(kept: Flat, key: str, entry: Entry) -> None:
         kept.setdefault("/".join(parts[:i]), Entry(name=parts[i - 1], kind=DIR))
 
 
+def matcher(rules: IgnoreRules, scan: ScanResult) -> Callable[[str, bool], bool]:
+    """`rules.ignored`, without matching again what the scan already matched: a path
+    it found on disk (same kind, under its own name, not a collision copy) and kept is
+    not ignored."""
+    copies = {r.copy for r in scan.respell if r.copy}
+
+    def ignored(key: str, is_dir: bool) -> bool:
+        seen = scan.flat.get(key)
+        if (seen is not None and seen.is_dir == is_dir and key not in scan.injected
+                and key not in copies):
+            return False
+        return rules.ignored(key, is_dir)
+
+    return ignored
+
+
 def disk_view(scan: ScanResult) -> Flat:
     """What really is on disk: the scan without the injected entries."""
     return {k: e for k, e in scan.flat.items() if k not in scan.injected}
@@ -154,8 +176,9 @@ def local_target(target: Flat, rules: IgnoreRules, scan: ScanResult) -> Flat:
     it could not read: those keep what the disk holds). A file whose version `target`
     has only below such a path (another device moved it there) stays where it is, so
     the disk never gives up a version it cannot write in its new place."""
+    ignored = matcher(rules, scan)
     out = {k: e for k, e in target.items()
-           if not rules.ignored(k, e.is_dir) and not below(k, scan.frozen)}
+           if not ignored(k, e.is_dir) and not below(k, scan.frozen)}
     if scan.frozen:
         out.update(_held_back(target, out, scan))
     return out
@@ -205,10 +228,17 @@ def new_beliefs(scan: ScanResult, target: Flat, rules: IgnoreRules) -> dict[str,
     scan has for it. Once such a path is read again, an old version there is not taken
     for an edit."""
     out: dict[str, Entry | None] = {}
-    for key in {*target, *scan.flat}:
+    ignored = matcher(rules, scan)
+    # a path on disk the scan kept (not injected, not a collision copy, not frozen nor
+    # held back) was read and is not ignored: only the others can need a belief
+    maybe = (target.keys() - scan.flat.keys()) | scan.injected | scan.held_back
+    maybe |= {r.copy for r in scan.respell if r.copy}
+    if scan.frozen:
+        maybe |= {k for k in scan.flat if below(k, scan.frozen)}
+    for key in maybe:
         entry = target.get(key) or scan.flat[key]
         if (not below(key, scan.frozen) and key not in scan.held_back
-                and not rules.ignored(key, entry.is_dir)):
+                and not ignored(key, entry.is_dir)):
             continue
         held = scan.beliefs[key] if key in scan.beliefs else scan.flat.get(key)
         want = target.get(key)

@@ -25,6 +25,7 @@ from vaultsync.model import (
     ObjectId,
     Tree,
     decode_tree,
+    derive_flat,
     diff_trees,
     disk_path,
     flatten,
@@ -147,6 +148,7 @@ class Session:
         self._settled: tuple[ObjectId | None] | None = None
         self.cached_rows: dict[str, StatRow] = {}
         self._flats: dict[ObjectId, Flat] = {}
+        self._reference: ScanResult | None = None
         self._heads: dict[str, ObjectId] | None = None
         self.rules = IgnoreRules([])
         self.vault = Vault.find(root)
@@ -282,6 +284,7 @@ class Session:
                           self.repo.format.chunker, self.repo.hasher,
                           ignored=self.rules.ignored)
         result = scanner.scan()
+        self._reference = result  # flat_of derives snapshots' flats from this scan
         for path, reason in result.skipped:
             if path == ".":  # the vault folder itself: nothing to compare, nothing to do
                 raise LocalFailure(f"local vault folder {self.vault.root} cannot be read "
@@ -357,19 +360,29 @@ class Session:
         return find
 
     def commit(self, root: ObjectId, trees: dict[ObjectId, bytes], scan: ScanResult,
-               parents: tuple[ObjectId, ...],
-               flat: Flat | None = None) -> tuple[ObjectId, int, int]:
+               parents: tuple[ObjectId, ...], flat: Flat | None = None,
+               changed: Flat | None = None) -> tuple[ObjectId, int, int]:
+        """Commit the tree `root` (whose flat is `flat`, else the scan's); `changed`:
+        the part of it that can hold files new to the repository (default: all; then
+        `trees` must be all the trees `root` names that the repository may lack)."""
         files = [e for e in (flat if flat is not None else scan.flat).values() if not e.is_dir]
+        check = None if changed is None else [e for e in changed.values() if not e.is_dir]
         return commit(self.repo, root=root, trees=trees, files=files, locations=scan.locations,
                       relocate=self.relocate(scan), parents=parents, device=self.device,
-                      device_name=self.vault.config.device_name)
+                      device_name=self.vault.config.device_name, changed=check,
+                      carried=None if changed is None else scan.trees)
 
     def flat_of(self, sid: ObjectId | None) -> Flat:
         """A snapshot's flat tree, built once per run (callers must not change it)."""
         if sid is None:
             return {}
         if sid not in self._flats:
-            self._flats[sid] = flatten(self.repo.get_snapshot(sid).tree, self.repo.get_tree)
+            root = self.repo.get_snapshot(sid).tree
+            if self._reference is None:
+                self._flats[sid] = flatten(root, self.repo.get_tree)
+            else:  # the scan, patched where the snapshot differs (equal subtrees: free)
+                ref = self._reference
+                self._flats[sid] = derive_flat(ref.flat, ref.root, root, self.tree_loader(ref))
         return self._flats[sid]
 
     def heads(self) -> dict[str, ObjectId]:

@@ -11,20 +11,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
-from vaultsync.engine.commit import build_trees
+from vaultsync.chunking import Hasher
 from vaultsync.engine.localview import disk_view, local_target, read_beliefs
 from vaultsync.engine.materialize import fit_to_disk, materialize
 from vaultsync.engine.report import Report
 from vaultsync.engine.scan import ScanResult
 from vaultsync.engine.session import Changes, Session, rejoining
 from vaultsync.errors import SafetyStop
-from vaultsync.model import Entry, Flat, ObjectId
+from vaultsync.model import Entry, Flat, ObjectId, Tree, diff_trees, nfc
 from vaultsync.reconcile.merge import MergeResult, count_deletes, merge
 from vaultsync.reconcile.plan import diff
+from vaultsync.reconcile.region import carry, narrowed, open_up, region, sparse_trees
 from vaultsync.reconcile.renames import LOCAL, Move, detect_moves
 
 DRY_RUN_NOTICE = "dry run: nothing was written"
@@ -36,6 +37,22 @@ class Merged:
     moves: list[Move] = field(default_factory=list)
     conflicts: list[tuple[str, str]] = field(default_factory=list)
     local_deletes: int = 0
+    # the merge ran on this region only (None: on whole trees); `inside` is its result
+    # the merge ran on the region around what differs (`Regional`); `inside` is its
+    # result there, `flat` the whole tree (the rest carried from the local tree)
+    regional: Regional | None = None
+    inside: Flat = field(default_factory=dict)
+    hasher: Hasher | None = None
+
+    def build(self) -> tuple[ObjectId, dict[ObjectId, bytes]]:
+        """The merged tree's root and the trees a commit stores: only folders in or
+        above the region are encoded, the rest are carried by id."""
+        assert self.regional is not None
+        trees: dict[ObjectId, bytes] = {}  # the carried ones are the scan's (`commit`)
+        return self.regional.build(self.inside, trees, self.hasher), trees
+
+
+View = Callable[[ObjectId | None], Flat]
 
 
 class Bases:
@@ -43,24 +60,42 @@ class Bases:
 
     The base of two histories is their nearest common ancestor. After criss-cross merges
     there can be several; then they are merged among themselves, in id order, into one
-    virtual base (as git's recursive merge does), so every device computes the same."""
+    virtual base (as git's recursive merge does), so every device computes the same.
+    `view` gives a snapshot's flat tree (default: the whole of it)."""
 
-    def __init__(self, s: Session) -> None:
+    def __init__(self, s: Session, view: View | None = None) -> None:
         self.s = s
+        self.view = view or s.flat_of
         self.lineage = s.repo.lineage
         self._virtual: dict[tuple[ObjectId, ...], Flat] = {}
+        self.results: list[MergeResult] = []  # every merge made, virtual bases' included
 
     def between(self, a: AbstractSet[ObjectId], b: AbstractSet[ObjectId]) -> Flat:
         return self.of(self.lineage.nearest_common(a, b))
 
     def of(self, nearest: tuple[ObjectId, ...]) -> Flat:
         if len(nearest) <= 1:
-            return self.s.flat_of(nearest[0] if nearest else None)
+            return self.view(nearest[0] if nearest else None)
         if nearest not in self._virtual:
-            flat, _ = self.fold(self.s.flat_of(nearest[0]),
+            flat, _ = self.fold(self.view(nearest[0]),
                                 self.lineage.ancestors(nearest[0]), nearest[1:])
             self._virtual[nearest] = flat
         return self._virtual[nearest]
+
+    def involved(self, history: frozenset[ObjectId], heads: Iterable[ObjectId],
+                 ) -> set[ObjectId | None]:
+        """Every snapshot whose tree `fold(..., history, heads)` reads: the heads and
+        their merge bases, virtual bases' parts included (None: the empty tree)."""
+        out: set[ObjectId | None] = set()
+        for head in heads:
+            head_history = self.lineage.ancestors(head)
+            nearest = self.lineage.nearest_common(history, head_history)
+            out.add(head)
+            out.update(nearest or (None,))
+            if len(nearest) > 1:
+                out |= self.involved(self.lineage.ancestors(nearest[0]), nearest[1:])
+            history = history | head_history
+        return out
 
     def fold(self, flat: Flat, history: frozenset[ObjectId], heads: Iterable[ObjectId],
              beliefs: dict[str, Entry | None] | None = None,
@@ -73,8 +108,9 @@ class Bases:
             head_history = self.lineage.ancestors(head)
             mb = local_base(self.between(history, head_history), beliefs or {})
             beliefs = None
-            res = merge(mb, flat, self.s.flat_of(head), local_device=self.s.device)
+            res = merge(mb, flat, self.view(head), local_device=self.s.device)
             results.append(res)
+            self.results.append(res)
             flat = res.merged
             history = history | head_history
         return flat, results
@@ -94,22 +130,111 @@ def local_base(base_flat: Flat, beliefs: dict[str, Entry | None]) -> Flat:
     return out
 
 
+class Regional:
+    """Snapshots' trees seen only inside the region around what differs from the local
+    tree (`reconcile.region`): what every tree holds alike is never flattened, merged
+    or encoded, but carried from the local tree (folders by id).
+
+    `local` is the flat of the tree `root` (its folders' entries name their trees);
+    `load` reads a tree, the local ones included; `roots` maps each snapshot the merge
+    reads to its root tree (None: the empty tree); `also`: keys to see anyway."""
+
+    def __init__(self, root: ObjectId, local: Flat, load: Callable[[ObjectId], Tree],
+                 roots: dict[ObjectId | None, ObjectId | None], also: Iterable[str] = ()
+                 ) -> None:
+        self.root, self.local, self._load = root, local, load
+        self.diffs: dict[ObjectId | None, dict[str, Entry | None]] = {}
+        changed = set(also)
+        for sid, tree in roots.items():
+            diff = self.diffs[sid] = {}
+            for key, x, y in diff_trees(root, tree, load, folders=True):
+                diff[key] = y
+                if not (x and y and x.is_dir and y.is_dir and x.name == y.name):
+                    changed.add(key)  # a folder whose contents alone differ: not itself
+        self.region = region(changed, self.children, local)
+
+    @classmethod
+    def of(cls, s: Session, scan: ScanResult, sids: Iterable[ObjectId | None],
+           also: Iterable[str] = ()) -> Regional:
+        return cls(scan.root, scan.flat, s.tree_loader(scan),
+                   {sid: s.root_of(sid) for sid in sids}, also)
+
+    def local_entries(self, folder: str) -> tuple[Entry, ...]:
+        if not folder:
+            return self._load(self.root).entries
+        entry = self.local.get(folder)
+        if entry is None or not entry.is_dir or entry.tree is None:
+            return ()
+        return self._load(entry.tree).entries
+
+    def children(self, folder: str) -> list[str]:
+        prefix = folder + "/" if folder else ""
+        return [prefix + nfc(e.name) for e in self.local_entries(folder)]
+
+    def view(self, sid: ObjectId | None) -> Flat:
+        """The snapshot's flat tree inside the region."""
+        diff, local, out = self.diffs[sid], self.local, {}
+        for key in self.region.keys:
+            if key in diff:
+                entry = diff[key]
+                if entry is not None:
+                    out[key] = entry
+            elif key in local:
+                out[key] = local[key]
+        return out
+
+    def settle(self, attempt: Callable[[], list[MergeResult]]) -> list[MergeResult]:
+        """Run `attempt` (every merge, on this region's views) until no merge puts
+        anything below a folder it saw only as an entry; such folders are opened."""
+        while True:
+            results = attempt()
+            strays = set().union(*(self.region.strays(r.merged) for r in results))
+            if not strays:
+                return results
+            open_up(self.region, strays, self.local, self.children)
+
+    def build(self, merged: Flat, trees: dict[ObjectId, bytes], hasher: Hasher,
+              ) -> ObjectId:
+        """The root of the merged tree; new trees go into `trees`. Only folders in or
+        above the region are encoded, the rest are carried by id."""
+
+        def encode(entries: list[Entry]) -> ObjectId:
+            encoded = Tree.of(entries).encode()
+            tid = hasher.id(encoded)
+            trees[tid] = encoded
+            return tid
+
+        return sparse_trees(merged, self.region, self.local_entries, self.local, encode)
+
+
 def merge_all(s: Session, scan: ScanResult, base: ObjectId | None,
               unseen: Sequence[ObjectId]) -> Merged:
     """Fold every unseen head into the local tree, each against the nearest common
-    ancestor of what is merged so far and that head (heads in `lineage` order)."""
-    bases = Bases(s)
-    local = scan.flat
-    base_flat = s.flat_of(base)
+    ancestor of what is merged so far and that head (heads in `lineage` order), on the
+    region where the trees differ (`Regional`)."""
     history = s.repo.ancestors(base) if base else frozenset()
     beliefs = read_beliefs(scan, s.rules)
-    if unseen:
-        flat, results = bases.fold(local, history, unseen, beliefs)
-    else:  # nothing unseen: merge with base itself, which still finds local moves
-        res = merge(local_base(base_flat, beliefs), local, base_flat,
-                    local_device=s.device)
+    sids = {base, *unseen} | Bases(s).involved(history, unseen)
+    reg = Regional.of(s, scan, sids, also=beliefs)
+    local = base_flat = flat = {}
+    results: list[MergeResult] = []
+
+    def attempt() -> list[MergeResult]:
+        nonlocal local, base_flat, flat, results
+        bases = Bases(s, reg.view)
+        local, base_flat = reg.region.restrict(scan.flat), reg.view(base)
+        if unseen:
+            flat, results = bases.fold(local, history, unseen, beliefs)
+            return bases.results
+        # nothing unseen: merge with base itself, which still finds local moves
+        res = merge(local_base(base_flat, beliefs), local, base_flat, local_device=s.device)
         flat, results = res.merged, [res]
-    result = Merged(flat, local_deletes=local_deletes(base_flat, local))
+        return results
+
+    reg.settle(attempt)
+    result = Merged(carry(flat, scan.flat, reg.region), regional=reg, inside=flat,
+                    hasher=s.repo.hasher,
+                    local_deletes=local_deletes(base_flat, local))
     for res in results:
         result.moves += res.moves
         result.conflicts += [(c.path, c.copy) for c in res.conflicts]
@@ -196,13 +321,15 @@ def sync(root: str, *, dry_run: bool = False, max_delete: float | None = None,
         fast_forward = (len(unseen) == 1 and not changes.all()
                         and (base is None or base in s.repo.ancestors(unseen[0])))
         target = s.flat_of(unseen[0]) if fast_forward else merged.flat
+        # the plan's work is where the disk and the target differ (`narrowed`)
+        disk, want, near_base = narrowed(disk_view(scan), local_target(target, s.rules, scan),
+                                         base_flat)
         if dry_run:  # the plan materialize would carry out, phantoms included
-            fitted = fit_to_disk(s.writer().fs, disk_view(scan),
-                                 local_target(target, s.rules, scan), base_flat, merged.moves)
+            fitted = fit_to_disk(s.writer().fs, disk, want, near_base, merged.moves)
             said = {path for path, _ in report.skipped}
             report.skipped += [(k, why) for k, (_, why) in sorted(fitted.refused.items())
                                if k not in said]
-            plan = diff(disk_view(scan), fitted.flat, merged.moves)
+            plan = diff(disk, fitted.flat, merged.moves)
             report.downloaded = [a.path for a in plan.adds + plan.updates]
             report.deleted = [a.path for a in plan.deletes]
             report.moved += [(a.src or "", a.path) for a in plan.moves]
@@ -217,14 +344,13 @@ def sync(root: str, *, dry_run: bool = False, max_delete: float | None = None,
             if fast_forward:
                 new_base = unseen[0]
             elif unseen or changes.all():  # else: only paths to restore here
-                root_id, trees = build_trees(merged.flat, s.repo.hasher)
+                root_id, trees = merged.build()
                 parents = ((base,) if base else ()) + tuple(unseen)
                 new_base, report.new_chunks, report.packs = s.commit(
-                    root_id, trees, scan, parents, flat=merged.flat)
+                    root_id, trees, scan, parents, flat=merged.flat, changed=merged.inside)
 
-        updates = materialize(s.repo, s.writer(), disk_view(scan),
-                              local_target(target, s.rules, scan), scan.disk, report,
-                              merged.moves, base=base_flat, renames=scan.respell,
+        updates = materialize(s.repo, s.writer(), disk, want, scan.disk, report,
+                              merged.moves, base=near_base, renames=scan.respell,
                               before_install=publish)
         s.finish_apply(scan, updates, new_base, target)
         report.snapshot = new_base
