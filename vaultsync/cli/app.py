@@ -49,6 +49,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
+    # plain help and usage errors (as click prints them): rendering them with rich would
+    # import rich, markdown-it and pygments (~60 ms) before `--help` prints a line
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
