@@ -25,7 +25,6 @@ from vaultsync.cli.output import (
     size,
     summary,
 )
-from vaultsync.engine.report import attention
 from vaultsync.errors import (
     EXIT_OK,
     Interrupted,
@@ -201,6 +200,7 @@ def status(
     Exits 1 when something needs a look: paths the scan could not read, or a sync that
     would stop."""
     from vaultsync.engine.oneway import status as do_status
+    from vaultsync.engine.report import attention
 
     st = do_status(here())
     code = attention(st.skipped, st.stop)
