@@ -42,6 +42,22 @@ def _working_on(folder: str) -> None:
     _local_root[:] = [os.path.abspath(folder)]
 
 
+# --wait and --quiet as `_main` read them, for the engine once a command starts
+_engine_options: dict[str, float] = {"wait": 0.0, "quiet": False}
+
+
+def _start_engine() -> None:
+    """Give the engine what the global options ask: the lock wait, and progress bars (rich,
+    on a terminal). Done as a command starts, not while options are parsed, so that
+    `vaultsync sync --help` or a usage error loads neither the engine nor rich."""
+    from vaultsync.cli.progress import for_terminal
+    from vaultsync.engine import progress
+    from vaultsync.engine.vault import set_lock_wait
+
+    set_lock_wait(_engine_options["wait"])
+    progress.install(for_terminal(bool(_engine_options["quiet"])))
+
+
 app = typer.Typer(
     name="vaultsync",
     help="Sync a folder of notes through a content-addressed remote, never losing a version.",
@@ -72,6 +88,7 @@ def command(fn: Callable[..., int]) -> Callable[..., None]:
     @functools.wraps(fn)
     def run(*args: object, **kwargs: object) -> None:
         try:
+            _start_engine()
             code = fn(*args, **kwargs)
         except KeyboardInterrupt:
             raise Interrupted("interrupted") from None
@@ -101,14 +118,9 @@ def _main(
 
     Options can also come from the environment: VAULTSYNC_DIR, VAULTSYNC_QUIET,
     VAULTSYNC_WAIT, VAULTSYNC_LOG_FILE (and VAULTSYNC_MAX_DELETE for sync)."""
-    from vaultsync.cli.progress import for_terminal
-    from vaultsync.engine import progress
-    from vaultsync.engine.vault import set_lock_wait
-
     if log_file:
         open_log(log_file)
-    set_lock_wait(wait)
-    progress.install(for_terminal(quiet))
+    _engine_options.update(wait=wait, quiet=quiet)
     if directory is not None:
         if not os.path.isdir(directory):
             what = "is not a folder" if os.path.exists(directory) else "does not exist"
