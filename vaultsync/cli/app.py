@@ -25,7 +25,6 @@ from vaultsync.cli.output import (
     size,
     summary,
 )
-from vaultsync.engine.report import attention
 from vaultsync.errors import (
     EXIT_OK,
     Interrupted,
@@ -43,12 +42,31 @@ def _working_on(folder: str) -> None:
     _local_root[:] = [os.path.abspath(folder)]
 
 
+# --wait and --quiet as `_main` read them, for the engine once a command starts
+_engine_options: dict[str, float] = {"wait": 0.0, "quiet": False}
+
+
+def _start_engine() -> None:
+    """Give the engine what the global options ask: the lock wait, and progress bars (rich,
+    on a terminal). Done as a command starts, not while options are parsed, so that
+    `vaultsync sync --help` or a usage error loads neither the engine nor rich."""
+    from vaultsync.cli.progress import for_terminal
+    from vaultsync.engine import progress
+    from vaultsync.engine.vault import set_lock_wait
+
+    set_lock_wait(_engine_options["wait"])
+    progress.install(for_terminal(bool(_engine_options["quiet"])))
+
+
 app = typer.Typer(
     name="vaultsync",
     help="Sync a folder of notes through a content-addressed remote, never losing a version.",
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
+    # plain help and usage errors (as click prints them): rendering them with rich would
+    # import rich, markdown-it and pygments (~60 ms) before `--help` prints a line
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -70,6 +88,7 @@ def command(fn: Callable[..., int]) -> Callable[..., None]:
     @functools.wraps(fn)
     def run(*args: object, **kwargs: object) -> None:
         try:
+            _start_engine()
             code = fn(*args, **kwargs)
         except KeyboardInterrupt:
             raise Interrupted("interrupted") from None
@@ -99,14 +118,9 @@ def _main(
 
     Options can also come from the environment: VAULTSYNC_DIR, VAULTSYNC_QUIET,
     VAULTSYNC_WAIT, VAULTSYNC_LOG_FILE (and VAULTSYNC_MAX_DELETE for sync)."""
-    from vaultsync.cli.progress import for_terminal
-    from vaultsync.engine import progress
-    from vaultsync.engine.vault import set_lock_wait
-
     if log_file:
         open_log(log_file)
-    set_lock_wait(wait)
-    progress.install(for_terminal(quiet))
+    _engine_options.update(wait=wait, quiet=quiet)
     if directory is not None:
         if not os.path.isdir(directory):
             what = "is not a folder" if os.path.exists(directory) else "does not exist"
@@ -198,6 +212,7 @@ def status(
     Exits 1 when something needs a look: paths the scan could not read, or a sync that
     would stop."""
     from vaultsync.engine.oneway import status as do_status
+    from vaultsync.engine.report import attention
 
     st = do_status(here())
     code = attention(st.skipped, st.stop)

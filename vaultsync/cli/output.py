@@ -15,11 +15,13 @@ import os
 import shlex
 import sys
 import time
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from vaultsync.engine.report import Report
 from vaultsync.errors import UsageError
 from vaultsync.store.url import redact
+
+if TYPE_CHECKING:  # `--help` and usage errors need no engine (nor the model) imported
+    from vaultsync.engine.report import Report
 
 _log: TextIO | None = None
 _log_path: str | None = None

@@ -7,10 +7,13 @@ import importlib
 import os
 import re
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from vaultsync.errors import UsageError
-from vaultsync.store.base import Store
+
+if TYPE_CHECKING:  # only annotations: the CLI's `redact` needs no store imported
+    from vaultsync.store.base import Store
 
 # scheme -> module under vaultsync.store exposing `from_url(url, options) -> Store`
 NETWORK_SCHEMES = {"s3": "s3", "webdav": "webdav", "webdavs": "webdav", "sftp": "sftp"}
