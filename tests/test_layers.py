@@ -77,3 +77,13 @@ def test_the_check_sees_a_forbidden_import(tmp_path: Path) -> None:
 def test_the_reconcile_core_is_its_own_package() -> None:
     names = {p.stem for p in (PKG / "reconcile").glob("*.py")}
     assert {"merge", "renames", "placement", "conflicts", "overlay", "plan"} <= names
+
+
+def test_every_command_opens_its_repository_through_one_function() -> None:
+    """`engine.remote.open_repository` is the one place a URL becomes a repository."""
+    for path in (PKG / "engine").glob("*.py"):
+        if path.name == "remote.py":
+            continue
+        text = path.read_text()
+        for call in ("Repository.open(", "Repository.create(", "open_store(", "open_remote("):
+            assert call not in text, f"{path.name} calls {call}: use open_repository"

@@ -12,8 +12,9 @@ from vaultsync.engine import fsprobe
 from vaultsync.engine.apply import VaultWriter, disk_key
 from vaultsync.engine.diskfit import CANNOT_HOLD
 from vaultsync.engine.materialize import check_entries, fit_to_disk, spelling, stage_all
+from vaultsync.engine.remote import open_repository
 from vaultsync.engine.report import Report
-from vaultsync.engine.session import Session, open_remote, rejoining, transfers_setting
+from vaultsync.engine.session import Session, rejoining
 from vaultsync.errors import UsageError
 from vaultsync.model import Entry, Flat, ObjectId, Snapshot, flatten, nfc
 from vaultsync.reconcile.conflicts import TAKEN, copy_path
@@ -285,20 +286,18 @@ def checkout(url: str, dest: str, at: str | None) -> Report:
     dest = os.path.abspath(dest)
     if os.path.exists(dest) and (not os.path.isdir(dest) or os.listdir(dest)):
         raise UsageError(f"{dest} exists and is not empty; check out into a new or empty folder")
-    store, report.traffic = open_remote(normalize_url(url))
+    remote = open_repository(normalize_url(url))
+    report.traffic = remote.traffic
     try:
-        repo = Repository.open(store, transfers=transfers_setting())
-        try:
-            sid = resolve(repo, at, None)
-            flat = flatten(repo.get_snapshot(sid).tree, repo.get_tree)
-            os.makedirs(dest, exist_ok=True)
-            vw = VaultWriter(dest, os.path.join(dest, ".vaultsync-trash-unused"))
-            _write_all(repo, vw, flat, lambda k: spelling(k, {}, flat), report)
-            report.snapshot = sid
-        finally:
-            repo.close()
+        repo = remote.repo
+        sid = resolve(repo, at, None)
+        flat = flatten(repo.get_snapshot(sid).tree, repo.get_tree)
+        os.makedirs(dest, exist_ok=True)
+        vw = VaultWriter(dest, os.path.join(dest, ".vaultsync-trash-unused"))
+        _write_all(repo, vw, flat, lambda k: spelling(k, {}, flat), report)
+        report.snapshot = sid
     finally:
-        store.close()
+        remote.close()
     return report.finish()
 
 

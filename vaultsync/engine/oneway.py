@@ -16,14 +16,10 @@ from vaultsync.engine.commit import build_trees
 from vaultsync.engine.config import default_device_name
 from vaultsync.engine.localview import disk_view, local_target
 from vaultsync.engine.materialize import materialize
+from vaultsync.engine.remote import open_repository
 from vaultsync.engine.report import Report
 from vaultsync.engine.scan import ScanResult
-from vaultsync.engine.session import (
-    Session,
-    new_format_from_env,
-    open_remote,
-    rejoining,
-)
+from vaultsync.engine.session import Session, rejoining
 from vaultsync.engine.sync import (
     DRY_RUN_NOTICE,
     Bases,
@@ -40,7 +36,6 @@ from vaultsync.model import STATE_DIR, Change, ObjectId
 from vaultsync.reconcile.merge import MergeResult
 from vaultsync.reconcile.overlay import overlay
 from vaultsync.reconcile.renames import LOCAL, detect_moves
-from vaultsync.repository.repo import Repository
 from vaultsync.store.url import display_url, normalize_url
 
 
@@ -60,17 +55,10 @@ def init(root: str, remote: str | None, device_name: str | None) -> Report:
     url = ""
     if remote:
         url = normalize_url(remote)
-        store, _ = open_remote(url)
-        try:
-            Vault(root).check_remote_outside(url)
-            if store.exists() and store.stat("vaultsync.json") is not None:
-                Repository.open(store)
-                report.notices.append(f"joined the existing repository at {display_url(url)}")
-            else:
-                Repository.create(store, new_format_from_env())
-                report.notices.append(f"created a new repository at {display_url(url)}")
-        finally:
-            store.close()
+        opened = open_repository(url, create=True, before=Vault(root).check_remote_outside)
+        opened.close()
+        report.notices.append(f"created a new repository at {display_url(url)}" if opened.created
+                              else f"joined the existing repository at {display_url(url)}")
     if existing is not None:
         existing.save_config(existing.config.with_remote(url))
         report.notices.append(f"remote set for {root}")
@@ -106,12 +94,8 @@ def clone(url: str, dest: str, device_name: str | None) -> Report:
         if state != "empty":
             raise UsageError(f"{dest} exists and is not empty; clone into a new or empty "
                              "folder")
-    store, _ = open_remote(url)
-    try:
-        Vault(dest).check_remote_outside(url)
-        Repository.open(store)  # fail before creating anything locally
-    finally:
-        store.close()
+    # fail before creating anything locally
+    open_repository(url, before=Vault(dest).check_remote_outside).close()
     created = not os.path.exists(dest)
     os.makedirs(dest, exist_ok=True)
     try:

@@ -8,17 +8,18 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from vaultsync.chunking import Chunker, ChunkerParams
+from vaultsync.chunking import Chunker
 from vaultsync.engine import localview
 from vaultsync.engine.apply import VaultWriter, empty_trash, remove_stale_temps
 from vaultsync.engine.commit import commit
 from vaultsync.engine.ignore import IgnoreRules
+from vaultsync.engine.remote import open_repository
 from vaultsync.engine.report import Report
 from vaultsync.engine.scan import ChunkLocation, Scanner, ScanResult
 from vaultsync.engine.state import REPO_ID, StatRow, is_damage
 from vaultsync.engine.transfer import Relocate
 from vaultsync.engine.vault import Vault
-from vaultsync.errors import LocalFailure, NoRemote, StateDamaged, UsageError, VaultsyncError
+from vaultsync.errors import LocalFailure, NoRemote, StateDamaged, VaultsyncError
 from vaultsync.model import (
     Change,
     Flat,
@@ -30,12 +31,7 @@ from vaultsync.model import (
     disk_path,
     flatten,
 )
-from vaultsync.repository.format import DEFAULT_PACK_SIZE, RepoFormat
-from vaultsync.repository.repo import Repository
-from vaultsync.store.base import Store
-from vaultsync.store.counting import CountingStore, Traffic
-from vaultsync.store.retry import RetryStore
-from vaultsync.store.url import display_url, open_store
+from vaultsync.store.url import display_url
 
 
 @dataclass
@@ -70,73 +66,6 @@ class Changes:
 
 
 
-def transfers_setting() -> int | None:
-    """VAULTSYNC_TRANSFERS: parallel pack uploads and downloads (default: what the store
-    says suits it: 8 for S3, 4 for WebDAV and directories, 1 for SFTP)."""
-    value = os.environ.get("VAULTSYNC_TRANSFERS", "")
-    if not value:
-        return None
-    if not value.isdigit() or not 1 <= int(value) <= 32:
-        raise UsageError("VAULTSYNC_TRANSFERS must be a whole number from 1 to 32")
-    return int(value)
-
-
-def _env_number(name: str, default: float, lo: float, hi: float,
-                whole: bool = False) -> float:
-    value = os.environ.get(name, "").strip()
-    if not value:
-        return default
-    try:
-        number = float(int(value)) if whole else float(value)
-    except ValueError:
-        number = lo - 1
-    if not lo <= number <= hi:  # NaN fails this too
-        kind = "whole number" if whole else "number"
-        raise UsageError(f"{name} must be a {kind} from {lo:g} to {hi:g}, not {value!r}")
-    return number
-
-
-def open_remote(url: str, options: dict[str, str] | None = None) -> tuple[Store, Traffic]:
-    """The store behind `url`, counted (every attempt) and retried on transient errors
-    (VAULTSYNC_RETRY_ATTEMPTS, default 6; VAULTSYNC_RETRY_SECONDS, default 60)."""
-    attempts = int(_env_number("VAULTSYNC_RETRY_ATTEMPTS", 6, 1, 100, whole=True))
-    seconds = _env_number("VAULTSYNC_RETRY_SECONDS", 60, 0, 3600)
-    counting = CountingStore(open_store(url, options))
-    retry = RetryStore(counting, attempts=attempts, max_elapsed=seconds,
-                       base_delay=min(0.25, seconds / 10))
-    return retry, counting.traffic
-
-
-def new_format_from_env() -> RepoFormat:
-    """Repository parameters for `init`; VAULTSYNC_PACK_SIZE and VAULTSYNC_CHUNK_{MIN,AVG,MAX}
-    tune them (tests shrink them so small data spans several packs and chunks).
-
-    Each is checked against exactly what every later command accepts (`checked_format`:
-    the chunker's rules, and `decode_format` reading the result back), so a bad value is
-    one usage error before anything is created, never a traceback nor a repository that
-    no command can open."""
-    from vaultsync.repository.format import checked_format
-
-    def env_bytes(name: str, default: int) -> int:
-        value = os.environ.get(name, "").strip()
-        if not value:
-            return default
-        if not value.isascii() or not value.isdigit():
-            raise UsageError(f"{name} must be a whole number of bytes, not {value!r}")
-        return int(value)
-
-    defaults = ChunkerParams()
-    try:
-        return checked_format(env_bytes("VAULTSYNC_CHUNK_MIN", defaults.min_size),
-                              env_bytes("VAULTSYNC_CHUNK_AVG", defaults.avg_size),
-                              env_bytes("VAULTSYNC_CHUNK_MAX", defaults.max_size),
-                              env_bytes("VAULTSYNC_PACK_SIZE", DEFAULT_PACK_SIZE))
-    except ValueError as exc:
-        which, rule = exc.args
-        names = {"pack_size": "VAULTSYNC_PACK_SIZE", "chunker": "VAULTSYNC_CHUNK_MIN/AVG/MAX"}
-        raise UsageError(f"{names[which]} {rule}") from None
-
-
 class Session:
     """One command's hold on a vault. `write`: the command may write the repository;
     `keeps_state`: it records a new base locally (default: as `write`)."""
@@ -162,10 +91,11 @@ class Session:
                 raise NoRemote(
                     f"{self.vault.root} has no remote; set one with 'vaultsync init --remote URL'"
                 )
-            self.store, self.report.traffic = open_remote(cfg.remote, cfg.remote_options)
-            self.vault.check_remote_outside(cfg.remote)
-            self.repo = Repository.open(self.store, cache=self.vault.state,
-                                        transfers=transfers_setting())
+            self.remote = open_repository(cfg.remote, cfg.remote_options,
+                                          cache=self.vault.state,
+                                          before=self.vault.check_remote_outside)
+            self.store, self.repo = self.remote.store, self.remote.repo
+            self.report.traffic = self.remote.traffic
             if write:
                 self.repo.format.check_writable()
             self._check_identity(self.keeps_state)
@@ -396,8 +326,7 @@ class Session:
 
     def close(self) -> None:
         try:
-            self.repo.close()
-            self.store.close()
+            self.remote.close()
         finally:
             self.vault.close()
 
