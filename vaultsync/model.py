@@ -334,3 +334,17 @@ def derive_flat(flat: Flat, a: ObjectId | None, b: ObjectId | None,
         else:
             out[key] = y
     return out
+
+
+def lookup(root: ObjectId | None, key: str, get_tree: Callable[[ObjectId], Tree]) -> Entry | None:
+    """The entry at NFC path `key` in tree `root` (None: not there)."""
+    tid = root
+    entry = None
+    for part in key.split("/"):
+        if tid is None:
+            return None
+        entry = next((e for e in get_tree(tid).entries if nfc(e.name) == part), None)
+        if entry is None:
+            return None
+        tid = entry.tree if entry.is_dir else None
+    return entry

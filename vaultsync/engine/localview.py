@@ -107,6 +107,22 @@ def complete(scan: ScanResult, state: State, rules: IgnoreRules, base: ObjectId 
                 scan.flat[key] = replace(scan.flat[key], tree=tid)
 
 
+def orphans(scan: ScanResult) -> set[str]:
+    """Injected keys below an entry that is a file here (a folder that became a file,
+    its ignored or unread contents kept): in `scan.flat`, for the merge, but no tree of
+    this disk can hold them."""
+    out: set[str] = set()
+    for key in scan.injected:
+        parent = key.rpartition("/")[0]
+        while parent:
+            entry = scan.flat.get(parent)
+            if entry is not None and not entry.is_dir:
+                out.add(key)
+                break
+            parent = parent.rpartition("/")[0]
+    return out
+
+
 def _ignored_in_base(scan: ScanResult, state: State, rules: IgnoreRules, base: ObjectId,
                      flat_of: Callable[[ObjectId | None], Flat],
                      changes_since: Callable[[ObjectId, ObjectId], Iterable[Change]]) -> Flat:

@@ -77,7 +77,9 @@ class Session:
         self._settled: tuple[ObjectId | None] | None = None
         self.cached_rows: dict[str, StatRow] = {}
         self._flats: dict[ObjectId, Flat] = {}
-        self._reference: ScanResult | None = None
+        # flat_of derives snapshots' flats from a local tree: (root, its flat, its trees)
+        self._reference: tuple[ObjectId, Flat, dict[ObjectId, bytes]] | None = None
+        self.orphans: set[str] = set()  # in the scan's flat but not in its tree
         self._heads: dict[str, ObjectId] | None = None
         self.rules = IgnoreRules([])
         self.vault = Vault.find(root)
@@ -214,7 +216,7 @@ class Session:
                           self.repo.format.chunker, self.repo.hasher,
                           ignored=self.rules.ignored)
         result = scanner.scan()
-        self._reference = result  # flat_of derives snapshots' flats from this scan
+        self._reference = (result.root, result.flat, result.trees)
         for path, reason in result.skipped:
             if path == ".":  # the vault folder itself: nothing to compare, nothing to do
                 raise LocalFailure(f"local vault folder {self.vault.root} cannot be read "
@@ -224,6 +226,12 @@ class Session:
             remove_stale_temps(result.stale_temps, self.vault.staging)
         localview.complete(result, self.vault.state, self.rules, self.base, self.flat_of,
                            self.repo.hasher, self.changes_between)
+        # injected entries below what is a file here count for the merge, but no tree
+        # can hold them: flat_of derives from the flat that the tree does hold
+        self.orphans = localview.orphans(result)
+        held = result.flat if not self.orphans else {
+            k: e for k, e in result.flat.items() if k not in self.orphans}
+        self._reference = (result.root, held, result.trees)
         self.report.skipped.extend(result.skipped)
         return result
 
@@ -254,7 +262,9 @@ class Session:
 
     def tree_loader(self, scan: ScanResult | None = None) -> Callable[[ObjectId], Tree]:
         """Trees from this scan, else from the repository (and its local cache)."""
-        local = scan.trees if scan is not None else {}
+        return self._loader(scan.trees if scan is not None else {})
+
+    def _loader(self, local: dict[ObjectId, bytes]) -> Callable[[ObjectId], Tree]:
 
         def get(tid: ObjectId) -> Tree:
             encoded = local.get(tid)
@@ -311,8 +321,9 @@ class Session:
             if self._reference is None:
                 self._flats[sid] = flatten(root, self.repo.get_tree)
             else:  # the scan, patched where the snapshot differs (equal subtrees: free)
-                ref = self._reference
-                self._flats[sid] = derive_flat(ref.flat, ref.root, root, self.tree_loader(ref))
+                ref_root, ref_flat, ref_trees = self._reference
+                self._flats[sid] = derive_flat(ref_flat, ref_root, root,
+                                               self._loader(ref_trees))
         return self._flats[sid]
 
     def heads(self) -> dict[str, ObjectId]:

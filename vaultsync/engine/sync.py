@@ -22,7 +22,7 @@ from vaultsync.engine.report import Report
 from vaultsync.engine.scan import ScanResult
 from vaultsync.engine.session import Changes, Session, rejoining
 from vaultsync.errors import SafetyStop
-from vaultsync.model import Entry, Flat, ObjectId, Tree, diff_trees, nfc
+from vaultsync.model import Entry, Flat, ObjectId, Tree, diff_trees, lookup, nfc
 from vaultsync.reconcile.merge import MergeResult, count_deletes, merge
 from vaultsync.reconcile.plan import diff
 from vaultsync.reconcile.region import carry, narrowed, open_up, region, sparse_trees
@@ -140,28 +140,35 @@ class Regional:
     reads to its root tree (None: the empty tree); `also`: keys to see anyway."""
 
     def __init__(self, root: ObjectId, local: Flat, load: Callable[[ObjectId], Tree],
-                 roots: dict[ObjectId | None, ObjectId | None], also: Iterable[str] = ()
-                 ) -> None:
+                 roots: dict[ObjectId | None, ObjectId | None], also: Iterable[str] = (),
+                 orphans: AbstractSet[str] = frozenset()) -> None:
+        """`orphans`: keys of `local` that its tree cannot hold (below a file); each
+        tree's entry there is looked up by path."""
         self.root, self.local, self._load = root, local, load
+        self.orphans = orphans
         self.diffs: dict[ObjectId | None, dict[str, Entry | None]] = {}
-        changed = set(also)
+        changed = set(also) | set(orphans)
         for sid, tree in roots.items():
             diff = self.diffs[sid] = {}
             for key, x, y in diff_trees(root, tree, load, folders=True):
                 diff[key] = y
                 if not (x and y and x.is_dir and y.is_dir and x.name == y.name):
                     changed.add(key)  # a folder whose contents alone differ: not itself
+            for key in orphans:
+                diff[key] = lookup(tree, key, load)
         self.region = region(changed, self.children, local)
 
     @classmethod
     def of(cls, s: Session, scan: ScanResult, sids: Iterable[ObjectId | None],
            also: Iterable[str] = ()) -> Regional:
         return cls(scan.root, scan.flat, s.tree_loader(scan),
-                   {sid: s.root_of(sid) for sid in sids}, also)
+                   {sid: s.root_of(sid) for sid in sids}, also, s.orphans)
 
     def local_entries(self, folder: str) -> tuple[Entry, ...]:
         if not folder:
             return self._load(self.root).entries
+        if folder in self.orphans:
+            return ()  # not in the local tree: what is below it is listed by the diffs
         entry = self.local.get(folder)
         if entry is None or not entry.is_dir or entry.tree is None:
             return ()
