@@ -24,13 +24,11 @@ class Hasher:
     def __init__(self, key: bytes | None = None) -> None:
         self._key = key
 
-    def _new(self) -> blake3.blake3:
-        return blake3.blake3(key=self._key) if self._key else blake3.blake3()
+    def _new(self, data: bytes | memoryview = b"") -> blake3.blake3:
+        return blake3.blake3(data, key=self._key) if self._key else blake3.blake3(data)
 
     def id(self, data: bytes | memoryview) -> ObjectId:
-        h = self._new()
-        h.update(data)
-        return h.hexdigest()
+        return self._new(data).hexdigest()
 
     def verify(self, data: bytes | memoryview, expected: ObjectId, what: str) -> None:
         """Raise IntegrityError unless `data` hashes to `expected`."""
@@ -110,6 +108,11 @@ class Chunker:
                 eof = not data
                 buf = buf + data if buf else data
             if not buf:
+                return
+            if not eof and len(buf) < p.max_size:
+                continue  # no chunk is final before max_size bytes follow its start
+            if eof and len(buf) <= p.min_size:  # FastCDC never cuts below min_size
+                yield Chunk(self.hasher.id(buf), base, len(buf), bytes(buf) if keep_data else None)
                 return
             view = memoryview(buf)
             consumed = 0
