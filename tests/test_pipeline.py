@@ -1,0 +1,181 @@
+"""The overlapped upload and download (issue 11): worker threads read, hash, compress
+and write while the run goes on. Whatever the threads, the repository and the vault must
+come out exactly as one thread makes them, memory stays bounded, and a failure in one
+worker stops the run the way it always did."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import tree_state, write
+from vaultsync.engine import oneway, pipeline, transfer
+from vaultsync.errors import ChangedDuringRun
+
+OLD = 1_600_000_000
+
+
+# ---- the ordered, bounded pipeline ----------------------------------------------------
+
+@pytest.mark.parametrize("workers", [1, 2, 4])
+def test_ordered_gives_what_map_gives(workers: int) -> None:
+    rng = random.Random(workers)
+    items = [rng.randbytes(rng.randrange(50)) for _ in range(300)]
+
+    def slow_len(b: bytes) -> tuple[int, bytes]:
+        time.sleep(rng.random() / 2000)  # workers finish out of order
+        return len(b), b[::-1]
+
+    assert list(pipeline.ordered(slow_len, items, workers=workers, window=5)) == \
+        list(map(slow_len, items))
+
+
+def test_ordered_keeps_at_most_window_items_taken_and_not_handed_back() -> None:
+    taken = handed = 0
+    most = 0
+
+    def source():  # type: ignore[no-untyped-def]
+        nonlocal taken
+        for i in range(200):
+            taken += 1
+            yield i
+
+    for _ in pipeline.ordered(lambda i: i, source(), workers=3, window=4):
+        handed += 1
+        most = max(most, taken - handed + 1)  # +1: the one in the caller's hands
+        time.sleep(0.0005)  # a slow consumer: the workers would run ahead if they could
+    assert handed == 200 and most <= 4
+
+
+def test_a_failing_worker_raises_in_order_and_every_worker_stops() -> None:
+    taken = 0
+    started: list[int] = []
+
+    def source():  # type: ignore[no-untyped-def]
+        nonlocal taken
+        for i in range(1000):
+            taken += 1
+            yield i
+
+    def work(i: int) -> int:
+        started.append(i)
+        if i == 37:
+            raise ChangedDuringRun("file 37 changed")
+        time.sleep(0.001)
+        return i
+
+    got = []
+    with pytest.raises(ChangedDuringRun, match="file 37"):
+        for r in pipeline.ordered(work, source(), workers=3, window=6, name="vs-test-fail"):
+            got.append(r)
+    assert got == list(range(37))  # everything before the failure, nothing after
+    assert taken <= 37 + 6  # the source was not drained
+    assert max(started) < 37 + 6
+    assert not [t for t in threading.enumerate() if t.name.startswith("vs-test-fail")]
+
+
+def test_closing_the_pipeline_early_stops_its_threads() -> None:
+    it = pipeline.ordered(lambda i: i * 2, range(10_000), workers=2, name="vs-test-close")
+    assert [next(it) for _ in range(3)] == [0, 2, 4]
+    it.close()  # what a failure in the consumer does (the generator is closed)
+    assert not [t for t in threading.enumerate() if t.name.startswith("vs-test-close")]
+
+
+# ---- upload: the same packs as one thread writes --------------------------------------
+
+def random_vault(root: Path, seed: int) -> None:
+    """Notes, a few multi-chunk files, duplicates and an empty file."""
+    rng = random.Random(seed)
+    for i in range(120):
+        write(root / f"d{i % 5}/n{i}.md", rng.randbytes(rng.randrange(1, 5000)).hex(), mtime=OLD)
+    for i in range(3):
+        write(root / f"big/f{i}.bin", rng.randbytes(rng.randrange(200_000, 400_000)),
+              mtime=OLD)
+    write(root / "d0/same.md", (root / "d1/n1.md").read_bytes(), mtime=OLD)  # one blob
+    write(root / "empty.md", b"", mtime=OLD)
+
+
+def packs_and_index(remote: Path) -> set[str]:
+    return {p.relative_to(remote).as_posix() for p in remote.rglob("*")
+            if p.is_file() and p.relative_to(remote).parts[0] in ("packs", "index")}
+
+
+def test_parallel_upload_writes_the_very_packs_one_thread_writes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    random_vault(tmp_path / "src", seed=11)
+    outcomes = []
+    for workers, task_bytes, task_files in ((1, 4 << 20, 256), (3, 100_000, 3),
+                                            (4, 1, 1)):
+        monkeypatch.setattr(pipeline, "WORKERS", workers)
+        monkeypatch.setattr(transfer, "TASK_BYTES", task_bytes)
+        monkeypatch.setattr(transfer, "TASK_FILES", task_files)
+        vault, remote = tmp_path / f"v{workers}", tmp_path / f"r{workers}"
+        shutil.copytree(tmp_path / "src", vault)
+        oneway.init(str(vault), str(remote), "a")
+        oneway.push(str(vault))
+        outcomes.append(packs_and_index(remote))
+        oneway.clone(str(remote), str(tmp_path / f"c{workers}"), "c")
+        assert tree_state(tmp_path / f"c{workers}") == tree_state(tmp_path / "src")
+    assert outcomes[0] and outcomes[0] == outcomes[1] == outcomes[2]
+
+
+def test_a_file_edited_under_an_upload_worker_stops_the_push_with_nothing_published(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    random_vault(tmp_path / "a", seed=12)
+    oneway.init(str(tmp_path / "a"), str(tmp_path / "remote"), "a")
+    monkeypatch.setattr(pipeline, "WORKERS", 3)
+    monkeypatch.setattr(transfer, "TASK_FILES", 2)
+    real = transfer._read_encoded
+
+    def edited_under_us(repo, writer, path, items):  # type: ignore[no-untyped-def]
+        if path.endswith("n77.md"):  # a file well inside the run, on some worker
+            with open(path, "r+b") as f:
+                f.write(b"edited")
+        return real(repo, writer, path, items)
+
+    monkeypatch.setattr(transfer, "_read_encoded", edited_under_us)
+    with pytest.raises(ChangedDuringRun, match="n77.md changed while uploading"):
+        oneway.push(str(tmp_path / "a"))
+    remote = tmp_path / "remote"
+    assert not list((remote / "index").glob("*")) and not list((remote / "snapshots").glob("*"))
+    assert not [p for p in (remote / "heads").glob("*")]
+    monkeypatch.setattr(transfer, "_read_encoded", real)
+    assert oneway.push(str(tmp_path / "a")).snapshot  # the re-run publishes
+    oneway.clone(str(remote), str(tmp_path / "b"), "b")
+    assert tree_state(tmp_path / "b") == tree_state(tmp_path / "a")
+
+
+def exit_code(*argv: str) -> int:
+    """`vaultsync ARGV` in this process (so monkeypatches apply); its exit code."""
+    from vaultsync.cli.app import main
+
+    with pytest.raises(SystemExit) as info:
+        main(list(argv))
+    return int(info.value.code or 0)
+
+
+def test_a_failed_upload_worker_is_the_exit_code_one_thread_gives(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    a = tmp_path / "a"
+    random_vault(a, seed=13)
+    assert exit_code("-C", str(a), "init", "--remote", str(tmp_path / "remote")) == 0
+    monkeypatch.setattr(pipeline, "WORKERS", 4)
+    monkeypatch.setattr(transfer, "TASK_FILES", 1)
+    real = transfer._read_encoded
+
+    def vanished(repo, writer, path, items):  # type: ignore[no-untyped-def]
+        if path.endswith("n50.md"):
+            os.unlink(path)  # gone after the scan: the worker's read fails
+        return real(repo, writer, path, items)
+
+    monkeypatch.setattr(transfer, "_read_encoded", vanished)
+    assert exit_code("-C", str(a), "push") == ChangedDuringRun.exit_code == 1
+    assert not list((tmp_path / "remote/heads").glob("*"))
+    monkeypatch.setattr(transfer, "_read_encoded", real)
+    assert exit_code("-C", str(a), "push") == 0
