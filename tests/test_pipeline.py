@@ -5,6 +5,7 @@ worker stops the run the way it always did."""
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import shutil
@@ -15,8 +16,12 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import tree_state, write
-from vaultsync.engine import oneway, pipeline, transfer
-from vaultsync.errors import ChangedDuringRun
+from vaultsync import fsutil
+from vaultsync.engine import apply, materialize, oneway, pipeline, transfer
+from vaultsync.errors import ChangedDuringRun, IntegrityError, LocalFailure
+from vaultsync.repository.packs import pack_name
+from vaultsync.repository.repo import Repository
+from vaultsync.store.local import LocalStore
 
 OLD = 1_600_000_000
 
@@ -179,3 +184,113 @@ def test_a_failed_upload_worker_is_the_exit_code_one_thread_gives(
     assert not list((tmp_path / "remote/heads").glob("*"))
     monkeypatch.setattr(transfer, "_read_encoded", real)
     assert exit_code("-C", str(a), "push") == 0
+
+
+# ---- download: staged in overlapping batches, made durable before any rename ----------
+
+def pushed(tmp_path: Path, seed: int = 14) -> Path:
+    a = tmp_path / "a"
+    random_vault(a, seed)
+    oneway.init(str(a), str(tmp_path / "remote"), "a")
+    oneway.push(str(a))
+    return a
+
+
+def count_syncs(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    calls = {"fsync": 0, "syncfs": 0}
+    real_fsync, real_syncfs = os.fsync, apply.syncfs
+
+    def fsync(fd: int) -> None:
+        calls["fsync"] += 1
+        real_fsync(fd)
+
+    def syncfs(fd: int) -> None:
+        calls["syncfs"] += 1
+        real_syncfs(fd)
+
+    monkeypatch.setattr(apply.os, "fsync", fsync)
+    monkeypatch.setattr(apply, "syncfs", syncfs)
+    return calls
+
+
+@pytest.mark.skipif(not fsutil.syncfs_works("/tmp"), reason="needs syncfs (Linux >= 5.8)")
+def test_a_clone_makes_its_staged_files_durable_with_one_syncfs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    a = pushed(tmp_path)
+    monkeypatch.setattr(transfer, "BATCH_BYTES", 50_000)  # many batches in flight
+    monkeypatch.setattr(materialize, "STAGE_FILES", 3)
+    calls = count_syncs(monkeypatch)
+    order: list[str] = []
+    real_install, real_syncfs = apply.VaultWriter.install, apply.syncfs
+
+    def install(self, tmp, rel, expect):  # type: ignore[no-untyped-def]
+        order.append("install")
+        return real_install(self, tmp, rel, expect)
+
+    def syncfs(fd: int) -> None:
+        order.append("syncfs")
+        real_syncfs(fd)
+
+    monkeypatch.setattr(apply.VaultWriter, "install", install)
+    monkeypatch.setattr(apply, "syncfs", syncfs)
+    oneway.clone(str(tmp_path / "remote"), str(tmp_path / "b"), "b")
+    assert tree_state(tmp_path / "b") == tree_state(a)
+    assert calls["fsync"] < 10  # not one per file (the state folder's own few)
+    assert order[0] == "syncfs" and order.count("install") == 125  # durable, then renamed
+
+
+def test_where_syncfs_is_not_trusted_every_staged_file_is_fsynced(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    a = pushed(tmp_path)
+    monkeypatch.setattr(apply, "syncfs_works", lambda path: False)
+    calls = count_syncs(monkeypatch)
+    oneway.clone(str(tmp_path / "remote"), str(tmp_path / "b"), "b")
+    assert tree_state(tmp_path / "b") == tree_state(a)
+    assert calls["fsync"] >= 125 and calls["syncfs"] == 0
+
+
+@pytest.mark.skipif(not fsutil.syncfs_works("/tmp"), reason="needs syncfs (Linux >= 5.8)")
+def test_a_disk_that_fails_the_syncfs_leaves_the_vault_untouched(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pushed(tmp_path)
+    oneway.clone(str(tmp_path / "remote"), str(tmp_path / "b"), "b")
+    write(tmp_path / "a/d0/n0.md", "a new version", mtime=OLD + 5)
+    write(tmp_path / "a/new.md", "new", mtime=OLD + 5)
+    oneway.push(str(tmp_path / "a"))
+    before = tree_state(tmp_path / "b")
+
+    def failing(fd: int) -> None:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(apply, "syncfs", failing)
+    with pytest.raises(OSError) as info:
+        oneway.pull(str(tmp_path / "b"))
+    assert info.value.errno == errno.EIO and "staging" in str(info.value.filename)
+    assert exit_code("-C", str(tmp_path / "b"), "pull") == LocalFailure.exit_code == 7
+    assert tree_state(tmp_path / "b") == before
+    assert not list((tmp_path / "b/.vaultsync/staging").iterdir())
+
+
+def test_a_corrupt_blob_in_a_later_batch_stops_every_stager_and_removes_their_files(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    a = pushed(tmp_path, seed=15)
+    monkeypatch.setattr(transfer, "BATCH_BYTES", 20_000)
+    monkeypatch.setattr(materialize, "STAGE_FILES", 2)
+    repo = Repository.open(LocalStore(str(tmp_path / "remote")))
+    from vaultsync.model import flatten
+
+    sid = next(iter(repo.read_heads().values()))
+    flat = flatten(repo.get_snapshot(sid).tree, repo.get_tree)
+    last = flat["d4/n99.md"]  # written late in the clone
+    ref = repo.ref(last.chunks[0])
+    pack = tmp_path / "remote" / pack_name(ref.pack)
+    data = bytearray(pack.read_bytes())
+    data[ref.offset + ref.length // 2] ^= 0xFF
+    pack.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError):
+        oneway.clone(str(tmp_path / "remote"), str(tmp_path / "b"), "b")
+    b = tmp_path / "b"
+    files = [p for p in b.rglob("*") if p.is_file() and ".vaultsync" not in p.parts]
+    assert files == []  # nothing installed
+    assert not list((b / ".vaultsync/staging").iterdir())  # every staged file removed
+    assert a.exists()

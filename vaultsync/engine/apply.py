@@ -2,11 +2,12 @@
 
 Every file lands in two steps. `stage`: write the verified chunks to a temporary file (in
 `.vaultsync/staging/`, or beside the target when there is no state folder), fsync, set
-mode and mtime. `install`: re-check that the target is what the scan saw, hard-link the
-old version into the trash, rename the staged file into place. A run stages everything
-before it installs anything, so a corrupt remote leaves the vault untouched; a run
-killed at any moment leaves each file old or new, plus stale temporary files that the
-next run removes.
+mode and mtime (files staged together can share one syncfs instead of an fsync each,
+`defer_fsyncs`: still durable before any is renamed). `install`: re-check that the
+target is what the scan saw, hard-link the old version into the trash, rename the staged
+file into place. A run stages everything before it installs anything, so a corrupt
+remote leaves the vault untouched; a run killed at any moment leaves each file old or
+new, plus stale temporary files that the next run removes.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from vaultsync.engine import fsprobe
 from vaultsync.engine.fsprobe import FsTraits
 from vaultsync.engine.scan import TMP_PREFIX, Respell, is_temp_name
 from vaultsync.errors import BadName
-from vaultsync.fsutil import fsync_dir
+from vaultsync.fsutil import fsync_dir, syncfs, syncfs_works
 from vaultsync.model import Entry
 
 DiskKey = tuple[int, int, int]  # size, mtime_ns, inode as the scan saw them
@@ -47,6 +48,7 @@ class VaultWriter:
         self.staging = staging
         self._staging_ready = False
         self._dirty: set[str] = set()  # folders whose renames still need an fsync
+        self._deferred: int | None = None  # the staging folder, while fsyncs are deferred
         self.trash_dir = os.path.join(
             trash_root, time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
         )
@@ -111,7 +113,8 @@ class VaultWriter:
                 for piece in pieces:
                     f.write(piece)
                 f.flush()
-                os.fsync(f.fileno())
+                if self._deferred is None:
+                    os.fsync(f.fileno())
             os.utime(tmp, ns=(entry.mtime_ns, entry.mtime_ns))
         except OSError as exc:
             _unlink_quiet(tmp)
@@ -122,6 +125,41 @@ class VaultWriter:
             _unlink_quiet(tmp)
             raise
         return tmp
+
+    def defer_fsyncs(self) -> bool:
+        """Stage the next files without an fsync each: `sync_staged` makes them all
+        durable at once (one syncfs), before any is installed, so every vault write is
+        still a temporary file, made durable, then renamed. Only with a staging folder on
+        a filesystem where one syncfs is as good as an fsync per file (see
+        `fsutil.syncfs_works`); otherwise False, and each staged file is fsynced."""
+        if self.staging is None or self._deferred is not None:
+            return self._deferred is not None
+        os.makedirs(self.staging, exist_ok=True)
+        self._staging_ready = True
+        if not syncfs_works(self.staging):
+            return False
+        # opened before the writes: syncfs reports a write-back error since this open
+        self._deferred = os.open(self.staging, os.O_RDONLY)
+        return True
+
+    def sync_staged(self) -> None:
+        """Every file staged since `defer_fsyncs` made durable (OSError if the disk
+        failed them); the deferral ends either way."""
+        fd, self._deferred = self._deferred, None
+        if fd is None:
+            return
+        try:
+            syncfs(fd)
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, self.staging) from None
+        finally:
+            os.close(fd)
+
+    def end_deferral(self) -> None:
+        """Stop deferring fsyncs without syncing (a failed run discards what it staged)."""
+        fd, self._deferred = self._deferred, None
+        if fd is not None:
+            os.close(fd)
 
     def install(self, tmp: str, rel: str, expect: DiskKey | None) -> os.stat_result:
         """Rename a staged file to `rel` if the target is still `expect` (None: absent);
@@ -148,10 +186,25 @@ class VaultWriter:
         return os.stat(target)
 
     def sync_dirs(self) -> None:
-        """fsync every folder a rename touched, once each: after this the new names are
-        durable. Called before the run records its new base."""
+        """fsync every folder a rename touched, once each (or one syncfs for many folders
+        of one filesystem, where that is as good): after this the new names are durable.
+        Called before the run records its new base."""
+        by_disk: dict[int, list[str]] = {}
         for folder in sorted(self._dirty):
-            fsync_dir(folder)
+            try:
+                by_disk.setdefault(os.stat(folder).st_dev, []).append(folder)
+            except OSError:
+                continue  # gone (a folder the run emptied and removed): nothing to sync
+        for folders in by_disk.values():
+            if len(folders) > 1 and syncfs_works(folders[0]):
+                fd = os.open(folders[0], os.O_RDONLY)  # one syncfs for all its folders
+                try:
+                    syncfs(fd)
+                finally:
+                    os.close(fd)
+            else:
+                for folder in folders:
+                    fsync_dir(folder)
         self._dirty.clear()
 
     def discard(self, tmp: str) -> None:
