@@ -294,3 +294,27 @@ def test_a_corrupt_blob_in_a_later_batch_stops_every_stager_and_removes_their_fi
     assert files == []  # nothing installed
     assert not list((b / ".vaultsync/staging").iterdir())  # every staged file removed
     assert a.exists()
+
+
+def test_the_writer_checks_a_folder_once_per_run_yet_never_writes_through_a_link(
+        tmp_path: Path) -> None:
+    from vaultsync.errors import BadName
+    from vaultsync.model import FILE, Entry
+
+    root = tmp_path / "v"
+    root.mkdir()
+    vw = apply.VaultWriter(str(root), str(tmp_path / "trash"), str(tmp_path / "staging"))
+    entry = Entry(name="x.md", kind=FILE, size=1, mtime_ns=OLD * 10**9)
+    vw.install(vw.stage("a/b/x.md", entry, [b"1"]), "a/b/x.md", None)
+    os.unlink(root / "a/b/x.md")
+    os.rmdir(root / "a/b")  # removed behind the writer's back: made again
+    vw.install(vw.stage("a/b/y.md", entry, [b"2"]), "a/b/y.md", None)
+    assert (root / "a/b/y.md").read_bytes() == b"2"
+    os.unlink(root / "a/b/y.md")
+    assert vw.remove_dir_if_empty("a/b")  # removed by the run: checked afresh after
+    (tmp_path / "elsewhere").mkdir()
+    os.symlink(tmp_path / "elsewhere", root / "a/b")
+    tmp = vw.stage("a/b/z.md", entry, [b"3"])
+    with pytest.raises(BadName, match="symbolic link"):
+        vw.install(tmp, "a/b/z.md", None)
+    assert not list((tmp_path / "elsewhere").iterdir())

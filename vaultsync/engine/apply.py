@@ -49,6 +49,9 @@ class VaultWriter:
         self._staging_ready = False
         self._dirty: set[str] = set()  # folders whose renames still need an fsync
         self._deferred: int | None = None  # the staging folder, while fsyncs are deferred
+        # folders this run found (or made) real, not links: checked once per run, until
+        # the run itself removes or renames a folder
+        self._real_dirs: set[str] = set()
         self.trash_dir = os.path.join(
             trash_root, time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
         )
@@ -83,10 +86,17 @@ class VaultWriter:
         path = self.root
         for part in rel.split("/")[:-1]:
             path = os.path.join(path, part)
+            if path in self._real_dirs:
+                continue
             if os.path.islink(path):
                 raise BadName(f"refusing to write through symbolic link {rel!r}")
             if not os.path.isdir(path):
                 return
+            self._real_dirs.add(path)
+
+    def _folders_changed(self) -> None:
+        """The run removed or renamed a folder: check every path afresh."""
+        self._real_dirs.clear()
 
     def make_dirs(self, rel: str) -> None:
         path = self.abspath(rel)
@@ -168,13 +178,20 @@ class VaultWriter:
         target = self.abspath(rel)
         self.check_no_links(rel)
         folder = os.path.dirname(target)
-        os.makedirs(folder, exist_ok=True)
+        if folder not in self._real_dirs:
+            os.makedirs(folder, exist_ok=True)
+            self._real_dirs.add(folder)
         if not self.still(target, expect):
             raise TargetChanged(rel)
         if expect is not None:
             self._keep_in_trash(rel, target, link=True)
         try:
             os.replace(tmp, target)
+        except FileNotFoundError:
+            if os.path.isdir(folder) or not os.path.exists(tmp):
+                raise
+            self._folders_changed()  # the folder went since this run saw it: make it again
+            return self.install(tmp, rel, expect)
         except OSError as exc:
             if exc.errno != errno.EXDEV:
                 raise
@@ -268,6 +285,7 @@ class VaultWriter:
             rename_noreplace(src, dst)
         except FileExistsError:
             return False
+        self._folders_changed()
         self._dirty.add(os.path.dirname(dst))
         return True
 
@@ -278,6 +296,7 @@ class VaultWriter:
         self.check_no_links(src_rel + "/x")
         if not self._same_entry(src, dst):
             return False
+        self._folders_changed()
         os.rename(src, dst)
         self._check_case(src_rel, src, dst)
         self._dirty.add(os.path.dirname(dst))
@@ -302,6 +321,7 @@ class VaultWriter:
     def remove_dir_if_empty(self, rel: str) -> bool:
         try:
             os.rmdir(self.abspath(rel))
+            self._folders_changed()
             return True
         except OSError:
             return False
