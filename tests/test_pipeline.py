@@ -6,6 +6,7 @@ worker stops the run the way it always did."""
 from __future__ import annotations
 
 import errno
+import io
 import os
 import random
 import shutil
@@ -318,3 +319,79 @@ def test_the_writer_checks_a_folder_once_per_run_yet_never_writes_through_a_link
     with pytest.raises(BadName, match="symbolic link"):
         vw.install(tmp, "a/b/z.md", None)
     assert not list((tmp_path / "elsewhere").iterdir())
+
+
+# ---- scan: large files hashed ahead of the walk ----------------------------------------
+
+def scan_of(root: Path, cache: dict | None = None, opener=None):  # type: ignore[no-untyped-def]
+    from vaultsync.chunking import ChunkerParams
+    from vaultsync.engine.scan import Scanner
+
+    params = ChunkerParams(1024, 4096, 16384)
+    return Scanner(str(root), "dev", cache or {}, params, opener=opener).scan()
+
+
+def summary(res):  # type: ignore[no-untyped-def]
+    return (res.root, res.locations, res.rows, res.stats, sorted(res.skipped), res.trees)
+
+
+def test_a_scan_hashing_ahead_finds_what_a_sequential_scan_finds(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vaultsync import chunking
+
+    root = tmp_path / "v"
+    random_vault(root, seed=16)
+    rng = random.Random(16)
+    for i in range(12):  # many large files in one folder: several jobs in flight
+        write(root / f"big/g{i}.bin", rng.randbytes(rng.randrange(20_000, 90_000)), mtime=OLD)
+    monkeypatch.setattr(chunking, "PREHASH_MIN", 10_000)
+    read_by: dict[str, set[str]] = {}
+
+    def opener(path: str):  # type: ignore[no-untyped-def]
+        read_by.setdefault(path, set()).add(threading.current_thread().name)
+        if path.endswith("g3.bin"):
+            raise OSError(errno.EIO, os.strerror(errno.EIO), path)
+        return open(path, "rb")  # noqa: SIM115
+
+    monkeypatch.setattr(chunking, "PREHASH_WORKERS", 1)
+    sequential = scan_of(root, opener=opener)
+    assert not any(t.startswith("vaultsync-hash") for ts in read_by.values() for t in ts)
+    read_by.clear()
+    monkeypatch.setattr(chunking, "PREHASH_WORKERS", 3)
+    ahead = scan_of(root, opener=opener)
+    assert summary(ahead) == summary(sequential)
+    assert ("big/g3.bin", "cannot read: Input/output error") in ahead.skipped
+    hashed_ahead = {p for p, ts in read_by.items() if any(t.startswith("vaultsync-hash")
+                                                          for t in ts)}
+    assert len(hashed_ahead) >= 12 and all(os.path.getsize(p) >= 10_000 for p in hashed_ahead)
+    # nothing changed: the stat cache vouches for every file but the unreadable one
+    read_by.clear()
+    again = scan_of(root, cache=ahead.rows, opener=opener)
+    assert [os.path.basename(p) for p in read_by] == ["g3.bin"] and again.root == ahead.root
+
+
+def test_a_large_file_changing_while_hashed_ahead_is_read_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vaultsync import chunking
+
+    root = tmp_path / "v"
+    write(root / "a.bin", random.Random(1).randbytes(60_000), mtime=OLD)
+    monkeypatch.setattr(chunking, "PREHASH_MIN", 10_000)
+    monkeypatch.setattr(chunking, "PREHASH_WORKERS", 2)
+    reads: list[str] = []
+
+    class Touched(io.BufferedReader):
+        def read(self, n: int | None = -1) -> bytes:
+            os.utime(path, (OLD + 1, OLD + 1))  # touched while the read is under way
+            return super().read(n)
+
+    def opener(p: str):  # type: ignore[no-untyped-def]
+        reads.append(threading.current_thread().name)
+        raw = io.FileIO(p, "rb")
+        return Touched(raw) if len(reads) == 1 else io.BufferedReader(raw)
+
+    path = str(root / "a.bin")
+
+    res = scan_of(root, opener=opener)
+    assert reads[0].startswith("vaultsync-hash") and len(reads) == 2
+    assert res.rows["a.bin"].mtime_ns == (OLD + 1) * 10**9 and res.skipped == []
