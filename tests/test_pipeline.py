@@ -395,3 +395,36 @@ def test_a_large_file_changing_while_hashed_ahead_is_read_again(
     res = scan_of(root, opener=opener)
     assert reads[0].startswith("vaultsync-hash") and len(reads) == 2
     assert res.rows["a.bin"].mtime_ns == (OLD + 1) * 10**9 and res.skipped == []
+
+
+# ---- trees: a clone reads a vault's folders in a few requests ---------------------------
+
+def test_a_clone_reads_every_folder_in_a_few_requests_and_caches_them_in_one_go(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vaultsync.engine.state import State
+
+    a = tmp_path / "a"
+    for i in range(60):  # 60 folders (3 levels deep), a note in each
+        write(a / f"p{i % 3}/q{i % 12}/r{i}/n.md", f"note {i}", mtime=OLD)
+    oneway.init(str(a), str(tmp_path / "remote"), "a")
+    oneway.push(str(a))
+    reads: list[str] = []
+    real_range = LocalStore._get_range
+
+    def get_range(self, name, offset, length):  # type: ignore[no-untyped-def]
+        reads.append(name)
+        return real_range(self, name, offset, length)
+
+    puts: list[int] = []
+    real_put, real_puts = State.put_object, State.put_objects
+    monkeypatch.setattr(State, "put_object", lambda self, oid, data: (
+        puts.append(1), real_put(self, oid, data))[1])
+    monkeypatch.setattr(State, "put_objects", lambda self, items: (
+        puts.append(len(items := list(items))), real_puts(self, items))[1])
+    monkeypatch.setattr(LocalStore, "_get_range", get_range)
+    oneway.clone(str(tmp_path / "remote"), str(tmp_path / "b"), "b")
+    assert tree_state(tmp_path / "b") == tree_state(a)
+    # 1 + 3 + 12 + 60 folders: read a level at a time (coalesced reads: 77 before),
+    # stored in the state database by one call, not one per folder
+    assert len(reads) <= 3 * 4 * len(set(reads)), reads
+    assert 76 in puts and puts.count(1) <= 2

@@ -121,6 +121,7 @@ class Repository:
         # life); a link to a snapshot prune deleted ends the history there (`records`)
         self.lineage = Lineage(self._parents)
         self.malformed_own_head = False
+        self._fetched: dict[ObjectId, Tree] = {}  # trees read ahead, not yet asked for
         # parallel pack transfers: the store's sensible number unless told otherwise
         self.transfers = max(1, min(32, transfers or store.capabilities.connections))
         self._pool: ThreadPoolExecutor | None = None
@@ -355,11 +356,43 @@ class Repository:
 
     # ---- trees -----------------------------------------------------------------------
     def get_tree(self, tree_id: ObjectId) -> Tree:
+        tree = self._fetched.pop(tree_id, None)
+        if tree is not None:
+            return tree
         data = self.cache.get_object(tree_id)
         if data is None or self.hasher.id(data) != tree_id:
-            data = self.read_blob(tree_id)
-            self.cache.put_object(tree_id, data)
+            return self._fetch_trees(tree_id)
         return decode_tree(data, f"tree {tree_id[:12]}")
+
+    def _fetch_trees(self, root: ObjectId) -> Tree:
+        """A tree the local cache lacks, read together with every tree below it that the
+        cache lacks too, a level at a time (coalesced ranged reads on the transfer
+        threads, each blob verified), and kept in the cache in one go: a clone reads a
+        vault's folders in a few requests and one transaction, not one of each per
+        folder. A level below the first that cannot be read is left to be read when
+        asked for (with the error it has then)."""
+        trees: dict[ObjectId, Tree] = {}
+        stored: list[tuple[ObjectId, bytes]] = []
+        level = [root]
+        while level:
+            try:
+                got = dict(self.read_blobs(level))
+            except (IntegrityError, ObjectNotFound):
+                if level[0] == root:
+                    raise
+                break
+            below: dict[ObjectId, None] = {}
+            for tid in level:
+                tree = trees[tid] = decode_tree(got[tid], f"tree {tid[:12]}")
+                stored.append((tid, got[tid]))
+                for e in tree.entries:
+                    if e.tree is not None and e.tree not in trees and e.tree not in below \
+                            and self.cache.get_object(e.tree) is None:
+                        below[e.tree] = None
+            level = list(below)
+        self.cache.put_objects(stored)
+        self._fetched.update(trees)  # decoded once: handed out once each, then dropped
+        return self._fetched.pop(root)
 
     # ---- snapshots -------------------------------------------------------------------
     def get_snapshot(self, sid: ObjectId) -> Snapshot:
@@ -388,6 +421,7 @@ class Repository:
         it again on its next commit (`malformed_own_head` says so)."""
         heads = {}
         self.malformed_own_head = False
+        self._fetched: dict[ObjectId, Tree] = {}  # trees read ahead, not yet asked for
         self.marker_listed = False
         for info in self.store.list("heads/"):
             device = info.name.split("/", 1)[1]
