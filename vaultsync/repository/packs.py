@@ -102,12 +102,13 @@ class SealedPack:
     records: list[tuple[ObjectId, int, int, int, int]]
 
     def build(self) -> tuple[ObjectId, bytes, list[BlobRef]]:
-        """The pack's id, its bytes and the references to its blobs."""
+        """The pack's id, its bytes and the references to its blobs (once)."""
         trailer = b"".join(
             _REC.pack(bytes.fromhex(bid), btype, length, raw)
             for bid, btype, _off, length, raw in self.records
         )
         data = b"".join([*self.parts, trailer, _TAIL.pack(len(trailer), MAGIC)])
+        self.parts.clear()  # the blobs live on in `data` only (memory: one copy per pack)
         pack_id = self.hasher.id(data)
         refs = [BlobRef(bid, btype, pack_id, off, length, raw)
                 for bid, btype, off, length, raw in self.records]
