@@ -28,6 +28,7 @@ from vaultsync.fsutil import fsync_dir, syncfs, syncfs_works
 from vaultsync.model import Entry
 
 DiskKey = tuple[int, int, int]  # size, mtime_ns, inode as the scan saw them
+_UTIME_FD = os.utime in os.supports_fd
 
 
 class TargetChanged(Exception):
@@ -119,13 +120,16 @@ class VaultWriter:
         try:
             mode = 0o777 if entry.executable else 0o666  # the kernel applies the umask
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-            with os.fdopen(fd, "wb") as f:
+            try:
                 for piece in pieces:
-                    f.write(piece)
-                f.flush()
+                    view = memoryview(piece)
+                    while view:
+                        view = view[os.write(fd, view):]
                 if self._deferred is None:
-                    os.fsync(f.fileno())
-            os.utime(tmp, ns=(entry.mtime_ns, entry.mtime_ns))
+                    os.fsync(fd)
+                os.utime(fd if _UTIME_FD else tmp, ns=(entry.mtime_ns, entry.mtime_ns))
+            finally:
+                os.close(fd)
         except OSError as exc:
             _unlink_quiet(tmp)
             if exc.filename is None:  # a full disk on write() names no file: name it
