@@ -134,3 +134,12 @@ def test_verify_raises_on_mismatch() -> None:
     h.verify(b"abc", h.id(b"abc"), "x")
     with pytest.raises(IntegrityError, match="hash mismatch"):
         h.verify(b"abd", h.id(b"abc"), "x")
+
+
+def test_a_corrupt_blob_does_not_spoil_the_threads_reused_decompressor() -> None:
+    good = codec.encode(b"note text " * 500)
+    assert good[0] == codec.ZSTD
+    for blob in (good[: len(good) // 2], good[:-3] + b"\xff\xff\xff"):
+        with pytest.raises(IntegrityError):
+            codec.decode(blob, 10_000, "blob")
+        assert codec.decode(good, 10_000, "blob") == b"note text " * 500

@@ -6,7 +6,9 @@ a future encrypted format. No other module imports `blake3`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -24,13 +26,11 @@ class Hasher:
     def __init__(self, key: bytes | None = None) -> None:
         self._key = key
 
-    def _new(self) -> blake3.blake3:
-        return blake3.blake3(key=self._key) if self._key else blake3.blake3()
+    def _new(self, data: bytes | memoryview = b"") -> blake3.blake3:
+        return blake3.blake3(data, key=self._key) if self._key else blake3.blake3(data)
 
     def id(self, data: bytes | memoryview) -> ObjectId:
-        h = self._new()
-        h.update(data)
-        return h.hexdigest()
+        return self._new(data).hexdigest()
 
     def verify(self, data: bytes | memoryview, expected: ObjectId, what: str) -> None:
         """Raise IntegrityError unless `data` hashes to `expected`."""
@@ -111,6 +111,11 @@ class Chunker:
                 buf = buf + data if buf else data
             if not buf:
                 return
+            if not eof and len(buf) < p.max_size:
+                continue  # no chunk is final before max_size bytes follow its start
+            if eof and len(buf) <= p.min_size:  # FastCDC never cuts below min_size
+                yield Chunk(self.hasher.id(buf), base, len(buf), bytes(buf) if keep_data else None)
+                return
             view = memoryview(buf)
             consumed = 0
             for c in self._cdc(view, p.min_size, p.avg_size, p.max_size):
@@ -126,3 +131,70 @@ class Chunker:
             base += consumed
             if eof and not buf:
                 return
+
+
+Cut = tuple[list[Chunk], os.stat_result, os.stat_result]  # chunks, fstat before, after
+
+
+def cut_file(chunker: Chunker, opener: Callable[[str], BinaryIO], path: str,
+             stop: Callable[[], bool] = lambda: False) -> Cut:
+    """A file's chunks, with its fstat before and after the read (equal unless it changed
+    meanwhile). OSError if it cannot be read; CancelledError once `stop()` says so."""
+    with opener(path) as f:
+        before = os.fstat(f.fileno())
+        chunks = []
+        for c in chunker.chunks(f):
+            if stop():
+                raise CancelledError(path)
+            chunks.append(c)
+        after = os.fstat(f.fileno())
+    return chunks, before, after
+
+
+PREHASH_MIN = 256 * 1024  # smaller files: Python's per-file work holds the GIL anyway
+PREHASH_WORKERS = max(1, min(4, os.cpu_count() or 1))
+
+
+class Prehasher:
+    """Cuts and hashes large files on worker threads ahead of a caller that walks them in
+    its own order (the scan): it `submit`s the files of a folder it will read, then
+    `take`s each result where it would have read that file. File reads, FastCDC and
+    BLAKE3 release the GIL, so the walk and the small files go on meanwhile. Results
+    are the caller's to check, as for its own reads (`cut_file`); a file not submitted
+    (`take` gives None) the caller reads itself. Memory: a read block per worker."""
+
+    def __init__(self, chunker: Callable[[], Chunker], opener: Callable[[str], BinaryIO],
+                 workers: int | None = None) -> None:
+        self._chunker = chunker
+        self._opener = opener
+        self._workers = PREHASH_WORKERS if workers is None else workers
+        self._pool: ThreadPoolExecutor | None = None
+        self._jobs: dict[str, Future[Cut]] = {}
+        self._stopped = False
+
+    def wants(self, size: int) -> bool:
+        return self._workers > 1 and size >= PREHASH_MIN
+
+    def submit(self, path: str) -> None:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="vaultsync-hash")
+        if path not in self._jobs:
+            chunker = self._chunker()  # made here, on the caller's thread
+            self._jobs[path] = self._pool.submit(cut_file, chunker, self._opener, path,
+                                                 lambda: self._stopped)
+
+    def take(self, path: str) -> Cut | None:
+        """The submitted file's chunks (waiting for them), its OSError raised; None if
+        it was not submitted."""
+        job = self._jobs.pop(path, None)
+        return None if job is None else job.result()
+
+    def close(self) -> None:
+        """Stop: jobs not started are dropped, running ones end at their next chunk."""
+        self._stopped = True
+        for job in self._jobs.values():
+            job.cancel()
+        self._jobs.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None

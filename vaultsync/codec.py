@@ -17,11 +17,18 @@ ZSTD = 1
 _local = threading.local()
 
 
-def _compressor() -> zstandard.ZstdCompressor:
+def _compressor() -> zstandard.ZstdCompressor:  # one per thread: not thread-safe
     c = getattr(_local, "c", None)
     if c is None:
         c = _local.c = zstandard.ZstdCompressor(level=3, write_content_size=True)
     return c
+
+
+def _decompressor() -> zstandard.ZstdDecompressor:
+    d = getattr(_local, "d", None)
+    if d is None:
+        d = _local.d = zstandard.ZstdDecompressor()
+    return d
 
 
 def encode(data: bytes, compress: bool = True) -> bytes:
@@ -50,7 +57,7 @@ def decode(blob: bytes, max_size: int, what: str) -> bytes:
         if size < 0 or size > max_size:
             raise IntegrityError(f"{what}: compressed blob claims an absurd size")
         try:
-            return zstandard.ZstdDecompressor().decompress(payload, max_output_size=max_size)
+            return _decompressor().decompress(payload, max_output_size=max_size)
         except zstandard.ZstdError:
             raise IntegrityError(f"{what}: corrupt compressed blob") from None
     raise IntegrityError(f"{what}: unknown codec {codec}")

@@ -2,11 +2,12 @@
 
 Every file lands in two steps. `stage`: write the verified chunks to a temporary file (in
 `.vaultsync/staging/`, or beside the target when there is no state folder), fsync, set
-mode and mtime. `install`: re-check that the target is what the scan saw, hard-link the
-old version into the trash, rename the staged file into place. A run stages everything
-before it installs anything, so a corrupt remote leaves the vault untouched; a run
-killed at any moment leaves each file old or new, plus stale temporary files that the
-next run removes.
+mode and mtime (files staged together can share one syncfs instead of an fsync each,
+`defer_fsyncs`: still durable before any is renamed). `install`: re-check that the
+target is what the scan saw, hard-link the old version into the trash, rename the staged
+file into place. A run stages everything before it installs anything, so a corrupt
+remote leaves the vault untouched; a run killed at any moment leaves each file old or
+new, plus stale temporary files that the next run removes.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ from vaultsync.engine import fsprobe
 from vaultsync.engine.fsprobe import FsTraits
 from vaultsync.engine.scan import TMP_PREFIX, Respell, is_temp_name
 from vaultsync.errors import BadName
-from vaultsync.fsutil import fsync_dir
+from vaultsync.fsutil import fsync_dir, syncfs, syncfs_works
 from vaultsync.model import Entry
 
 DiskKey = tuple[int, int, int]  # size, mtime_ns, inode as the scan saw them
+_UTIME_FD = os.utime in os.supports_fd
 
 
 class TargetChanged(Exception):
@@ -47,6 +49,10 @@ class VaultWriter:
         self.staging = staging
         self._staging_ready = False
         self._dirty: set[str] = set()  # folders whose renames still need an fsync
+        self._deferred: int | None = None  # the staging folder, while fsyncs are deferred
+        # folders this run found (or made) real, not links: checked once per run, until
+        # the run itself removes or renames a folder
+        self._real_dirs: set[str] = set()
         self.trash_dir = os.path.join(
             trash_root, time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
         )
@@ -81,10 +87,17 @@ class VaultWriter:
         path = self.root
         for part in rel.split("/")[:-1]:
             path = os.path.join(path, part)
+            if path in self._real_dirs:
+                continue
             if os.path.islink(path):
                 raise BadName(f"refusing to write through symbolic link {rel!r}")
             if not os.path.isdir(path):
                 return
+            self._real_dirs.add(path)
+
+    def _folders_changed(self) -> None:
+        """The run removed or renamed a folder: check every path afresh."""
+        self._real_dirs.clear()
 
     def make_dirs(self, rel: str) -> None:
         path = self.abspath(rel)
@@ -107,12 +120,16 @@ class VaultWriter:
         try:
             mode = 0o777 if entry.executable else 0o666  # the kernel applies the umask
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-            with os.fdopen(fd, "wb") as f:
+            try:
                 for piece in pieces:
-                    f.write(piece)
-                f.flush()
-                os.fsync(f.fileno())
-            os.utime(tmp, ns=(entry.mtime_ns, entry.mtime_ns))
+                    view = memoryview(piece)
+                    while view:
+                        view = view[os.write(fd, view):]
+                if self._deferred is None:
+                    os.fsync(fd)
+                os.utime(fd if _UTIME_FD else tmp, ns=(entry.mtime_ns, entry.mtime_ns))
+            finally:
+                os.close(fd)
         except OSError as exc:
             _unlink_quiet(tmp)
             if exc.filename is None:  # a full disk on write() names no file: name it
@@ -123,6 +140,41 @@ class VaultWriter:
             raise
         return tmp
 
+    def defer_fsyncs(self) -> bool:
+        """Stage the next files without an fsync each: `sync_staged` makes them all
+        durable at once (one syncfs), before any is installed, so every vault write is
+        still a temporary file, made durable, then renamed. Only with a staging folder on
+        a filesystem where one syncfs is as good as an fsync per file (see
+        `fsutil.syncfs_works`); otherwise False, and each staged file is fsynced."""
+        if self.staging is None or self._deferred is not None:
+            return self._deferred is not None
+        os.makedirs(self.staging, exist_ok=True)
+        self._staging_ready = True
+        if not syncfs_works(self.staging):
+            return False
+        # opened before the writes: syncfs reports a write-back error since this open
+        self._deferred = os.open(self.staging, os.O_RDONLY)
+        return True
+
+    def sync_staged(self) -> None:
+        """Every file staged since `defer_fsyncs` made durable (OSError if the disk
+        failed them); the deferral ends either way."""
+        fd, self._deferred = self._deferred, None
+        if fd is None:
+            return
+        try:
+            syncfs(fd)
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, self.staging) from None
+        finally:
+            os.close(fd)
+
+    def end_deferral(self) -> None:
+        """Stop deferring fsyncs without syncing (a failed run discards what it staged)."""
+        fd, self._deferred = self._deferred, None
+        if fd is not None:
+            os.close(fd)
+
     def install(self, tmp: str, rel: str, expect: DiskKey | None) -> os.stat_result:
         """Rename a staged file to `rel` if the target is still `expect` (None: absent);
         otherwise raise TargetChanged and leave both alone. The old version goes to the
@@ -130,13 +182,20 @@ class VaultWriter:
         target = self.abspath(rel)
         self.check_no_links(rel)
         folder = os.path.dirname(target)
-        os.makedirs(folder, exist_ok=True)
+        if folder not in self._real_dirs:
+            os.makedirs(folder, exist_ok=True)
+            self._real_dirs.add(folder)
         if not self.still(target, expect):
             raise TargetChanged(rel)
         if expect is not None:
             self._keep_in_trash(rel, target, link=True)
         try:
             os.replace(tmp, target)
+        except FileNotFoundError:
+            if os.path.isdir(folder) or not os.path.exists(tmp):
+                raise
+            self._folders_changed()  # the folder went since this run saw it: make it again
+            return self.install(tmp, rel, expect)
         except OSError as exc:
             if exc.errno != errno.EXDEV:
                 raise
@@ -148,10 +207,25 @@ class VaultWriter:
         return os.stat(target)
 
     def sync_dirs(self) -> None:
-        """fsync every folder a rename touched, once each: after this the new names are
-        durable. Called before the run records its new base."""
+        """fsync every folder a rename touched, once each (or one syncfs for many folders
+        of one filesystem, where that is as good): after this the new names are durable.
+        Called before the run records its new base."""
+        by_disk: dict[int, list[str]] = {}
         for folder in sorted(self._dirty):
-            fsync_dir(folder)
+            try:
+                by_disk.setdefault(os.stat(folder).st_dev, []).append(folder)
+            except OSError:
+                continue  # gone (a folder the run emptied and removed): nothing to sync
+        for folders in by_disk.values():
+            if len(folders) > 1 and syncfs_works(folders[0]):
+                fd = os.open(folders[0], os.O_RDONLY)  # one syncfs for all its folders
+                try:
+                    syncfs(fd)
+                finally:
+                    os.close(fd)
+            else:
+                for folder in folders:
+                    fsync_dir(folder)
         self._dirty.clear()
 
     def discard(self, tmp: str) -> None:
@@ -215,6 +289,7 @@ class VaultWriter:
             rename_noreplace(src, dst)
         except FileExistsError:
             return False
+        self._folders_changed()
         self._dirty.add(os.path.dirname(dst))
         return True
 
@@ -225,6 +300,7 @@ class VaultWriter:
         self.check_no_links(src_rel + "/x")
         if not self._same_entry(src, dst):
             return False
+        self._folders_changed()
         os.rename(src, dst)
         self._check_case(src_rel, src, dst)
         self._dirty.add(os.path.dirname(dst))
@@ -249,6 +325,7 @@ class VaultWriter:
     def remove_dir_if_empty(self, rel: str) -> bool:
         try:
             os.rmdir(self.abspath(rel))
+            self._folders_changed()
             return True
         except OSError:
             return False

@@ -11,8 +11,9 @@ import os
 import stat
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import CancelledError, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import replace
 
 from vaultsync.engine import fsprobe, progress
@@ -23,7 +24,7 @@ from vaultsync.engine.scan import RACY_NS, Respell, clamp_time, tree_mode
 from vaultsync.engine.state import StatRow
 from vaultsync.engine.transfer import batches, pieces, prefetch
 from vaultsync.errors import IntegrityError, LocalFailure
-from vaultsync.model import Entry, Flat
+from vaultsync.model import Entry, Flat, ObjectId
 from vaultsync.reconcile.conflicts import TAKEN, copy_path
 from vaultsync.reconcile.plan import (
     ADD,
@@ -71,7 +72,8 @@ def check_entries(repo: Repository, entries: list[tuple[str, Entry]]) -> None:
                                  f"{entry.size}")
 
 
-STAGERS = 4  # files written and fsynced at once: fsync latency overlaps
+STAGERS = 4  # threads writing staged files (fsync latency overlaps where there is one)
+STAGE_FILES = 32  # files a staging thread writes per task
 
 
 class _Stagers:
@@ -113,30 +115,49 @@ class _Stagers:
 def stage_all(repo: Repository, vw: VaultWriter, files: list[tuple[str, Entry]],
               staged: dict[str, str] | None = None) -> dict[str, str]:
     """Download, verify and stage every file (key -> temporary file, into `staged`, the
-    caller's to discard if it fails later), a few at a time; on any failure, remove what
-    was staged and re-raise: the vault is untouched."""
+    caller's to discard if it fails later); on any failure, remove what was staged and
+    re-raise: the vault is untouched.
+
+    The stages overlap: while STAGERS threads write one batch of files (`batches`), the
+    next batch is read, decompressed and verified (on the repository's transfer threads);
+    at most two batches are in memory. Staged files are made durable at the end, all at
+    once where one syncfs does it (`VaultWriter.defer_fsyncs`), else one by one."""
     staged = {} if staged is None else staged
     stagers = _Stagers()
     bar = progress.current()
     bar.start("download", sum(e.size for _, e in files), "bytes")
 
-    def stage(key: str, entry: Entry, data: Iterator[bytes]) -> str:
-        tmp = stagers.stage(vw, key, entry, data)
-        bar.advance(entry.size)
-        return tmp
+    def stage(group: list[tuple[str, Entry]], blobs: dict[ObjectId, bytes],
+              ) -> list[tuple[str, str]]:
+        out = []
+        for key, entry in group:
+            out.append((key, stagers.stage(vw, key, entry, pieces(repo, entry, blobs))))
+            bar.advance(entry.size)
+        return out
+
+    def collect(futures: list[Future[list[tuple[str, str]]]]) -> None:
+        for future in futures:
+            staged.update(future.result())
 
     pool = ThreadPoolExecutor(STAGERS, thread_name_prefix="vaultsync-stage")
+    inflight: deque[list[Future[list[tuple[str, str]]]]] = deque()
     try:
+        vw.defer_fsyncs()
         for batch in batches(files):
-            blobs = prefetch(repo, batch)
-            futures = [(key, pool.submit(stage, key, te, pieces(repo, te, blobs)))
-                       for key, te in batch]
-            for key, future in futures:
-                staged[key] = future.result()
+            blobs = prefetch(repo, batch)  # while the batch before is being written
+            inflight.append([pool.submit(stage, batch[i : i + STAGE_FILES], blobs)
+                             for i in range(0, len(batch), STAGE_FILES)])
+            del blobs
+            while len(inflight) > 1:
+                collect(inflight.popleft())
+        while inflight:
+            collect(inflight.popleft())
         pool.shutdown(wait=True)
+        vw.sync_staged()
     except BaseException:
         pool.shutdown(wait=False, cancel_futures=True)
         stagers.stop_and_discard(vw)
+        vw.end_deferral()
         staged.clear()
         raise
     finally:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import BinaryIO
 
-from vaultsync.chunking import Chunker, ChunkerParams, Hasher
+from vaultsync.chunking import Chunker, ChunkerParams, Hasher, Prehasher, cut_file
 from vaultsync.engine import fsprobe, progress
 from vaultsync.engine.fsprobe import FsTraits
 from vaultsync.engine.state import StatRow
@@ -134,6 +134,9 @@ class Scanner:
         self._chunker: Chunker | None = None
         self.now_ns = time.time_ns()
         self.fs = fs
+        # large files the stat cache cannot vouch for are hashed on worker threads ahead
+        # of the walk (`_dir` submits a folder's, `_hash` takes each in turn)
+        self.prehash = Prehasher(lambda: self.chunker, lambda p: (self.opener or _open)(p))
 
     @property
     def chunker(self) -> Chunker:
@@ -149,7 +152,10 @@ class Scanner:
         self.result.fs = self.fs
         self.progress = progress.current()
         self.progress.start("scan", None, "files")
-        self.result.root = self._dir(self.root, "")
+        try:
+            self.result.root = self._dir(self.root, "")
+        finally:
+            self.prehash.close()
         self.progress.finish()
         return self.result
 
@@ -190,6 +196,9 @@ class Scanner:
                 res.ignored.append(nfc(rel))
                 continue
             found[nfc(name)].append((item, st))
+            if stat.S_ISREG(st.st_mode) and self.prehash.wants(st.st_size) \
+                    and not self._vouched(self.cache.get(nfc(rel)), st):
+                self.prehash.submit(item.path)
         entries: list[Entry] = []
         losers = []
         on_disk = {nfc(item.name) for item in items}
@@ -288,9 +297,7 @@ class Scanner:
         res.stats["bytes"] += st.st_size
         row = self.cache.get(key)
         mtime, ctime = clamp_time(st.st_mtime_ns), clamp_time(st.st_ctime_ns)
-        assert self.fs is not None
-        ino = st.st_ino if self.fs.stable_inodes or row is None else row.ino  # made-up ones
-        if hashed is None and row is not None and row.matches(st.st_size, mtime, ino, ctime):
+        if hashed is None and self._vouched(row, st):
             chunks, author = row.chunks, row.author
         else:
             hashed = hashed or self._hash(abspath, key)
@@ -311,6 +318,15 @@ class Scanner:
         return Entry(name=name, kind=FILE, mode=mode, size=st.st_size, mtime_ns=mtime,
                      author=author, chunks=chunks)
 
+    def _vouched(self, row: StatRow | None, st: os.stat_result) -> bool:
+        """Whether the stat cache's row vouches for the file as it is (no read needed)."""
+        if row is None:
+            return False
+        assert self.fs is not None
+        ino = st.st_ino if self.fs.stable_inodes else row.ino  # made-up ones
+        return row.matches(st.st_size, clamp_time(st.st_mtime_ns), ino,
+                           clamp_time(st.st_ctime_ns))
+
     def _mode(self, st: os.stat_result, row: StatRow | None) -> int:
         """Only the executable bit syncs. A filesystem without permission bits (exFAT
         reads 0777 everywhere) tells nothing: the bit stays as last synced (the stat
@@ -323,18 +339,17 @@ class Scanner:
     def _hash(self, abspath: str, key: str) -> tuple[tuple[ObjectId, ...], os.stat_result] | None:
         """Chunk a file; a file that changes while being read is read again (twice at most)."""
         res = self.result
-        for _attempt in range(3):
+        for attempt in range(3):
             try:
-                with (self.opener or _open)(abspath) as f:
-                    before = os.fstat(f.fileno())
-                    chunks = []
-                    for c in self.chunker.chunks(f):
-                        chunks.append(c.id)
-                        res.locations.setdefault(c.id, ChunkLocation(abspath, c.offset, c.length))
-                    after = os.fstat(f.fileno())
+                cut = self.prehash.take(abspath) if attempt == 0 else None
+                cut = cut or cut_file(self.chunker, self.opener or _open, abspath)
             except OSError as exc:
                 res.skipped.append((key, f"cannot read: {exc.strerror}"))
                 return None
+            found, before, after = cut
+            chunks = [c.id for c in found]
+            for c in found:
+                res.locations.setdefault(c.id, ChunkLocation(abspath, c.offset, c.length))
             res.stats["hashed"] += 1
             res.stats["bytes_hashed"] += after.st_size
             stable = (before.st_size, before.st_mtime_ns) == (after.st_size, after.st_mtime_ns)

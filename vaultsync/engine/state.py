@@ -154,6 +154,14 @@ class State:
     def put_object(self, oid: ObjectId, data: bytes) -> None:
         self.db.execute("INSERT OR IGNORE INTO objects VALUES (?, ?)", (oid, data))
 
+    def put_objects(self, items: Iterable[tuple[ObjectId, bytes]]) -> None:
+        """Many objects in one transaction (one sync of the database, not one each)."""
+        if self.db.in_transaction:
+            self.db.executemany("INSERT OR IGNORE INTO objects VALUES (?, ?)", items)
+            return
+        with self.transaction():
+            self.db.executemany("INSERT OR IGNORE INTO objects VALUES (?, ?)", items)
+
     def index_segments(self) -> set[ObjectId]:
         return {r[0] for r in self.db.execute("SELECT id FROM segments")}
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 
-from vaultsync.engine import progress
+from vaultsync.engine import pipeline, progress
 from vaultsync.engine.scan import ChunkLocation
 from vaultsync.errors import ChangedDuringRun, IntegrityError
 from vaultsync.model import Entry, ObjectId
@@ -13,6 +14,8 @@ from vaultsync.repository.packs import CHUNK
 from vaultsync.repository.repo import Repository, RepoWriter
 
 BATCH_BYTES = 32 * 1024 * 1024
+TASK_BYTES = 2 * 1024 * 1024  # an upload worker's task: chunks of about this many bytes
+TASK_FILES = 256  # or of this many files
 STREAM_CHUNKS = 16  # chunks fetched at a time for a file larger than BATCH_BYTES
 
 
@@ -56,23 +59,67 @@ def upload(repo: Repository, writer: RepoWriter, files: Iterable[Entry],
         by_file[loc.path].append((cid, loc))
     bar = progress.current()
     bar.start("upload", sum(loc.length for loc in missing.values() if loc), "bytes")
+
+    def read(task: list[tuple[str, list[tuple[ObjectId, ChunkLocation]]]]) -> list[Encoded]:
+        return [blob for path, items in task for blob in _read_encoded(repo, writer, path, items)]
+
+    # files are read, verified and compressed on worker threads, a few MiB per task and
+    # a few tasks ahead; packs are filled here in the same order as one thread would
+    for blobs in pipeline.ordered(read, _tasks(by_file), name="vaultsync-read"):
+        for cid, stored, raw_length in blobs:
+            writer.add_encoded(cid, CHUNK, stored, raw_length)
+            bar.advance(raw_length)
+    bar.finish()
+    writer.add_trees(trees)
+    return len(missing) + len(named)
+
+
+Encoded = tuple[ObjectId, bytes, int]  # blob id, stored bytes (codec applied), raw length
+
+
+def _tasks(by_file: dict[str, list[tuple[ObjectId, ChunkLocation]]],
+           ) -> Iterator[list[tuple[str, list[tuple[ObjectId, ChunkLocation]]]]]:
+    """The chunks to read, by path, cut into tasks of about TASK_BYTES or TASK_FILES
+    files (a large file's chunks spread over several tasks)."""
+    task: list[tuple[str, list[tuple[ObjectId, ChunkLocation]]]] = []
+    size = 0
     for path, items in sorted(by_file.items()):
         items.sort(key=lambda x: x[1].offset)
+        part: list[tuple[ObjectId, ChunkLocation]] = []
+        for item in items:
+            part.append(item)
+            size += item[1].length
+            if size >= TASK_BYTES:
+                task.append((path, part))
+                yield task
+                task, part, size = [], [], 0
+        if part:
+            task.append((path, part))
+        if len(task) >= TASK_FILES:
+            yield task
+            task, size = [], 0
+    if task:
+        yield task
+
+
+def _read_encoded(repo: Repository, writer: RepoWriter, path: str,
+                  items: list[tuple[ObjectId, ChunkLocation]]) -> list[Encoded]:
+    """Read chunks of one file, check each against its id (the file may have changed
+    since the scan), and put each through the codec."""
+    out = []
+    try:
+        fd = os.open(path, os.O_RDONLY)
         try:
-            with open(path, "rb") as f:
-                for cid, loc in items:
-                    f.seek(loc.offset)
-                    data = f.read(loc.length)
-                    if repo.hasher.id(data) != cid:
-                        raise ChangedDuringRun(f"{path} changed while uploading; run again")
-                    writer.add(cid, CHUNK, data)
-                    bar.advance(len(data))
-        except OSError as exc:
-            raise ChangedDuringRun(f"{path} could not be read: {exc.strerror}; run again") from None
-    bar.finish()
-    for tree_id, encoded in trees.items():
-        writer.add_tree(tree_id, encoded)
-    return len(missing) + len(named)
+            for cid, loc in items:
+                data = os.pread(fd, loc.length, loc.offset)
+                if repo.hasher.id(data) != cid:
+                    raise ChangedDuringRun(f"{path} changed while uploading; run again")
+                out.append((cid, writer.encode(data), len(data)))
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise ChangedDuringRun(f"{path} could not be read: {exc.strerror}; run again") from None
+    return out
 
 
 def batches(entries: list[tuple[str, Entry]]) -> Iterator[list[tuple[str, Entry]]]:

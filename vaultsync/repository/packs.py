@@ -69,24 +69,49 @@ class PackWriter:
         """Add a blob; False if this pack already holds it."""
         if blob_id in self._ids:
             return False
-        stored = codec.encode(raw, self.compress)
-        self._records.append((blob_id, blob_type, self._size, len(stored), len(raw)))
+        return self.add_encoded(blob_id, blob_type, codec.encode(raw, self.compress), len(raw))
+
+    def add_encoded(self, blob_id: ObjectId, blob_type: int, stored: bytes,
+                    raw_length: int) -> bool:
+        """Add a blob already through the codec (`codec.encode(raw, self.compress)`, done
+        on another thread); False if this pack already holds it."""
+        if blob_id in self._ids:
+            return False
+        self._records.append((blob_id, blob_type, self._size, len(stored), raw_length))
         self._parts.append(stored)
         self._size += len(stored)
         self._ids.add(blob_id)
         return True
 
+    def seal(self) -> SealedPack:
+        """The blobs collected so far, as a pack to build (on any thread); resets the
+        writer for the next pack."""
+        sealed = SealedPack(self.hasher, self._parts, self._records)
+        self._parts, self._records, self._size, self._ids = [], [], 0, set()
+        return sealed
+
     def finish(self) -> tuple[ObjectId, bytes, list[BlobRef]]:
         """The pack's id, its bytes and the references to its blobs; resets the writer."""
+        return self.seal().build()
+
+
+@dataclass(frozen=True, slots=True)
+class SealedPack:
+    hasher: Hasher
+    parts: list[bytes]
+    records: list[tuple[ObjectId, int, int, int, int]]
+
+    def build(self) -> tuple[ObjectId, bytes, list[BlobRef]]:
+        """The pack's id, its bytes and the references to its blobs (once)."""
         trailer = b"".join(
             _REC.pack(bytes.fromhex(bid), btype, length, raw)
-            for bid, btype, _off, length, raw in self._records
+            for bid, btype, _off, length, raw in self.records
         )
-        data = b"".join(self._parts) + trailer + _TAIL.pack(len(trailer), MAGIC)
+        data = b"".join([*self.parts, trailer, _TAIL.pack(len(trailer), MAGIC)])
+        self.parts.clear()  # the blobs live on in `data` only (memory: one copy per pack)
         pack_id = self.hasher.id(data)
         refs = [BlobRef(bid, btype, pack_id, off, length, raw)
-                for bid, btype, off, length, raw in self._records]
-        self._parts, self._records, self._size, self._ids = [], [], 0, set()
+                for bid, btype, off, length, raw in self.records]
         return pack_id, data, refs
 
 

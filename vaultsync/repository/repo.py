@@ -36,7 +36,14 @@ from vaultsync.model import (
 from vaultsync.repository.format import CONFIG_NAME, RepoFormat, decode_format
 from vaultsync.repository.index import decode_segment, encode_segment
 from vaultsync.repository.lazyindex import LazyIndex
-from vaultsync.repository.packs import TREE, BlobRef, PackWriter, decode_blob, pack_name
+from vaultsync.repository.packs import (
+    TREE,
+    BlobRef,
+    PackWriter,
+    SealedPack,
+    decode_blob,
+    pack_name,
+)
 from vaultsync.repository.records import (
     MARKER,
     PREFIX,
@@ -58,6 +65,7 @@ class ObjectCache(Protocol):
 
     def get_object(self, oid: ObjectId) -> bytes | None: ...
     def put_object(self, oid: ObjectId, data: bytes) -> None: ...
+    def put_objects(self, items: Iterable[tuple[ObjectId, bytes]]) -> None: ...
     def index_segments(self) -> set[ObjectId]: ...
     def index_refs(self) -> Iterable[BlobRef]: ...
     def add_index_segment(self, sid: ObjectId, refs: list[BlobRef]) -> None: ...
@@ -75,6 +83,9 @@ class MemoryCache:
 
     def put_object(self, oid: ObjectId, data: bytes) -> None:
         self.objects[oid] = data
+
+    def put_objects(self, items: Iterable[tuple[ObjectId, bytes]]) -> None:
+        self.objects.update(items)
 
     def index_segments(self) -> set[ObjectId]:
         return set(self.segments)
@@ -116,6 +127,7 @@ class Repository:
         # life); a link to a snapshot prune deleted ends the history there (`records`)
         self.lineage = Lineage(self._parents)
         self.malformed_own_head = False
+        self._fetched: dict[ObjectId, Tree] = {}  # trees read ahead, not yet asked for
         # parallel pack transfers: the store's sensible number unless told otherwise
         self.transfers = max(1, min(32, transfers or store.capabilities.connections))
         self._pool: ThreadPoolExecutor | None = None
@@ -346,11 +358,43 @@ class Repository:
 
     # ---- trees -----------------------------------------------------------------------
     def get_tree(self, tree_id: ObjectId) -> Tree:
+        tree = self._fetched.pop(tree_id, None)
+        if tree is not None:
+            return tree
         data = self.cache.get_object(tree_id)
         if data is None or self.hasher.id(data) != tree_id:
-            data = self.read_blob(tree_id)
-            self.cache.put_object(tree_id, data)
+            return self._fetch_trees(tree_id)
         return decode_tree(data, f"tree {tree_id[:12]}")
+
+    def _fetch_trees(self, root: ObjectId) -> Tree:
+        """A tree the local cache lacks, read together with every tree below it that the
+        cache lacks too, a level at a time (coalesced ranged reads on the transfer
+        threads, each blob verified), and kept in the cache in one go: a clone reads a
+        vault's folders in a few requests and one transaction, not one of each per
+        folder. A level below the first that cannot be read is left to be read when
+        asked for (with the error it has then)."""
+        trees: dict[ObjectId, Tree] = {}
+        stored: list[tuple[ObjectId, bytes]] = []
+        level = [root]
+        while level:
+            try:
+                got = dict(self.read_blobs(level))
+            except (IntegrityError, ObjectNotFound):
+                if level[0] == root:
+                    raise
+                break
+            below: dict[ObjectId, None] = {}
+            for tid in level:
+                tree = trees[tid] = decode_tree(got[tid], f"tree {tid[:12]}")
+                stored.append((tid, got[tid]))
+                for e in tree.entries:
+                    if e.tree is not None and e.tree not in trees and e.tree not in below \
+                            and self.cache.get_object(e.tree) is None:
+                        below[e.tree] = None
+            level = list(below)
+        self.cache.put_objects(stored)
+        self._fetched.update(trees)  # decoded once: handed out once each, then dropped
+        return self._fetched.pop(root)
 
     # ---- snapshots -------------------------------------------------------------------
     def get_snapshot(self, sid: ObjectId) -> Snapshot:
@@ -379,6 +423,7 @@ class Repository:
         it again on its next commit (`malformed_own_head` says so)."""
         heads = {}
         self.malformed_own_head = False
+        self._fetched: dict[ObjectId, Tree] = {}  # trees read ahead, not yet asked for
         self.marker_listed = False
         for info in self.store.list("heads/"):
             device = info.name.split("/", 1)[1]
@@ -408,7 +453,11 @@ class Repository:
 
 
 class RepoWriter:
-    """Buffers new blobs into packs; `commit_index` writes the index segment."""
+    """Buffers new blobs into packs; `commit_index` writes the index segment.
+
+    A full pack is built (joined, hashed) and stored on the repository's transfer
+    threads, at most `transfers` at a time, while the caller fills the next one; its
+    references join `refs`, in pack order, once it is stored (`wait`)."""
 
     def __init__(self, repo: Repository) -> None:
         self.repo = repo
@@ -416,14 +465,32 @@ class RepoWriter:
         self.refs: list[BlobRef] = []
         self.pending: set[ObjectId] = set()
         self.packs_written = 0
-        self._uploads: deque[Future[None]] = deque()  # at most `transfers` packs in flight
+        self._uploads: deque[Future[list[BlobRef]]] = deque()  # at most `transfers`
+
+    def encode(self, raw: bytes) -> bytes:
+        """A blob through the codec as this writer stores it (safe on any thread)."""
+        return codec.encode(raw, self.packs.compress)
+
+    def wants(self, blob_id: ObjectId) -> bool:
+        """Whether `add` would store this blob (neither buffered nor in the repository)."""
+        return blob_id not in self.pending and not self.repo.has_blob(blob_id)
 
     def add(self, blob_id: ObjectId, blob_type: int, raw: bytes, again: bool = False) -> None:
         """Buffer a blob unless the repository has it (`again`: store it anyway, as
         prune does when it copies a blob out of a pack it deletes)."""
         if blob_id in self.pending or (not again and self.repo.has_blob(blob_id)):
             return
-        self.packs.add(blob_id, blob_type, raw)
+        self._buffer(blob_id, blob_type, self.encode(raw), len(raw))
+
+    def add_encoded(self, blob_id: ObjectId, blob_type: int, stored: bytes,
+                    raw_length: int) -> None:
+        """`add` for a blob already through `encode` (done on another thread)."""
+        if self.wants(blob_id):
+            self._buffer(blob_id, blob_type, stored, raw_length)
+
+    def _buffer(self, blob_id: ObjectId, blob_type: int, stored: bytes,
+                raw_length: int) -> None:
+        self.packs.add_encoded(blob_id, blob_type, stored, raw_length)
         self.pending.add(blob_id)
         if self.packs.full:
             self.flush()
@@ -432,19 +499,28 @@ class RepoWriter:
         self.add(tree_id, TREE, encoded)
         self.repo.cache.put_object(tree_id, encoded)
 
+    def add_trees(self, trees: dict[ObjectId, bytes]) -> None:
+        """`add_tree` for many, kept in the local cache in one go."""
+        for tree_id, encoded in trees.items():
+            self.add(tree_id, TREE, encoded)
+        self.repo.cache.put_objects(trees.items())
+
     def flush(self) -> None:
         if not len(self.packs):
             return
-        pack_id, data, refs = self.packs.finish()
+        sealed = self.packs.seal()
         if self.repo.transfers > 1:
             while len(self._uploads) >= self.repo.transfers:
-                self._uploads.popleft().result()
-            self._uploads.append(self.repo.pool().submit(
-                self.repo.store.put, pack_name(pack_id), data))
+                self.refs.extend(self._uploads.popleft().result())
+            self._uploads.append(self.repo.pool().submit(self._store, sealed))
         else:
-            self.repo.store.put(pack_name(pack_id), data)
-        self.refs.extend(refs)
+            self.refs.extend(self._store(sealed))
         self.packs_written += 1
+
+    def _store(self, sealed: SealedPack) -> list[BlobRef]:
+        pack_id, data, refs = sealed.build()
+        self.repo.store.put(pack_name(pack_id), data)
+        return refs
 
     def forget_written(self) -> None:
         """A prune ran while this writer was at work: the packs it wrote may have been
@@ -456,9 +532,10 @@ class RepoWriter:
         self.refs = []
 
     def wait(self) -> None:
-        """Every pack upload finished (the first failure is raised)."""
+        """Every pack upload finished, its references in `refs` (the first failure is
+        raised)."""
         while self._uploads:
-            self._uploads.popleft().result()
+            self.refs.extend(self._uploads.popleft().result())
 
     def commit_index(self) -> ObjectId | None:
         """Flush the last pack and write one index segment naming every new blob, once
