@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from vaultsync.model import ObjectId
 from vaultsync.repository.packs import BlobRef
@@ -20,6 +20,7 @@ CREATE TABLE IF NOT EXISTS files (
     path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, ino INTEGER, ctime_ns INTEGER,
     mode INTEGER, author TEXT, chunks BLOB);
 CREATE TABLE IF NOT EXISTS objects (id TEXT PRIMARY KEY, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS folder_trees (path TEXT PRIMARY KEY, digest TEXT, tree TEXT);
 CREATE TABLE IF NOT EXISTS segments (id TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS blob_refs (
     id TEXT, type INTEGER, pack TEXT, offset INTEGER, length INTEGER, raw INTEGER,
@@ -34,9 +35,9 @@ DELETE FROM segments;
 """
 
 
-@dataclass(frozen=True, slots=True)
-class StatRow:
-    """What the stat cache remembers of one file."""
+class StatRow(NamedTuple):
+    """What the stat cache remembers of one file. A tuple: a no-change scan reuses the
+    loaded rows as they are, and a whole cache is built and compared at C speed."""
 
     path: str
     size: int
@@ -48,8 +49,24 @@ class StatRow:
     chunks: tuple[ObjectId, ...]
 
     def matches(self, size: int, mtime_ns: int, ino: int, ctime_ns: int) -> bool:
-        mine = (self.size, self.mtime_ns, self.ino, self.ctime_ns)
-        return mine == (size, mtime_ns, ino, ctime_ns)
+        return (self.size, self.mtime_ns, self.ino, self.ctime_ns) == (size, mtime_ns, ino,
+                                                                       ctime_ns)
+
+
+class StatCache(dict[str, StatRow]):
+    """The stat cache as loaded: path -> row, and for each folder the digest of its
+    entries at the last scan with the id of the tree they encode to (`trees`), so an
+    unchanged folder is not encoded and hashed again. The scan puts what it saw in
+    `seen_trees`; saving the rows saves those too."""
+
+    def __init__(self, state: State | None = None) -> None:
+        super().__init__()
+        self.state = state
+        self.trees: dict[str, tuple[str, ObjectId]] = {}
+        self.seen_trees: dict[str, tuple[str, ObjectId]] | None = None
+
+    def get_object(self, oid: ObjectId) -> bytes | None:
+        return self.state.get_object(oid) if self.state is not None else None
 
 
 def _pack_ids(ids: Iterable[ObjectId]) -> bytes:
@@ -109,16 +126,29 @@ class State:
         return self.get_meta("base")
 
     # ---- stat cache ------------------------------------------------------------------
-    def stat_rows(self) -> dict[str, StatRow]:
-        return {
-            r[0]: StatRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], _unpack_ids(r[7]))
-            for r in self.db.execute("SELECT * FROM files")
-        }
+    def stat_rows(self) -> StatCache:
+        make = tuple.__new__
+        authors: dict[str, str] = {}  # one string per author
+        rows = StatCache(self)
+        for path, size, mtime, ino, ctime, mode, author, blob in self.db.execute(
+                "SELECT path, size, mtime_ns, ino, ctime_ns, mode, author, chunks FROM files"):
+            author = authors.setdefault(author, author)
+            rows[path] = make(StatRow, (path, size, mtime, ino, ctime, mode, author,
+                                        _unpack_ids(blob)))
+        rows.trees = {path: (digest, tree) for path, digest, tree in
+                      self.db.execute("SELECT path, digest, tree FROM folder_trees")}
+        return rows
 
     def save_stat_rows(self, rows: dict[str, StatRow], old: dict[str, StatRow]) -> None:
         """Make the stat cache `rows`, writing only what differs from `old` (what was
-        loaded): a no-change run writes nothing."""
-        changed = [r for key, r in rows.items() if old.get(key) != r]
+        loaded): a no-change run writes nothing (and, as the scan hands back the very
+        rows it loaded, finds so without comparing their fields)."""
+        if isinstance(old, StatCache) and old.seen_trees is not None:
+            self._save_trees(old.trees, old.seen_trees)
+        get = old.get
+        changed = [r for key, r in rows.items() if (o := get(key)) is not r and o != r]
+        if not changed and len(rows) == len(old):  # then both hold the same paths
+            return
         gone = [(key,) for key in old if key not in rows]
         if not changed and not gone:
             return
@@ -130,6 +160,18 @@ class State:
                   _pack_ids(r.chunks)) for r in changed],
             )
 
+    def _save_trees(self, known: dict[str, tuple[str, ObjectId]],
+                    seen: dict[str, tuple[str, ObjectId]]) -> None:
+        put = [(path, digest, tree) for path, (digest, tree) in seen.items()
+               if known.get(path) != (digest, tree)]
+        gone = [(path,) for path in known if path not in seen]
+        if put or gone:
+            with self.transaction():
+                self.db.executemany("DELETE FROM folder_trees WHERE path=?", gone)
+                self.db.executemany("INSERT OR REPLACE INTO folder_trees VALUES (?,?,?)", put)
+            known.clear()
+            known.update(seen)
+
     def transaction(self) -> _Tx:
         return _Tx(self.db)
 
@@ -140,6 +182,7 @@ class State:
         with self.transaction():
             self.db.execute("DELETE FROM meta")
             self.db.execute("DELETE FROM files")
+            self.db.execute("DELETE FROM folder_trees")
             self.db.execute("DELETE FROM blob_refs")
             self.db.execute("DELETE FROM segments")
             self.set_meta(REPO_ID, repo_id)
