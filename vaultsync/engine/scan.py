@@ -6,11 +6,12 @@ chunker (and its compiled extension) is imported only when some file must be rea
 
 from __future__ import annotations
 
+import functools
+import marshal
 import os
 import re
 import stat
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,10 +20,12 @@ from typing import BinaryIO
 from vaultsync.chunking import Chunker, ChunkerParams, Hasher
 from vaultsync.engine import fsprobe, progress
 from vaultsync.engine.fsprobe import FsTraits
-from vaultsync.engine.state import StatRow
+from vaultsync.engine.ignore import Folder, IgnoreRules
+from vaultsync.engine.state import StatCache, StatRow
 from vaultsync.model import (
     DIR,
     FILE,
+    MAX_NAME_BYTES,
     MTIME_MAX,
     MTIME_MIN,
     STATE_DIR,
@@ -43,6 +46,8 @@ RACY_NS = 2_000_000_000  # files modified this recently are not trusted to the s
 # A file dated outside the times a tree can hold (model.MTIME_MIN/MAX, about 1823-2116)
 # is recorded at the nearest end, with a notice; never a failed sync.
 FILE_MODE, EXEC_MODE = 0o644, 0o755  # a tree records only a file's executable bit
+_S_IFMT = 0o170000
+_TIME_MIN, _TIME_MAX = MTIME_MIN, MTIME_MAX
 
 
 def is_temp_name(name: str) -> bool:
@@ -112,6 +117,19 @@ def _open(path: str) -> BinaryIO:
     return open(path, "rb")  # noqa: SIM115 - one place to count reads in tests
 
 
+class _AskEach:
+    """Ignore decisions from a plain callable, asked path by path (tests, other callers);
+    `IgnoreRules` gives the scan its compiled per-folder views instead."""
+
+    def __init__(self, ignored: Callable[[str, bool], bool], prefix: str = "") -> None:
+        self.ignored, self.prefix = ignored, prefix
+        self.files: Callable[[str], bool] | None = lambda name: ignored(prefix + name, False)
+        self.dirs: Callable[[str], bool] | None = lambda name: ignored(prefix + name, True)
+
+    def child(self, name: str) -> _AskEach:
+        return _AskEach(self.ignored, self.prefix + name + "/")
+
+
 class Scanner:
     def __init__(
         self,
@@ -121,7 +139,7 @@ class Scanner:
         params: ChunkerParams,
         hasher: Hasher | None = None,
         opener: Callable[[str], BinaryIO] | None = None,
-        ignored: Callable[[str, bool], bool] | None = None,
+        ignored: Callable[[str, bool], bool] | IgnoreRules | None = None,
         fs: FsTraits | None = None,
     ) -> None:
         self.root = root
@@ -130,10 +148,16 @@ class Scanner:
         self.params = params
         self.hasher = hasher or Hasher()
         self.opener = opener
-        self.ignored = ignored or (lambda key, is_dir: False)
+        rules = getattr(ignored, "__self__", ignored)  # `IgnoreRules.ignored` as well
+        self.view: Folder | _AskEach | None = (
+            rules.root if isinstance(rules, IgnoreRules)
+            else _AskEach(ignored) if callable(ignored) else None)
         self._chunker: Chunker | None = None
         self.now_ns = time.time_ns()
         self.fs = fs
+        # trees of unchanged folders come from the state's memo instead of being encoded
+        self.memo = cache if isinstance(cache, StatCache) else None
+        self._tree_key = b""
 
     @property
     def chunker(self) -> Chunker:
@@ -149,75 +173,166 @@ class Scanner:
         self.result.fs = self.fs
         self.progress = progress.current()
         self.progress.start("scan", None, "files")
-        self.result.root = self._dir(self.root, "")
+        if self.memo is not None:
+            self.memo.seen_trees = {}
+            self._tree_key = _memo_key()
+        self.result.root = self._dir(self.root, "", self.view)
         self.progress.finish()
         return self.result
 
-    def _dir(self, abspath: str, prefix: str) -> ObjectId:
+    def _dir(self, abspath: str, prefix: str, view: Folder | _AskEach | None) -> ObjectId:
         """Scan one folder; `prefix` is its path as it will be on disk (a folder that is a
-        second spelling is scanned under its collision copy's name)."""
+        second spelling is scanned under its collision copy's name); `view`: the ignore
+        rules as they apply to its children.
+
+        Every entry costs one stat; a file whose stat the cache knows costs a lookup
+        and, when nothing about it changed, the very row that was loaded."""
         res = self.result
         try:
-            items = sorted(os.scandir(abspath), key=lambda d: os.fsencode(d.name))
+            with os.scandir(abspath) as it:
+                items = list(it)
         except OSError as exc:
             res.skipped.append((prefix.rstrip("/") or ".", f"cannot read folder: {exc.strerror}"))
             items = []
-        found: dict[str, list[tuple[os.DirEntry[str], os.stat_result]]] = defaultdict(list)
+        if all(item.name.isascii() for item in items):  # then text order is byte order
+            items.sort(key=_name_of)
+        else:
+            items.sort(key=lambda d: os.fsencode(d.name))
+        kprefix = prefix if prefix.isascii() else nfc(prefix)
+        files_ignored = view.files if view is not None else None
+        dirs_ignored = view.dirs if view is not None else None
+        found: dict[str, tuple[os.DirEntry[str], os.stat_result, bool]] = {}
+        more: dict[str, list[tuple[os.DirEntry[str], os.stat_result]]] = {}
         for item in items:
             name = item.name
             if name == STATE_DIR:
                 continue
-            if is_temp_name(name):
+            if name.startswith(TMP_PREFIX) and is_temp_name(name):
                 res.stale_temps.append(item.path)
                 continue
-            rel = prefix + name
-            problem = name_problem(name)
-            if problem:
-                res.skipped.append((os.fsencode(rel).decode("utf-8", "replace"), problem))
-                continue
+            if name.isascii() and len(name) <= MAX_NAME_BYTES:
+                kname = name  # NFC already, and nothing name_problem could refuse
+            else:
+                problem = name_problem(name)
+                if problem:
+                    res.skipped.append((os.fsencode(prefix + name).decode("utf-8", "replace"),
+                                        problem))
+                    continue
+                kname = nfc(name)
             try:
                 st = item.stat(follow_symlinks=False)
             except OSError as exc:
-                res.skipped.append((rel, f"cannot stat: {exc.strerror}"))
+                res.skipped.append((prefix + name, f"cannot stat: {exc.strerror}"))
                 continue
-            if stat.S_ISLNK(st.st_mode):
-                res.skipped.append((rel, "symbolic link (not synced)"))
+            fmt = st.st_mode & _S_IFMT
+            if fmt == stat.S_IFREG:
+                is_dir, decide = False, files_ignored
+            elif fmt == stat.S_IFDIR:
+                is_dir, decide = True, dirs_ignored
+            else:
+                res.skipped.append((prefix + name, "symbolic link (not synced)"
+                                    if fmt == stat.S_IFLNK else "not a regular file or folder"))
                 continue
-            if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
-                res.skipped.append((rel, "not a regular file or folder"))
+            if decide is not None and decide(kname):
+                res.ignored.append(kprefix + kname)
                 continue
-            if self.ignored(nfc(rel), stat.S_ISDIR(st.st_mode)):
-                res.ignored.append(nfc(rel))
-                continue
-            found[nfc(name)].append((item, st))
+            if kname in found:  # two spellings of one name (NFC and NFD)
+                first = found[kname]
+                more.setdefault(kname, [first[:2]]).append((item, st))
+            else:
+                found[kname] = (item, st, is_dir)
         entries: list[Entry] = []
         losers = []
-        on_disk = {nfc(item.name) for item in items}
-        for spellings in found.values():
-            if len(spellings) > 1:
-                spellings = self._rank_spellings(prefix, spellings)
+        flat, rows, disk = res.flat, res.rows, res.disk
+        cache_get = self.cache.get
+        assert self.fs is not None
+        modes, stable = self.fs.modes, self.fs.stable_inodes
+        racy_after = self.now_ns - RACY_NS
+        racy_before = self.now_ns + RACY_NS
+        counted = size_sum = 0
+        for kname, (item, st, is_dir) in found.items():
+            if kname in more:
+                spellings = self._rank_spellings(prefix, more[kname])
                 losers += spellings[1:]
-            item, st = spellings[0]
-            entry = self._entry(item, st, prefix, item.name)
-            if entry is not None:
-                entries.append(entry)
+                item, st = spellings[0]
+                is_dir = stat.S_ISDIR(st.st_mode)
+            if is_dir:
+                entry = self._entry(item, st, prefix, item.name, view)
+                if entry is not None:
+                    entries.append(entry)
+                continue
+            key = kprefix + kname
+            row = cache_get(key)
+            size, mtime, ino, ctime = st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns
+            if (row is None or row[1] != size or row[2] != mtime or row[4] != ctime
+                    or (row[3] != ino and stable) or racy_after < mtime < racy_before
+                    or not _TIME_MIN <= mtime <= _TIME_MAX or not _TIME_MIN <= ctime <= _TIME_MAX):
+                file_entry = self._file(item.path, key, item.name, st)  # the general way
+                if file_entry is not None:
+                    flat[key] = file_entry
+                    entries.append(file_entry)
+                continue
+            # the stat cache knows this file: nothing to read
+            key = row[0]  # one string for the path, shared with the loaded row
+            if modes:
+                mode = EXEC_MODE if st.st_mode & stat.S_IXUSR else FILE_MODE
+            else:
+                mode = EXEC_MODE if row[5] & stat.S_IXUSR else FILE_MODE
+            if mode != row[5] or ino != row[3]:
+                row = StatRow(key, size, mtime, ino, ctime, mode, row[6], row[7])
+            rows[key] = row
+            disk[key] = (size, mtime, ino)
+            entry = Entry(item.name, FILE, mode, size, mtime, row[6], row[7])
+            flat[key] = entry
+            entries.append(entry)
+            counted += 1
+            size_sum += size
+        if counted:
+            res.stats["files"] += counted
+            res.stats["bytes"] += size_sum
+            self.progress.advance(counted)
+        on_disk = {nfc(item.name) for item in items} if losers else set()
         for item, st in losers:
-            entry = self._second_spelling(item, st, prefix, on_disk, entries)
+            entry = self._second_spelling(item, st, prefix, on_disk, entries, view)
             if entry is not None:
                 entries.append(entry)
-        tree = Tree.of(entries)
-        encoded = tree.encode()
+        return self._tree(kprefix, entries)
+
+    def _tree(self, folder: str, entries: list[Entry]) -> ObjectId:
+        """The id of the tree of `entries` (recorded with its encoding in the result):
+        the one this folder had last time when its entries are the same."""
+        memo = self.memo
+        if memo is None:
+            digest = None
+        else:
+            digest = self.hasher.id(self._tree_key + marshal.dumps([
+                (e.name, e.kind, e.mode, e.size, e.mtime_ns, e.author, e.chunks, e.tree)
+                for e in entries], 2))
+            known = memo.trees.get(folder)
+            if known is not None and known[0] == digest:
+                tree_id = known[1]
+                encoded = memo.get_object(tree_id)
+                if encoded is not None and self.hasher.id(encoded) == tree_id:
+                    self.result.trees[tree_id] = encoded
+                    memo.seen_trees[folder] = known  # type: ignore[index]
+                    return tree_id
+        encoded = Tree.of(entries).encode()
         tree_id = self.hasher.id(encoded)
-        res.trees[tree_id] = encoded
+        self.result.trees[tree_id] = encoded
+        if digest is not None:
+            memo.seen_trees[folder] = (digest, tree_id)  # type: ignore[union-attr,index]
         return tree_id
 
     def _entry(self, item: os.DirEntry[str], st: os.stat_result, prefix: str, name: str,
+               view: Folder | _AskEach | None,
                hashed: tuple[tuple[ObjectId, ...], os.stat_result] | None = None,
                ) -> Entry | None:
         """The entry of a file or folder found on disk as `item`, named `name` here."""
         key = nfc(prefix + name)
         if stat.S_ISDIR(st.st_mode):
-            entry = Entry(name=name, kind=DIR, tree=self._dir(item.path, prefix + name + "/"))
+            inner = view.child(key.rpartition("/")[2]) if view is not None else None
+            entry = Entry(name=name, kind=DIR, tree=self._dir(item.path, prefix + name + "/",
+                                                              inner))
         else:
             file_entry = self._file(item.path, key, name, st, hashed)
             if file_entry is None:
@@ -251,7 +366,8 @@ class Scanner:
         return sorted(spellings, key=lambda p: (not synced(p), os.fsencode(p[0].name)))
 
     def _second_spelling(self, item: os.DirEntry[str], st: os.stat_result, prefix: str,
-                         on_disk: set[str], entries: list[Entry]) -> Entry | None:
+                         on_disk: set[str], entries: list[Entry],
+                         view: Folder | _AskEach | None) -> Entry | None:
         """A second spelling of a name already taken in this folder: the same bytes are
         one file (this one goes to the trash); anything else is kept apart under a
         collision copy's name. The rename is only planned here (`Respell`)."""
@@ -277,7 +393,7 @@ class Scanner:
         expect = None if kind == DIR else _disk_key(st)
         res.respell.append(Respell(key, prefix + item.name, prefix + where.name, where.key,
                                    st.st_ino, expect))
-        return self._entry(item, st, prefix, where.name, hashed)
+        return self._entry(item, st, prefix, where.name, view, hashed)
 
     def _file(self, abspath: str, key: str, name: str, st: os.stat_result,
               hashed: tuple[tuple[ObjectId, ...], os.stat_result] | None = None,
@@ -342,6 +458,19 @@ class Scanner:
                 return tuple(chunks), after
         res.skipped.append((key, "kept changing while being read; will retry next run"))
         return None
+
+
+@functools.cache
+def _memo_key() -> bytes:
+    """What the folder trees memo is keyed by besides the entries: the encoding of a
+    sample tree, so a new tree encoding starts a new memo (and a new hasher does too:
+    the digests are its ids)."""
+    sample = (Entry("a", FILE, 0o755, 1, 2, "x", ("0" * 64,)), Entry("b", DIR, tree="1" * 64))
+    return Tree.of(sample).encode()
+
+
+def _name_of(item: os.DirEntry[str]) -> str:
+    return item.name
 
 
 def _disk_key(st: os.stat_result) -> tuple[int, int, int]:
