@@ -160,3 +160,22 @@ def test_a_state_db_from_before_the_memo_opens(tmp_path: Path) -> None:
     chunk = bytes(range(32)).hex()
     assert rows == {"a.md": StatRow("a.md", 1, 2, 3, 4, 420, "dev", (chunk, chunk))}
     assert rows.trees == {}
+
+
+def test_what_the_scan_read_is_not_matched_again(vault: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    rules = IgnoreRules(list(DEFAULT_PATTERNS))
+    res = Scanner(str(vault), "a", {}, ChunkerParams(), ignored=rules).scan()
+    assert res.ignored == ["f1/x.swp"]
+    asked: list[str] = []
+    real = rules.ignored
+
+
+    def ignored(key: str, is_dir: bool) -> bool:
+        asked.append(key)
+        return real(key, is_dir)
+
+    monkeypatch.setattr(rules, "ignored", ignored)
+    assert all(res.kept(rules, k, e.is_dir) for k, e in res.flat.items())
+    assert asked == ["f0", "f1", "f2"]  # folders only: every file was decided by the scan
+    assert not res.kept(rules, "f1/x.swp", False) and not res.kept(rules, "f1/y.tmp", False)

@@ -155,7 +155,7 @@ def local_target(target: Flat, rules: IgnoreRules, scan: ScanResult) -> Flat:
     has only below such a path (another device moved it there) stays where it is, so
     the disk never gives up a version it cannot write in its new place."""
     out = {k: e for k, e in target.items()
-           if not rules.ignored(k, e.is_dir) and not below(k, scan.frozen)}
+           if scan.kept(rules, k, e.is_dir) and not below(k, scan.frozen)}
     if scan.frozen:
         out.update(_held_back(target, out, scan))
     return out

@@ -112,6 +112,14 @@ class ScanResult:
     respell: list[Respell] = field(default_factory=list)  # second spellings to settle
     fs: FsTraits | None = None  # what the vault's filesystem can hold
 
+    def kept(self, rules: IgnoreRules, key: str, is_dir: bool) -> bool:
+        """Whether `rules` (those of this scan) keep the path `key`: for a file this scan
+        read, its own decision, so no path is matched twice; else the rules'."""
+        if (not is_dir and key in self.disk
+                and not (self.respell and any(r.copy == key for r in self.respell))):
+            return True  # a collision copy's name was never matched: ask the rules
+        return not rules.ignored(key, is_dir)
+
 
 def _open(path: str) -> BinaryIO:
     return open(path, "rb")  # noqa: SIM115 - one place to count reads in tests
