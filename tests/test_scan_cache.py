@@ -160,6 +160,34 @@ def test_a_state_db_from_before_the_memo_opens(tmp_path: Path) -> None:
     chunk = bytes(range(32)).hex()
     assert rows == {"a.md": StatRow("a.md", 1, 2, 3, 4, 420, "dev", (chunk, chunk))}
     assert rows.trees == {}
+    state.save_stat_rows(dict(rows), rows)  # the first save moves them, unchanged
+    assert state.db.execute("SELECT count(*) FROM files").fetchone() == (0,)
+    assert state.stat_rows() == rows
+    state.close()
+    assert State(str(path)).stat_rows() == rows
+
+
+def test_the_stat_cache_is_saved_folder_by_folder(tmp_path: Path) -> None:
+    state = State(str(tmp_path / "state.db"))
+
+    def row(key: str, n: int) -> StatRow:
+        return StatRow(key, n, n, n, n, 0o644, "dev", (f"{n:064x}",))
+
+    rows = {k: row(k, i) for i, k in enumerate(
+        ["a.md", "b.md", "x/a.md", "x/y/a.md", "x/y/b.md", "z/a.md"])}
+    state.save_stat_rows(rows, state.stat_rows())
+    loaded = state.stat_rows()
+    assert loaded == rows and loaded.counts == {"": 2, "x": 1, "x/y": 2, "z": 1}
+    new = dict(rows)
+    new["x/y/b.md"] = row("x/y/b.md", 99)  # changed
+    del new["z/a.md"]  # its folder's last file
+    new["w/n.md"] = row("w/n.md", 7)  # a new folder
+    before = state.db.total_changes
+    state.save_stat_rows(new, loaded)
+    assert state.db.total_changes - before == 3  # x/y and w written, z deleted
+    assert state.stat_rows() == new
+    state.db.execute("UPDATE folder_rows SET rows=? WHERE path='x/y'", (b"\xffdamaged",))
+    assert state.stat_rows() == {k: r for k, r in new.items() if not k.startswith("x/y/")}
 
 
 def test_what_the_scan_read_is_not_matched_again(vault: Path,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import marshal
+import operator
 import os
 import re
 import stat
@@ -202,15 +203,14 @@ class Scanner:
         except OSError as exc:
             res.skipped.append((prefix.rstrip("/") or ".", f"cannot read folder: {exc.strerror}"))
             items = []
-        if all(item.name.isascii() for item in items):  # then text order is byte order
-            items.sort(key=_name_of)
-        else:
-            items.sort(key=lambda d: os.fsencode(d.name))
+        ascii_names = "".join(map(_NAME, items)).isascii()
+        items.sort(key=_NAME if ascii_names else _fs_name)  # by bytes: the same for ASCII
         kprefix = prefix if prefix.isascii() else nfc(prefix)
         files_ignored = view.files if view is not None else None
         dirs_ignored = view.dirs if view is not None else None
-        found: dict[str, tuple[os.DirEntry[str], os.stat_result, bool]] = {}
+        found: list[tuple[str, os.DirEntry[str], os.stat_result, bool]] = []
         more: dict[str, list[tuple[os.DirEntry[str], os.stat_result]]] = {}
+        seen: dict[str, tuple[os.DirEntry[str], os.stat_result]] = {}
         for item in items:
             name = item.name
             if name == STATE_DIR:
@@ -244,11 +244,12 @@ class Scanner:
             if decide is not None and decide(kname):
                 res.ignored.append(kprefix + kname)
                 continue
-            if kname in found:  # two spellings of one name (NFC and NFD)
-                first = found[kname]
-                more.setdefault(kname, [first[:2]]).append((item, st))
-            else:
-                found[kname] = (item, st, is_dir)
+            if not ascii_names:  # two spellings of one name (NFC and NFD)?
+                first = seen.setdefault(kname, (item, st))
+                if first[0] is not item:
+                    more.setdefault(kname, [first]).append((item, st))
+                    continue
+            found.append((kname, item, st, is_dir))
         entries: list[Entry] = []
         losers = []
         flat, rows, disk = res.flat, res.rows, res.disk
@@ -258,8 +259,8 @@ class Scanner:
         racy_after = self.now_ns - RACY_NS
         racy_before = self.now_ns + RACY_NS
         counted = size_sum = 0
-        for kname, (item, st, is_dir) in found.items():
-            if kname in more:
+        for kname, item, st, is_dir in found:
+            if more and kname in more:
                 spellings = self._rank_spellings(prefix, more[kname])
                 losers += spellings[1:]
                 item, st = spellings[0]
@@ -313,9 +314,8 @@ class Scanner:
         if memo is None:
             digest = None
         else:
-            digest = self.hasher.id(self._tree_key + marshal.dumps([
-                (e.name, e.kind, e.mode, e.size, e.mtime_ns, e.author, e.chunks, e.tree)
-                for e in entries], 2))
+            digest = self.hasher.id(self._tree_key + marshal.dumps(
+                list(map(_ENTRY_FIELDS, entries)), 2))
             known = memo.trees.get(folder)
             if known is not None and known[0] == digest:
                 tree_id = known[1]
@@ -477,8 +477,13 @@ def _memo_key() -> bytes:
     return Tree.of(sample).encode()
 
 
-def _name_of(item: os.DirEntry[str]) -> str:
-    return item.name
+_NAME = operator.attrgetter("name")
+_ENTRY_FIELDS = operator.attrgetter("name", "kind", "mode", "size", "mtime_ns", "author",
+                                    "chunks", "tree")
+
+
+def _fs_name(item: os.DirEntry[str]) -> bytes:
+    return os.fsencode(item.name)
 
 
 def _disk_key(st: os.stat_result) -> tuple[int, int, int]:

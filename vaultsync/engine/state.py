@@ -3,10 +3,18 @@
 Holds the stat cache (path -> size, mtime_ns, inode, ctime_ns, mode, author, chunk ids),
 the base snapshot id, the known index segments with their blob references, and a cache
 of immutable tree and snapshot objects.
+
+The stat cache is kept folder by folder (`folder_rows`: one row per folder, its files'
+rows in one marshalled blob): a vault of 100,000 notes loads in a thousand reads, and a
+run that changed one note rewrites one folder. With it, per folder, the digest of the
+folder's entries at the last scan and the id of their tree (`folder_trees`, see scan).
+A state.db from before keeps its rows in `files`: they are read, and moved into
+`folder_rows` by the first run that saves the cache.
 """
 
 from __future__ import annotations
 
+import marshal
 import sqlite3
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
@@ -20,6 +28,7 @@ CREATE TABLE IF NOT EXISTS files (
     path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, ino INTEGER, ctime_ns INTEGER,
     mode INTEGER, author TEXT, chunks BLOB);
 CREATE TABLE IF NOT EXISTS objects (id TEXT PRIMARY KEY, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS folder_rows (path TEXT PRIMARY KEY, rows BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS folder_trees (path TEXT PRIMARY KEY, digest TEXT, tree TEXT);
 CREATE TABLE IF NOT EXISTS segments (id TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS blob_refs (
@@ -62,6 +71,10 @@ class StatCache(dict[str, StatRow]):
     def __init__(self, state: State | None = None) -> None:
         super().__init__()
         self.state = state
+        self.counts: dict[str, int] = {}  # folder -> rows stored for it
+        # the rows stored may differ from these (some came from a state.db from before,
+        # or a save since): the next save writes every folder
+        self.rewrite = False
         self.trees: dict[str, tuple[str, ObjectId]] = {}
         self.seen_trees: dict[str, tuple[str, ObjectId]] | None = None
 
@@ -128,37 +141,74 @@ class State:
     # ---- stat cache ------------------------------------------------------------------
     def stat_rows(self) -> StatCache:
         make = tuple.__new__
-        authors: dict[str, str] = {}  # one string per author
         rows = StatCache(self)
+        counts = rows.counts
+        for folder, blob in self.db.execute("SELECT path, rows FROM folder_rows"):
+            try:
+                stored = marshal.loads(blob)
+            except (ValueError, EOFError, TypeError):
+                continue  # an unreadable folder's files are read again: nothing is lost
+            if type(stored) is not dict:
+                continue
+            prefix = folder + "/" if folder else ""
+            n = 0
+            for name, fields in stored.items():
+                if type(fields) is tuple and len(fields) == 7 and type(name) is str:
+                    key = prefix + name
+                    rows[key] = make(StatRow, (key, *fields))
+                    n += 1
+            counts[folder] = n
+        authors: dict[str, str] = {}  # one string per author
         for path, size, mtime, ino, ctime, mode, author, blob in self.db.execute(
                 "SELECT path, size, mtime_ns, ino, ctime_ns, mode, author, chunks FROM files"):
-            author = authors.setdefault(author, author)
+            author = authors.setdefault(author, author)  # a state.db from before
             rows[path] = make(StatRow, (path, size, mtime, ino, ctime, mode, author,
                                         _unpack_ids(blob)))
+            rows.rewrite = True
         rows.trees = {path: (digest, tree) for path, digest, tree in
                       self.db.execute("SELECT path, digest, tree FROM folder_trees")}
         return rows
 
     def save_stat_rows(self, rows: dict[str, StatRow], old: dict[str, StatRow]) -> None:
-        """Make the stat cache `rows`, writing only what differs from `old` (what was
-        loaded): a no-change run writes nothing (and, as the scan hands back the very
-        rows it loaded, finds so without comparing their fields)."""
-        if isinstance(old, StatCache) and old.seen_trees is not None:
-            self._save_trees(old.trees, old.seen_trees)
+        """Make the stat cache `rows`, writing only the folders whose rows differ from
+        `old` (what was loaded): a no-change run writes nothing (and, as the scan hands
+        back the very rows it loaded, finds so without comparing their fields)."""
+        cache = old if isinstance(old, StatCache) else None
+        if cache is not None and cache.seen_trees is not None:
+            self._save_trees(cache.trees, cache.seen_trees)
+        rewrite = cache is not None and cache.rewrite
         get = old.get
-        changed = [r for key, r in rows.items() if (o := get(key)) is not r and o != r]
-        if not changed and len(rows) == len(old):  # then both hold the same paths
-            return
-        gone = [(key,) for key in old if key not in rows]
-        if not changed and not gone:
+        if not rewrite and len(rows) == len(old) and all(
+                (o := get(key)) is r or o == r for key, r in rows.items()):
+            return  # the same paths, the same rows
+        groups: dict[str, dict[str, StatRow]] = {}
+        for key, r in rows.items():
+            folder, _, name = key.rpartition("/")
+            group = groups.get(folder)
+            if group is None:
+                group = groups[folder] = {}
+            group[name] = r
+        if cache is not None:
+            counts = cache.counts
+        else:
+            counts = {}
+            for key in old:
+                folder = key.rpartition("/")[0]
+                counts[folder] = counts.get(folder, 0) + 1
+        put = [(folder, marshal.dumps({name: r[1:] for name, r in group.items()}, 4))
+               for folder, group in groups.items()
+               if rewrite or counts.get(folder) != len(group)
+               or any((o := get(r[0])) is not r and o != r for r in group.values())]
+        gone = [(folder,) for folder in counts if folder not in groups]
+        if not put and not gone:
             return
         with self.transaction():
-            self.db.executemany("DELETE FROM files WHERE path=?", gone)
-            self.db.executemany(
-                "INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?)",
-                [(r.path, r.size, r.mtime_ns, r.ino, r.ctime_ns, r.mode, r.author,
-                  _pack_ids(r.chunks)) for r in changed],
-            )
+            self.db.executemany("DELETE FROM folder_rows WHERE path=?", gone)
+            self.db.executemany("INSERT OR REPLACE INTO folder_rows VALUES (?,?)", put)
+            self.db.execute("DELETE FROM files")  # rows of a state.db from before
+        if cache is not None:  # storage no longer matches what was loaded
+            cache.counts = {folder: len(group) for folder, group in groups.items()}
+            cache.rewrite = True
 
     def _save_trees(self, known: dict[str, tuple[str, ObjectId]],
                     seen: dict[str, tuple[str, ObjectId]]) -> None:
@@ -182,6 +232,7 @@ class State:
         with self.transaction():
             self.db.execute("DELETE FROM meta")
             self.db.execute("DELETE FROM files")
+            self.db.execute("DELETE FROM folder_rows")
             self.db.execute("DELETE FROM folder_trees")
             self.db.execute("DELETE FROM blob_refs")
             self.db.execute("DELETE FROM segments")
