@@ -281,8 +281,9 @@ class Scanner:
                     flat[key] = file_entry
                     entries.append(file_entry)
                 continue
-            # the stat cache knows this file: nothing to read
-            key = row[0]  # one string for the path, shared with the loaded row
+            # the stat cache knows this file: nothing to read. The entry shares the
+            # row's objects (path, numbers, chunk ids): one copy of each in memory
+            key, size, mtime = row[0], row[1], row[2]
             if modes:
                 mode = EXEC_MODE if st.st_mode & stat.S_IXUSR else FILE_MODE
             else:
@@ -290,7 +291,7 @@ class Scanner:
             if mode != row[5] or ino != row[3]:
                 row = StatRow(key, size, mtime, ino, ctime, mode, row[6], row[7])
             rows[key] = row
-            disk[key] = (size, mtime, ino)
+            disk[key] = (size, mtime, row[3])
             entry = Entry(item.name, FILE, mode, size, mtime, row[6], row[7])
             flat[key] = entry
             entries.append(entry)
