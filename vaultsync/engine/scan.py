@@ -22,7 +22,7 @@ from vaultsync.chunking import Chunker, ChunkerParams, Hasher
 from vaultsync.engine import fsprobe, progress
 from vaultsync.engine.fsprobe import FsTraits
 from vaultsync.engine.ignore import Folder, IgnoreRules
-from vaultsync.engine.state import StatCache, StatRow
+from vaultsync.engine.state import StatCache, StatRow, paused_gc
 from vaultsync.model import (
     DIR,
     FILE,
@@ -185,7 +185,8 @@ class Scanner:
         if self.memo is not None:
             self.memo.seen_trees = {}
             self._tree_key = _memo_key()
-        self.result.root = self._dir(self.root, "", self.view)
+        with paused_gc():
+            self.result.root = self._dir(self.root, "", self.view)
         self.progress.finish()
         return self.result
 
