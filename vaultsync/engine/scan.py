@@ -47,7 +47,7 @@ RACY_NS = 2_000_000_000  # files modified this recently are not trusted to the s
 # A file dated outside the times a tree can hold (model.MTIME_MIN/MAX, about 1823-2116)
 # is recorded at the nearest end, with a notice; never a failed sync.
 FILE_MODE, EXEC_MODE = 0o644, 0o755  # a tree records only a file's executable bit
-_S_IFMT = 0o170000
+_S_IFMT, _S_IFREG, _S_IFDIR, _S_IXUSR = 0o170000, stat.S_IFREG, stat.S_IFDIR, stat.S_IXUSR
 _TIME_MIN, _TIME_MAX = MTIME_MIN, MTIME_MAX
 
 
@@ -234,9 +234,9 @@ class Scanner:
                 res.skipped.append((prefix + name, f"cannot stat: {exc.strerror}"))
                 continue
             fmt = st.st_mode & _S_IFMT
-            if fmt == stat.S_IFREG:
+            if fmt == _S_IFREG:
                 is_dir, decide = False, files_ignored
-            elif fmt == stat.S_IFDIR:
+            elif fmt == _S_IFDIR:
                 is_dir, decide = True, dirs_ignored
             else:
                 res.skipped.append((prefix + name, "symbolic link (not synced)"
@@ -286,9 +286,9 @@ class Scanner:
             # row's objects (path, numbers, chunk ids): one copy of each in memory
             key, size, mtime = row[0], row[1], row[2]
             if modes:
-                mode = EXEC_MODE if st.st_mode & stat.S_IXUSR else FILE_MODE
+                mode = EXEC_MODE if st.st_mode & _S_IXUSR else FILE_MODE
             else:
-                mode = EXEC_MODE if row[5] & stat.S_IXUSR else FILE_MODE
+                mode = EXEC_MODE if row[5] & _S_IXUSR else FILE_MODE
             if mode != row[5] or ino != row[3]:
                 row = StatRow(key, size, mtime, ino, ctime, mode, row[6], row[7])
             rows[key] = row
