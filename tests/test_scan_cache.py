@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from vaultsync.chunking import ChunkerParams
+from vaultsync.chunking import ChunkerParams, Hasher
+from vaultsync.engine.commit import build_trees
 from vaultsync.engine.ignore import DEFAULT_PATTERNS, IgnoreRules
 from vaultsync.engine.scan import Scanner, ScanResult
 from vaultsync.engine.state import StatCache, State, StatRow
@@ -132,9 +133,20 @@ def test_random_edits_give_the_tree_a_scan_without_caches_gives(tmp_path: Path) 
                 folder.mkdir(parents=True, exist_ok=True)
         res, _ = synced(state, root)
         plain = scan(root, {})
-        assert res.root == plain.root
+        rows_first = scan(root, state.stat_rows())
+        assert rows_first.rows == res.rows  # built alone, before flat
+        assert res.root == plain.root == rows_first.root
         assert res.trees == plain.trees
-        assert res.flat == plain.flat
+        assert list(res.flat.items()) == list(plain.flat.items())
+        assert list(rows_first.flat.items()) == list(plain.flat.items())
+        assert res.disk == plain.disk and rows_first.disk == plain.disk
+        assert build_trees(res.flat, Hasher())[0] == res.root  # flat is what the tree holds
+        for key, entry in res.flat.items():
+            if not entry.is_dir:
+                row = res.rows[key]
+                assert (row.size, row.mode, row.author, row.chunks) == (
+                    entry.size, entry.mode, entry.author, entry.chunks)
+                assert res.disk[key][::2] == (row.size, row.ino)
 
 
 def test_a_state_db_from_before_the_memo_opens(tmp_path: Path) -> None:

@@ -121,6 +121,89 @@ class ScanResult:
             return True  # a collision copy's name was never matched: ask the rules
         return not rules.ignored(key, is_dir)
 
+    # `flat`, `disk` and `rows` of a scan are built when first read (see _Record): a
+    # no-change sync reads none of them but the rows, which then are the loaded ones
+    def _build(self, name: str) -> dict:
+        record: _Record = self.__dict__.pop("_record")
+        if name == "rows" and "flat" not in self.__dict__:
+            if record.unchanged is not None:
+                self.__dict__["rows"] = dict(record.unchanged)
+            else:
+                self.__dict__["rows"] = record.rows()
+            self.__dict__["_record"] = record  # flat and disk are still to come
+        else:
+            flat, disk, rows = record.flat()
+            self.__dict__.setdefault("rows", rows)
+            self.__dict__["flat"], self.__dict__["disk"] = flat, disk
+        return self.__dict__[name]  # type: ignore[no-any-return]
+
+
+def _lazy(name: str) -> property:
+    def get(self: ScanResult) -> dict:
+        found = self.__dict__.get(name)
+        return found if found is not None else self._build(name)
+
+    def put(self: ScanResult, value: dict) -> None:
+        self.__dict__[name] = value
+
+    return property(get, put)
+
+
+for _name in ("flat", "rows", "disk"):  # after @dataclass: its __init__ sets them as usual
+    setattr(ScanResult, _name, _lazy(_name))
+
+
+class _Record:
+    """What a scan found, folder by folder, in the order its entries come (the order
+    of `flat`): `folders` maps a folder's key prefix to its items, each one of
+    - (key, row) or (key, row, name): a file the stat cache knew, all of its entry in
+      the row (`name`: the spelling on disk, where it is not the key's last name);
+    - (key, entry, row, disk): any other file;
+    - (key, entry, prefix): a folder, whose own items are under `prefix`.
+    `unchanged`: the stat cache as loaded when every row of it was found again as it is
+    (then it is the new one too)."""
+
+    def __init__(self) -> None:
+        self.folders: dict[str, list[tuple]] = {}
+        self.unchanged: dict[str, StatRow] | None = None
+
+    def flat(self) -> tuple[Flat, dict[str, tuple[int, int, int]], dict[str, StatRow]]:
+        flat: Flat = {}
+        disk: dict[str, tuple[int, int, int]] = {}
+        rows: dict[str, StatRow] = {}
+
+        def walk(prefix: str) -> None:
+            start = len(prefix)
+            for item in self.folders[prefix]:
+                key, second = item[0], item[1]
+                if second.__class__ is StatRow:
+                    row = second
+                    rows[key] = row
+                    disk[key] = (row[1], row[2], row[3])
+                    flat[key] = Entry(item[2] if len(item) == 3 else key[start:], FILE,
+                                      row[5], row[1], row[2], row[6], row[7])
+                elif len(item) == 4:
+                    rows[key], disk[key] = item[2], item[3]
+                    flat[key] = second
+                else:
+                    walk(item[2])
+                    flat[key] = second
+
+        with paused_gc():
+            walk("")
+        return flat, disk, rows
+
+    def rows(self) -> dict[str, StatRow]:
+        rows: dict[str, StatRow] = {}
+        for items in self.folders.values():
+            for item in items:
+                second = item[1]
+                if second.__class__ is StatRow:
+                    rows[item[0]] = second
+                elif len(item) == 4:
+                    rows[item[0]] = item[2]
+        return rows
+
 
 def _open(path: str) -> BinaryIO:
     return open(path, "rb")  # noqa: SIM115 - one place to count reads in tests
@@ -175,20 +258,28 @@ class Scanner:
         return self._chunker
 
     def scan(self) -> ScanResult:
-        self.result = ScanResult("", {}, {}, {}, {},
-                                 stats={"files": 0, "hashed": 0, "bytes_hashed": 0, "bytes": 0})
+        res = self.result = ScanResult(
+            "", {}, {}, {}, {},
+            stats={"files": 0, "hashed": 0, "bytes_hashed": 0, "bytes": 0})
         if self.fs is None:
             self.fs = fsprobe.traits(self.root)
-        self.result.fs = self.fs
+        res.fs = self.fs
         self.progress = progress.current()
         self.progress.start("scan", None, "files")
         if self.memo is not None:
             self.memo.seen_trees = {}
             self._tree_key = _memo_key()
+        self.record = record = _Record()
+        self.reused = 0  # rows of the cache found again as they are
         with paused_gc():
-            self.result.root = self._dir(self.root, "", self.view)
+            res.root = self._dir(self.root, "", self.view)
+        if self.reused == len(self.cache) and self.reused == res.stats["files"]:
+            record.unchanged = self.cache
+        for name in ("flat", "rows", "disk"):  # built from the record when first read
+            del res.__dict__[name]
+        res.__dict__["_record"] = record
         self.progress.finish()
-        return self.result
+        return res
 
     def _dir(self, abspath: str, prefix: str, view: Folder | _AskEach | None) -> ObjectId:
         """Scan one folder; `prefix` is its path as it will be on disk (a folder that is a
@@ -196,7 +287,8 @@ class Scanner:
         rules as they apply to its children.
 
         Every entry costs one stat; a file whose stat the cache knows costs a lookup
-        and, when nothing about it changed, the very row that was loaded."""
+        and, when nothing about it changed, the very row that was loaded, recorded as
+        it is (its entry is made only if someone reads `flat`)."""
         res = self.result
         try:
             with os.scandir(abspath) as it:
@@ -251,15 +343,16 @@ class Scanner:
                     more.setdefault(kname, [first]).append((item, st))
                     continue
             found.append((kname, item, st, is_dir))
-        entries: list[Entry] = []
+        out: list[tuple] = []  # this folder's items (see _Record)
+        self.record.folders[kprefix] = out
+        sig: list[tuple] = []  # what its entries are made of, for the memo of trees
         losers = []
-        flat, rows, disk = res.flat, res.rows, res.disk
         cache_get = self.cache.get
         assert self.fs is not None
         modes, stable = self.fs.modes, self.fs.stable_inodes
         racy_after = self.now_ns - RACY_NS
         racy_before = self.now_ns + RACY_NS
-        counted = size_sum = 0
+        hot = reused = size_sum = 0
         for kname, item, st, is_dir in found:
             if more and kname in more:
                 spellings = self._rank_spellings(prefix, more[kname])
@@ -267,9 +360,7 @@ class Scanner:
                 item, st = spellings[0]
                 is_dir = stat.S_ISDIR(st.st_mode)
             if is_dir:
-                entry = self._entry(item, st, prefix, item.name, view)
-                if entry is not None:
-                    entries.append(entry)
+                self._add(out, sig, self._entry(item, st, prefix, item.name, view))
                 continue
             key = kprefix + kname
             row = cache_get(key)
@@ -277,13 +368,10 @@ class Scanner:
             if (row is None or row[1] != size or row[2] != mtime or row[4] != ctime
                     or (row[3] != ino and stable) or racy_after < mtime < racy_before
                     or not _TIME_MIN <= mtime <= _TIME_MAX or not _TIME_MIN <= ctime <= _TIME_MAX):
-                file_entry = self._file(item.path, key, item.name, st)  # the general way
-                if file_entry is not None:
-                    flat[key] = file_entry
-                    entries.append(file_entry)
+                self._add(out, sig, self._file(item.path, key, item.name, st))  # the general way
                 continue
-            # the stat cache knows this file: nothing to read. The entry shares the
-            # row's objects (path, numbers, chunk ids): one copy of each in memory
+            # the stat cache knows this file: nothing to read, nothing to build. Its
+            # entry will share the row's objects (path, numbers, chunk ids)
             key, size, mtime = row[0], row[1], row[2]
             if modes:
                 mode = EXEC_MODE if st.st_mode & _S_IXUSR else FILE_MODE
@@ -291,33 +379,46 @@ class Scanner:
                 mode = EXEC_MODE if row[5] & _S_IXUSR else FILE_MODE
             if mode != row[5] or ino != row[3]:
                 row = StatRow(key, size, mtime, ino, ctime, mode, row[6], row[7])
-            rows[key] = row
-            disk[key] = (size, mtime, row[3])
-            entry = Entry(item.name, FILE, mode, size, mtime, row[6], row[7])
-            flat[key] = entry
-            entries.append(entry)
-            counted += 1
+            else:
+                reused += 1
+            name = item.name
+            out.append((key, row) if name is kname else (key, row, name))
+            sig.append((name, mode, size, mtime, row[6], row[7]))
+            hot += 1
             size_sum += size
-        if counted:
-            res.stats["files"] += counted
+        if hot:
+            res.stats["files"] += hot
             res.stats["bytes"] += size_sum
-            self.progress.advance(counted)
-        on_disk = {nfc(item.name) for item in items} if losers else set()
-        for item, st in losers:
-            entry = self._second_spelling(item, st, prefix, on_disk, entries, view)
-            if entry is not None:
-                entries.append(entry)
-        return self._tree(kprefix, entries)
+            self.reused += reused
+            self.progress.advance(hot)
+        if losers:
+            on_disk = {nfc(item.name) for item in items}
+            names = on_disk | {nfc(_item_entry(it, len(kprefix)).name) for it in out}
+            for item, st in losers:
+                added = self._second_spelling(item, st, prefix, names, out, view)
+                if added is not None:
+                    self._add(out, sig, added)
+                    names.add(nfc(added[1].name))
+        return self._tree(kprefix, out, sig)
 
-    def _tree(self, folder: str, entries: list[Entry]) -> ObjectId:
-        """The id of the tree of `entries` (recorded with its encoding in the result):
-        the one this folder had last time when its entries are the same."""
+    @staticmethod
+    def _add(out: list[tuple], sig: list[tuple], item: tuple | None) -> None:
+        """Record a folder's or a file's item that carries its entry."""
+        if item is None:
+            return
+        out.append(item)
+        e = item[1]
+        sig.append((e.name, e.tree) if e.kind == DIR else
+                   (e.name, e.mode, e.size, e.mtime_ns, e.author, e.chunks))
+
+    def _tree(self, folder: str, out: list[tuple], sig: list[tuple]) -> ObjectId:
+        """The id of the tree of a folder's items (recorded with its encoding in the
+        result): the one it had last time when its entries are the same (`sig`)."""
         memo = self.memo
         if memo is None:
             digest = None
         else:
-            digest = self.hasher.id(self._tree_key + marshal.dumps(
-                list(map(_ENTRY_FIELDS, entries)), 2))
+            digest = self.hasher.id(self._tree_key + marshal.dumps(sig, 2))
             known = memo.trees.get(folder)
             if known is not None and known[0] == digest:
                 tree_id = known[1]
@@ -326,7 +427,8 @@ class Scanner:
                     self.result.trees[tree_id] = encoded
                     memo.seen_trees[folder] = known  # type: ignore[index]
                     return tree_id
-        encoded = Tree.of(entries).encode()
+        start = len(folder)
+        encoded = Tree.of([_item_entry(it, start) for it in out]).encode()
         tree_id = self.hasher.id(encoded)
         self.result.trees[tree_id] = encoded
         if digest is not None:
@@ -336,20 +438,15 @@ class Scanner:
     def _entry(self, item: os.DirEntry[str], st: os.stat_result, prefix: str, name: str,
                view: Folder | _AskEach | None,
                hashed: tuple[tuple[ObjectId, ...], os.stat_result] | None = None,
-               ) -> Entry | None:
-        """The entry of a file or folder found on disk as `item`, named `name` here."""
+               ) -> tuple | None:
+        """The item (see _Record) of a file or folder found on disk as `item`, named
+        `name` here."""
         key = nfc(prefix + name)
         if stat.S_ISDIR(st.st_mode):
             inner = view.child(key.rpartition("/")[2]) if view is not None else None
-            entry = Entry(name=name, kind=DIR, tree=self._dir(item.path, prefix + name + "/",
-                                                              inner))
-        else:
-            file_entry = self._file(item.path, key, name, st, hashed)
-            if file_entry is None:
-                return None
-            entry = file_entry
-        self.result.flat[key] = entry
-        return entry
+            tree = self._dir(item.path, prefix + name + "/", inner)
+            return key, Entry(name=name, kind=DIR, tree=tree), key + "/"
+        return self._file(item.path, key, name, st, hashed)
 
     def _rank_spellings(self, prefix: str, spellings: list) -> list:
         """The spellings of one name, the one that keeps it first: the one this device
@@ -376,14 +473,16 @@ class Scanner:
         return sorted(spellings, key=lambda p: (not synced(p), os.fsencode(p[0].name)))
 
     def _second_spelling(self, item: os.DirEntry[str], st: os.stat_result, prefix: str,
-                         on_disk: set[str], entries: list[Entry],
-                         view: Folder | _AskEach | None) -> Entry | None:
-        """A second spelling of a name already taken in this folder: the same bytes are
-        one file (this one goes to the trash); anything else is kept apart under a
-        collision copy's name. The rename is only planned here (`Respell`)."""
+                         names: set[str], out: list[tuple],
+                         view: Folder | _AskEach | None) -> tuple | None:
+        """A second spelling of a name already taken in this folder (whose items so far
+        are `out`, their names `names`): the same bytes are one file (this one goes to
+        the trash); anything else is kept apart under a collision copy's name. The
+        rename is only planned here (`Respell`)."""
         res = self.result
         key = nfc(prefix + item.name)
-        kept = res.flat.get(key)
+        kept = next((_item_entry(it, len(key) - len(key.rpartition("/")[2]))
+                     for it in out if it[0] == key), None)
         hashed = None
         if stat.S_ISREG(st.st_mode) and kept is not None and not kept.is_dir:
             hashed = self._hash(item.path, key)
@@ -397,7 +496,6 @@ class Scanner:
         loser = Entry(name=item.name, kind=kind, mtime_ns=clamp_time(st.st_mtime_ns),
                       author=self.device)
         folder = nfc(prefix)
-        names = on_disk | {nfc(e.name) for e in entries}
         where = copy_path(key, loser, lambda k: TAKEN if k[len(folder):] in names else None,
                           spelled=item.name)
         expect = None if kind == DIR else _disk_key(st)
@@ -407,7 +505,8 @@ class Scanner:
 
     def _file(self, abspath: str, key: str, name: str, st: os.stat_result,
               hashed: tuple[tuple[ObjectId, ...], os.stat_result] | None = None,
-              ) -> Entry | None:
+              ) -> tuple[str, Entry, StatRow, tuple[int, int, int]] | None:
+        """The item (see _Record) of a file: its entry, its new row, what is on disk."""
         res = self.result
         res.stats["files"] += 1
         self.progress.advance()
@@ -431,11 +530,10 @@ class Scanner:
                                f"the repository can record; synced as {_date(mtime)}")
         mode = self._mode(st, row)
         racy = abs(self.now_ns - st.st_mtime_ns) < RACY_NS
-        res.rows[key] = StatRow(key, st.st_size, -1 if racy else mtime, st.st_ino, ctime,
-                                mode, author, chunks)
-        res.disk[key] = _disk_key(st)
-        return Entry(name=name, kind=FILE, mode=mode, size=st.st_size, mtime_ns=mtime,
-                     author=author, chunks=chunks)
+        new = StatRow(key, st.st_size, -1 if racy else mtime, st.st_ino, ctime, mode, author,
+                      chunks)
+        return key, Entry(name=name, kind=FILE, mode=mode, size=st.st_size, mtime_ns=mtime,
+                          author=author, chunks=chunks), new, _disk_key(st)
 
     def _mode(self, st: os.stat_result, row: StatRow | None) -> int:
         """Only the executable bit syncs. A filesystem without permission bits (exFAT
@@ -480,8 +578,16 @@ def _memo_key() -> bytes:
 
 
 _NAME = operator.attrgetter("name")
-_ENTRY_FIELDS = operator.attrgetter("name", "kind", "mode", "size", "mtime_ns", "author",
-                                    "chunks", "tree")
+
+
+def _item_entry(item: tuple, start: int) -> Entry:
+    """The entry of a folder's item (see _Record); `start`: its folder's key length."""
+    second = item[1]
+    if second.__class__ is not StatRow:
+        return second  # type: ignore[no-any-return]
+    key, row = item[0], second
+    return Entry(item[2] if len(item) == 3 else key[start:], FILE, row[5], row[1], row[2],
+                 row[6], row[7])
 
 
 def _fs_name(item: os.DirEntry[str]) -> bytes:
