@@ -6,11 +6,13 @@ chunker (and its compiled extension) is imported only when some file must be rea
 
 from __future__ import annotations
 
+import functools
+import marshal
+import operator
 import os
 import re
 import stat
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,10 +21,12 @@ from typing import BinaryIO
 from vaultsync.chunking import Chunker, ChunkerParams, Hasher, Prehasher, cut_file
 from vaultsync.engine import fsprobe, progress
 from vaultsync.engine.fsprobe import FsTraits
-from vaultsync.engine.state import StatRow
+from vaultsync.engine.ignore import Folder, IgnoreRules
+from vaultsync.engine.state import StatCache, StatRow, paused_gc
 from vaultsync.model import (
     DIR,
     FILE,
+    MAX_NAME_BYTES,
     MTIME_MAX,
     MTIME_MIN,
     STATE_DIR,
@@ -43,6 +47,8 @@ RACY_NS = 2_000_000_000  # files modified this recently are not trusted to the s
 # A file dated outside the times a tree can hold (model.MTIME_MIN/MAX, about 1823-2116)
 # is recorded at the nearest end, with a notice; never a failed sync.
 FILE_MODE, EXEC_MODE = 0o644, 0o755  # a tree records only a file's executable bit
+_S_IFMT, _S_IFREG, _S_IFDIR, _S_IXUSR = 0o170000, stat.S_IFREG, stat.S_IFDIR, stat.S_IXUSR
+_TIME_MIN, _TIME_MAX = MTIME_MIN, MTIME_MAX
 
 
 def is_temp_name(name: str) -> bool:
@@ -107,9 +113,113 @@ class ScanResult:
     respell: list[Respell] = field(default_factory=list)  # second spellings to settle
     fs: FsTraits | None = None  # what the vault's filesystem can hold
 
+    def kept(self, rules: IgnoreRules, key: str, is_dir: bool) -> bool:
+        """Whether `rules` (those of this scan) keep the path `key`: for a file this scan
+        read, its own decision, so no path is matched twice; else the rules'."""
+        if (not is_dir and key in self.disk
+                and not (self.respell and any(r.copy == key for r in self.respell))):
+            return True  # a collision copy's name was never matched: ask the rules
+        return not rules.ignored(key, is_dir)
+
+    # `flat`, `disk` and `rows` of a scan are built when first read (see _Record): a
+    # no-change sync reads none of them but the rows, which then are the loaded ones
+    def _build(self, name: str) -> dict:
+        record: _Record = self.__dict__.pop("_record")
+        if name == "rows" and "flat" not in self.__dict__:
+            if record.unchanged is not None:
+                self.__dict__["rows"] = dict(record.unchanged)
+            else:
+                self.__dict__["rows"] = record.rows()
+            self.__dict__["_record"] = record  # flat and disk are still to come
+        else:
+            flat, disk, rows = record.flat()
+            self.__dict__.setdefault("rows", rows)
+            self.__dict__["flat"], self.__dict__["disk"] = flat, disk
+        return self.__dict__[name]  # type: ignore[no-any-return]
+
+
+def _lazy(name: str) -> property:
+    def get(self: ScanResult) -> dict:
+        found = self.__dict__.get(name)
+        return found if found is not None else self._build(name)
+
+    def put(self: ScanResult, value: dict) -> None:
+        self.__dict__[name] = value
+
+    return property(get, put)
+
+
+for _name in ("flat", "rows", "disk"):  # after @dataclass: its __init__ sets them as usual
+    setattr(ScanResult, _name, _lazy(_name))
+
+
+class _Record:
+    """What a scan found, folder by folder, in the order its entries come (the order
+    of `flat`): `folders` maps a folder's key prefix to its items, each one of
+    - (key, row) or (key, row, name): a file the stat cache knew, all of its entry in
+      the row (`name`: the spelling on disk, where it is not the key's last name);
+    - (key, entry, row, disk): any other file;
+    - (key, entry, prefix): a folder, whose own items are under `prefix`.
+    `unchanged`: the stat cache as loaded when every row of it was found again as it is
+    (then it is the new one too)."""
+
+    def __init__(self) -> None:
+        self.folders: dict[str, list[tuple]] = {}
+        self.unchanged: dict[str, StatRow] | None = None
+
+    def flat(self) -> tuple[Flat, dict[str, tuple[int, int, int]], dict[str, StatRow]]:
+        flat: Flat = {}
+        disk: dict[str, tuple[int, int, int]] = {}
+        rows: dict[str, StatRow] = {}
+
+        def walk(prefix: str) -> None:
+            start = len(prefix)
+            for item in self.folders[prefix]:
+                key, second = item[0], item[1]
+                if second.__class__ is StatRow:
+                    row = second
+                    rows[key] = row
+                    disk[key] = (row[1], row[2], row[3])
+                    flat[key] = Entry(item[2] if len(item) == 3 else key[start:], FILE,
+                                      row[5], row[1], row[2], row[6], row[7])
+                elif len(item) == 4:
+                    rows[key], disk[key] = item[2], item[3]
+                    flat[key] = second
+                else:
+                    walk(item[2])
+                    flat[key] = second
+
+        with paused_gc():
+            walk("")
+        return flat, disk, rows
+
+    def rows(self) -> dict[str, StatRow]:
+        rows: dict[str, StatRow] = {}
+        for items in self.folders.values():
+            for item in items:
+                second = item[1]
+                if second.__class__ is StatRow:
+                    rows[item[0]] = second
+                elif len(item) == 4:
+                    rows[item[0]] = item[2]
+        return rows
+
 
 def _open(path: str) -> BinaryIO:
     return open(path, "rb")  # noqa: SIM115 - one place to count reads in tests
+
+
+class _AskEach:
+    """Ignore decisions from a plain callable, asked path by path (tests, other callers);
+    `IgnoreRules` gives the scan its compiled per-folder views instead."""
+
+    def __init__(self, ignored: Callable[[str, bool], bool], prefix: str = "") -> None:
+        self.ignored, self.prefix = ignored, prefix
+        self.files: Callable[[str], bool] | None = lambda name: ignored(prefix + name, False)
+        self.dirs: Callable[[str], bool] | None = lambda name: ignored(prefix + name, True)
+
+    def child(self, name: str) -> _AskEach:
+        return _AskEach(self.ignored, self.prefix + name + "/")
 
 
 class Scanner:
@@ -121,7 +231,7 @@ class Scanner:
         params: ChunkerParams,
         hasher: Hasher | None = None,
         opener: Callable[[str], BinaryIO] | None = None,
-        ignored: Callable[[str, bool], bool] | None = None,
+        ignored: Callable[[str, bool], bool] | IgnoreRules | None = None,
         fs: FsTraits | None = None,
     ) -> None:
         self.root = root
@@ -130,13 +240,19 @@ class Scanner:
         self.params = params
         self.hasher = hasher or Hasher()
         self.opener = opener
-        self.ignored = ignored or (lambda key, is_dir: False)
+        rules = getattr(ignored, "__self__", ignored)  # `IgnoreRules.ignored` as well
+        self.view: Folder | _AskEach | None = (
+            rules.root if isinstance(rules, IgnoreRules)
+            else _AskEach(ignored) if callable(ignored) else None)
         self._chunker: Chunker | None = None
         self.now_ns = time.time_ns()
         self.fs = fs
         # large files the stat cache cannot vouch for are hashed on worker threads ahead
         # of the walk (`_dir` submits a folder's, `_hash` takes each in turn)
         self.prehash = Prehasher(lambda: self.chunker, lambda p: (self.opener or _open)(p))
+        # trees of unchanged folders come from the state's memo instead of being encoded
+        self.memo = cache if isinstance(cache, StatCache) else None
+        self._tree_key = b""
 
     @property
     def chunker(self) -> Chunker:
@@ -145,95 +261,202 @@ class Scanner:
         return self._chunker
 
     def scan(self) -> ScanResult:
-        self.result = ScanResult("", {}, {}, {}, {},
-                                 stats={"files": 0, "hashed": 0, "bytes_hashed": 0, "bytes": 0})
+        res = self.result = ScanResult(
+            "", {}, {}, {}, {},
+            stats={"files": 0, "hashed": 0, "bytes_hashed": 0, "bytes": 0})
         if self.fs is None:
             self.fs = fsprobe.traits(self.root)
-        self.result.fs = self.fs
+        res.fs = self.fs
         self.progress = progress.current()
         self.progress.start("scan", None, "files")
-        try:
-            self.result.root = self._dir(self.root, "")
-        finally:
-            self.prehash.close()
+        if self.memo is not None:
+            self.memo.seen_trees = {}
+            self._tree_key = _memo_key()
+        self.record = record = _Record()
+        self.reused = 0  # rows of the cache found again as they are
+        with paused_gc():
+            try:
+                res.root = self._dir(self.root, "", self.view)
+            finally:
+                self.prehash.close()
+        if self.reused == len(self.cache) and self.reused == res.stats["files"]:
+            record.unchanged = self.cache
+        for name in ("flat", "rows", "disk"):  # built from the record when first read
+            del res.__dict__[name]
+        res.__dict__["_record"] = record
         self.progress.finish()
-        return self.result
+        return res
 
-    def _dir(self, abspath: str, prefix: str) -> ObjectId:
+    def _dir(self, abspath: str, prefix: str, view: Folder | _AskEach | None) -> ObjectId:
         """Scan one folder; `prefix` is its path as it will be on disk (a folder that is a
-        second spelling is scanned under its collision copy's name)."""
+        second spelling is scanned under its collision copy's name); `view`: the ignore
+        rules as they apply to its children.
+
+        Every entry costs one stat; a file whose stat the cache knows costs a lookup
+        and, when nothing about it changed, the very row that was loaded, recorded as
+        it is (its entry is made only if someone reads `flat`)."""
         res = self.result
         try:
-            items = sorted(os.scandir(abspath), key=lambda d: os.fsencode(d.name))
+            with os.scandir(abspath) as it:
+                items = list(it)
         except OSError as exc:
             res.skipped.append((prefix.rstrip("/") or ".", f"cannot read folder: {exc.strerror}"))
             items = []
-        found: dict[str, list[tuple[os.DirEntry[str], os.stat_result]]] = defaultdict(list)
+        ascii_names = "".join(map(_NAME, items)).isascii()
+        items.sort(key=_NAME if ascii_names else _fs_name)  # by bytes: the same for ASCII
+        kprefix = prefix if prefix.isascii() else nfc(prefix)
+        files_ignored = view.files if view is not None else None
+        dirs_ignored = view.dirs if view is not None else None
+        found: list[tuple[str, os.DirEntry[str], os.stat_result, bool]] = []
+        more: dict[str, list[tuple[os.DirEntry[str], os.stat_result]]] = {}
+        seen: dict[str, tuple[os.DirEntry[str], os.stat_result]] = {}
         for item in items:
             name = item.name
             if name == STATE_DIR:
                 continue
-            if is_temp_name(name):
+            if name.startswith(TMP_PREFIX) and is_temp_name(name):
                 res.stale_temps.append(item.path)
                 continue
-            rel = prefix + name
-            problem = name_problem(name)
-            if problem:
-                res.skipped.append((os.fsencode(rel).decode("utf-8", "replace"), problem))
-                continue
+            if name.isascii() and len(name) <= MAX_NAME_BYTES:
+                kname = name  # NFC already, and nothing name_problem could refuse
+            else:
+                problem = name_problem(name)
+                if problem:
+                    res.skipped.append((os.fsencode(prefix + name).decode("utf-8", "replace"),
+                                        problem))
+                    continue
+                kname = nfc(name)
             try:
                 st = item.stat(follow_symlinks=False)
             except OSError as exc:
-                res.skipped.append((rel, f"cannot stat: {exc.strerror}"))
+                res.skipped.append((prefix + name, f"cannot stat: {exc.strerror}"))
                 continue
-            if stat.S_ISLNK(st.st_mode):
-                res.skipped.append((rel, "symbolic link (not synced)"))
+            fmt = st.st_mode & _S_IFMT
+            if fmt == _S_IFREG:
+                is_dir, decide = False, files_ignored
+            elif fmt == _S_IFDIR:
+                is_dir, decide = True, dirs_ignored
+            else:
+                res.skipped.append((prefix + name, "symbolic link (not synced)"
+                                    if fmt == stat.S_IFLNK else "not a regular file or folder"))
                 continue
-            if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
-                res.skipped.append((rel, "not a regular file or folder"))
+            if decide is not None and decide(kname):
+                res.ignored.append(kprefix + kname)
                 continue
-            if self.ignored(nfc(rel), stat.S_ISDIR(st.st_mode)):
-                res.ignored.append(nfc(rel))
-                continue
-            found[nfc(name)].append((item, st))
-            if stat.S_ISREG(st.st_mode) and self.prehash.wants(st.st_size) \
-                    and not self._vouched(self.cache.get(nfc(rel)), st):
-                self.prehash.submit(item.path)
-        entries: list[Entry] = []
+            if not ascii_names:  # two spellings of one name (NFC and NFD)?
+                first = seen.setdefault(kname, (item, st))
+                if first[0] is not item:
+                    more.setdefault(kname, [first]).append((item, st))
+                    continue
+            found.append((kname, item, st, is_dir))
+        out: list[tuple] = []  # this folder's items (see _Record)
+        self.record.folders[kprefix] = out
+        sig: list[tuple] = []  # what its entries are made of, for the memo of trees
         losers = []
-        on_disk = {nfc(item.name) for item in items}
-        for spellings in found.values():
-            if len(spellings) > 1:
-                spellings = self._rank_spellings(prefix, spellings)
+        cache_get = self.cache.get
+        assert self.fs is not None
+        modes, stable = self.fs.modes, self.fs.stable_inodes
+        racy_after = self.now_ns - RACY_NS
+        racy_before = self.now_ns + RACY_NS
+        hot = reused = size_sum = 0
+        for kname, item, st, is_dir in found:  # large files to read: hashed ahead
+            if not is_dir and self.prehash.wants(st.st_size) and not self._vouched(
+                    cache_get(kprefix + kname), st):
+                self.prehash.submit(item.path)
+        for kname, item, st, is_dir in found:
+            if more and kname in more:
+                spellings = self._rank_spellings(prefix, more[kname])
                 losers += spellings[1:]
-            item, st = spellings[0]
-            entry = self._entry(item, st, prefix, item.name)
-            if entry is not None:
-                entries.append(entry)
-        for item, st in losers:
-            entry = self._second_spelling(item, st, prefix, on_disk, entries)
-            if entry is not None:
-                entries.append(entry)
-        tree = Tree.of(entries)
-        encoded = tree.encode()
+                item, st = spellings[0]
+                is_dir = stat.S_ISDIR(st.st_mode)
+            if is_dir:
+                self._add(out, sig, self._entry(item, st, prefix, item.name, view))
+                continue
+            key = kprefix + kname
+            row = cache_get(key)
+            size, mtime, ino, ctime = st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns
+            if (row is None or row[1] != size or row[2] != mtime or row[4] != ctime
+                    or (row[3] != ino and stable) or racy_after < mtime < racy_before
+                    or not _TIME_MIN <= mtime <= _TIME_MAX or not _TIME_MIN <= ctime <= _TIME_MAX):
+                self._add(out, sig, self._file(item.path, key, item.name, st))  # the general way
+                continue
+            # the stat cache knows this file: nothing to read, nothing to build. Its
+            # entry will share the row's objects (path, numbers, chunk ids)
+            key, size, mtime = row[0], row[1], row[2]
+            if modes:
+                mode = EXEC_MODE if st.st_mode & _S_IXUSR else FILE_MODE
+            else:
+                mode = EXEC_MODE if row[5] & _S_IXUSR else FILE_MODE
+            if mode != row[5] or ino != row[3]:
+                row = StatRow(key, size, mtime, ino, ctime, mode, row[6], row[7])
+            else:
+                reused += 1
+            name = item.name
+            out.append((key, row) if name is kname else (key, row, name))
+            sig.append((name, mode, size, mtime, row[6], row[7]))
+            hot += 1
+            size_sum += size
+        if hot:
+            res.stats["files"] += hot
+            res.stats["bytes"] += size_sum
+            self.reused += reused
+            self.progress.advance(hot)
+        if losers:
+            on_disk = {nfc(item.name) for item in items}
+            names = on_disk | {nfc(_item_entry(it, len(kprefix)).name) for it in out}
+            for item, st in losers:
+                added = self._second_spelling(item, st, prefix, names, out, view)
+                if added is not None:
+                    self._add(out, sig, added)
+                    names.add(nfc(added[1].name))
+        return self._tree(kprefix, out, sig)
+
+    @staticmethod
+    def _add(out: list[tuple], sig: list[tuple], item: tuple | None) -> None:
+        """Record a folder's or a file's item that carries its entry."""
+        if item is None:
+            return
+        out.append(item)
+        e = item[1]
+        sig.append((e.name, e.tree) if e.kind == DIR else
+                   (e.name, e.mode, e.size, e.mtime_ns, e.author, e.chunks))
+
+    def _tree(self, folder: str, out: list[tuple], sig: list[tuple]) -> ObjectId:
+        """The id of the tree of a folder's items (recorded with its encoding in the
+        result): the one it had last time when its entries are the same (`sig`)."""
+        memo = self.memo
+        if memo is None:
+            digest = None
+        else:
+            digest = self.hasher.id(self._tree_key + marshal.dumps(sig, 2))
+            known = memo.trees.get(folder)
+            if known is not None and known[0] == digest:
+                tree_id = known[1]
+                encoded = memo.get_object(tree_id)
+                if encoded is not None and self.hasher.id(encoded) == tree_id:
+                    self.result.trees[tree_id] = encoded
+                    memo.seen_trees[folder] = known  # type: ignore[index]
+                    return tree_id
+        start = len(folder)
+        encoded = Tree.of([_item_entry(it, start) for it in out]).encode()
         tree_id = self.hasher.id(encoded)
-        res.trees[tree_id] = encoded
+        self.result.trees[tree_id] = encoded
+        if digest is not None:
+            memo.seen_trees[folder] = (digest, tree_id)  # type: ignore[union-attr,index]
         return tree_id
 
     def _entry(self, item: os.DirEntry[str], st: os.stat_result, prefix: str, name: str,
+               view: Folder | _AskEach | None,
                hashed: tuple[tuple[ObjectId, ...], os.stat_result] | None = None,
-               ) -> Entry | None:
-        """The entry of a file or folder found on disk as `item`, named `name` here."""
+               ) -> tuple | None:
+        """The item (see _Record) of a file or folder found on disk as `item`, named
+        `name` here."""
         key = nfc(prefix + name)
         if stat.S_ISDIR(st.st_mode):
-            entry = Entry(name=name, kind=DIR, tree=self._dir(item.path, prefix + name + "/"))
-        else:
-            file_entry = self._file(item.path, key, name, st, hashed)
-            if file_entry is None:
-                return None
-            entry = file_entry
-        self.result.flat[key] = entry
-        return entry
+            inner = view.child(key.rpartition("/")[2]) if view is not None else None
+            tree = self._dir(item.path, prefix + name + "/", inner)
+            return key, Entry(name=name, kind=DIR, tree=tree), key + "/"
+        return self._file(item.path, key, name, st, hashed)
 
     def _rank_spellings(self, prefix: str, spellings: list) -> list:
         """The spellings of one name, the one that keeps it first: the one this device
@@ -260,13 +483,16 @@ class Scanner:
         return sorted(spellings, key=lambda p: (not synced(p), os.fsencode(p[0].name)))
 
     def _second_spelling(self, item: os.DirEntry[str], st: os.stat_result, prefix: str,
-                         on_disk: set[str], entries: list[Entry]) -> Entry | None:
-        """A second spelling of a name already taken in this folder: the same bytes are
-        one file (this one goes to the trash); anything else is kept apart under a
-        collision copy's name. The rename is only planned here (`Respell`)."""
+                         names: set[str], out: list[tuple],
+                         view: Folder | _AskEach | None) -> tuple | None:
+        """A second spelling of a name already taken in this folder (whose items so far
+        are `out`, their names `names`): the same bytes are one file (this one goes to
+        the trash); anything else is kept apart under a collision copy's name. The
+        rename is only planned here (`Respell`)."""
         res = self.result
         key = nfc(prefix + item.name)
-        kept = res.flat.get(key)
+        kept = next((_item_entry(it, len(key) - len(key.rpartition("/")[2]))
+                     for it in out if it[0] == key), None)
         hashed = None
         if stat.S_ISREG(st.st_mode) and kept is not None and not kept.is_dir:
             hashed = self._hash(item.path, key)
@@ -280,24 +506,26 @@ class Scanner:
         loser = Entry(name=item.name, kind=kind, mtime_ns=clamp_time(st.st_mtime_ns),
                       author=self.device)
         folder = nfc(prefix)
-        names = on_disk | {nfc(e.name) for e in entries}
         where = copy_path(key, loser, lambda k: TAKEN if k[len(folder):] in names else None,
                           spelled=item.name)
         expect = None if kind == DIR else _disk_key(st)
         res.respell.append(Respell(key, prefix + item.name, prefix + where.name, where.key,
                                    st.st_ino, expect))
-        return self._entry(item, st, prefix, where.name, hashed)
+        return self._entry(item, st, prefix, where.name, view, hashed)
 
     def _file(self, abspath: str, key: str, name: str, st: os.stat_result,
               hashed: tuple[tuple[ObjectId, ...], os.stat_result] | None = None,
-              ) -> Entry | None:
+              ) -> tuple[str, Entry, StatRow, tuple[int, int, int]] | None:
+        """The item (see _Record) of a file: its entry, its new row, what is on disk."""
         res = self.result
         res.stats["files"] += 1
         self.progress.advance()
         res.stats["bytes"] += st.st_size
         row = self.cache.get(key)
         mtime, ctime = clamp_time(st.st_mtime_ns), clamp_time(st.st_ctime_ns)
-        if hashed is None and self._vouched(row, st):
+        assert self.fs is not None
+        ino = st.st_ino if self.fs.stable_inodes or row is None else row.ino  # made-up ones
+        if hashed is None and row is not None and row.matches(st.st_size, mtime, ino, ctime):
             chunks, author = row.chunks, row.author
         else:
             hashed = hashed or self._hash(abspath, key)
@@ -312,20 +540,10 @@ class Scanner:
                                f"the repository can record; synced as {_date(mtime)}")
         mode = self._mode(st, row)
         racy = abs(self.now_ns - st.st_mtime_ns) < RACY_NS
-        res.rows[key] = StatRow(key, st.st_size, -1 if racy else mtime, st.st_ino, ctime,
-                                mode, author, chunks)
-        res.disk[key] = _disk_key(st)
-        return Entry(name=name, kind=FILE, mode=mode, size=st.st_size, mtime_ns=mtime,
-                     author=author, chunks=chunks)
-
-    def _vouched(self, row: StatRow | None, st: os.stat_result) -> bool:
-        """Whether the stat cache's row vouches for the file as it is (no read needed)."""
-        if row is None:
-            return False
-        assert self.fs is not None
-        ino = st.st_ino if self.fs.stable_inodes else row.ino  # made-up ones
-        return row.matches(st.st_size, clamp_time(st.st_mtime_ns), ino,
-                           clamp_time(st.st_ctime_ns))
+        new = StatRow(key, st.st_size, -1 if racy else mtime, st.st_ino, ctime, mode, author,
+                      chunks)
+        return key, Entry(name=name, kind=FILE, mode=mode, size=st.st_size, mtime_ns=mtime,
+                          author=author, chunks=chunks), new, _disk_key(st)
 
     def _mode(self, st: os.stat_result, row: StatRow | None) -> int:
         """Only the executable bit syncs. A filesystem without permission bits (exFAT
@@ -335,6 +553,15 @@ class Scanner:
         if self.fs.modes:
             return tree_mode(bool(st.st_mode & stat.S_IXUSR))
         return tree_mode(row is not None and bool(row.mode & stat.S_IXUSR))
+
+    def _vouched(self, row: StatRow | None, st: os.stat_result) -> bool:
+        """Whether the stat cache's row vouches for the file as it is (no read needed)."""
+        if row is None:
+            return False
+        assert self.fs is not None
+        ino = st.st_ino if self.fs.stable_inodes else row.ino  # made-up ones
+        return row.matches(st.st_size, clamp_time(st.st_mtime_ns), ino,
+                           clamp_time(st.st_ctime_ns))
 
     def _hash(self, abspath: str, key: str) -> tuple[tuple[ObjectId, ...], os.stat_result] | None:
         """Chunk a file; a file that changes while being read is read again (twice at most)."""
@@ -357,6 +584,32 @@ class Scanner:
                 return tuple(chunks), after
         res.skipped.append((key, "kept changing while being read; will retry next run"))
         return None
+
+
+@functools.cache
+def _memo_key() -> bytes:
+    """What the folder trees memo is keyed by besides the entries: the encoding of a
+    sample tree, so a new tree encoding starts a new memo (and a new hasher does too:
+    the digests are its ids)."""
+    sample = (Entry("a", FILE, 0o755, 1, 2, "x", ("0" * 64,)), Entry("b", DIR, tree="1" * 64))
+    return Tree.of(sample).encode()
+
+
+_NAME = operator.attrgetter("name")
+
+
+def _item_entry(item: tuple, start: int) -> Entry:
+    """The entry of a folder's item (see _Record); `start`: its folder's key length."""
+    second = item[1]
+    if second.__class__ is not StatRow:
+        return second  # type: ignore[no-any-return]
+    key, row = item[0], second
+    return Entry(item[2] if len(item) == 3 else key[start:], FILE, row[5], row[1], row[2],
+                 row[6], row[7])
+
+
+def _fs_name(item: os.DirEntry[str]) -> bytes:
+    return os.fsencode(item.name)
 
 
 def _disk_key(st: os.stat_result) -> tuple[int, int, int]:
