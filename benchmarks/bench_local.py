@@ -70,13 +70,9 @@ WORDS = ("the a note idea link draft meeting todo project read later book chapte
          "answer why how because python sync vault chunk graph tag archive inbox").split()
 OLD = 1_767_225_600  # 2026-01-01: generated files look old (outside the stat cache's racy window)
 TOOLS = ("vaultsync", "rsync", "unison", "rclone")
-STEPS = {"initial": "initial upload (vs: init + sync)",
-         "nochange": "no change",
-         "change": "small change (10 notes, 1 KiB into 20 MiB, 100-note folder renamed)",
-         "second": "second device takes the change",
-         "clone": "clone into an empty folder"}
-TINY_STEPS = {"initial": "initial upload (vs: init + sync)", "nochange": "no change",
-              "edit": "one note edited"}
+STEPS = {"initial": "initial upload", "nochange": "no change", "change": "small change",
+         "second": "second device", "clone": "clone"}
+TINY_STEPS = {"initial": "initial upload", "nochange": "no change", "edit": "one note edited"}
 RSS_LIMIT = 150 * MIB
 
 
@@ -492,6 +488,7 @@ def main() -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
     git, dirty, argv = provenance("bench_local.py")
+    code_commit = sh(f"git -C {ROOT} log -1 --format=%h -- vaultsync pyproject.toml")
     body = tables(b, steps, n_files)
     print("\n".join(body), flush=True)
     size = f"{a.tiny:,} tiny notes" if a.tiny else f"{a.files:,} files"
@@ -499,10 +496,10 @@ def main() -> None:
            f"- date: {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}",
            f"- machine: nproc {sh('nproc')}, Python {sys.version.split()[0]}, "
            f"{sh('rsync --version')}, {sh('unison -version')}, {sh('rclone version')}, "
-           f"vaultsync at {git}{dirty}; 1-min load average {load0:.2f} at start, "
-           f"{load1:.2f} at end",
+           f"vaultsync at {git}{dirty} (vaultsync/ last changed in {code_commit}); "
+           f"1-min load average {load0:.2f} at start, {load1:.2f} at end",
            f"- command: `{argv}` (whole run {elapsed:.0f} s)",
-           f"- data: {data}; {a.repeat} round(s)", "", *body, "",
+           f"- data: {data}; rounds: {a.repeat}", "", *body, "",
            "| context | median s |", "|---|---:|", *(f"| {n} | {t:.3f} |" for n, t in ctx), "",
            f"Imports of a no-change sync (`python -X importtime -m vaultsync -C SRC sync`): "
            f"{imp_total:.3f} s in all; top level by cumulative time: "
