@@ -138,17 +138,18 @@ def small_change(src: Path, folders: list[Path], big: Path, r: int,
 
 
 def tree_diff(a: Path, b: Path) -> str:
-    def listing(root: Path) -> dict[str, bytes]:
-        found = {}
+    """Which files (outside a top-level .vaultsync/) differ between a and b, byte for byte;
+    one file in memory at a time."""
+    def listing(root: Path) -> set[str]:
+        found = set()
         for dirpath, dirs, files in os.walk(root):
             if dirpath == str(root):
                 dirs[:] = [d for d in dirs if d != ".vaultsync"]
-            for f in files:
-                p = os.path.join(dirpath, f)
-                found[os.path.relpath(p, root)] = Path(p).read_bytes()
+            found.update(os.path.relpath(os.path.join(dirpath, f), root) for f in files)
         return found
     la, lb = listing(a), listing(b)
-    bad = sorted(k for k in la.keys() | lb.keys() if la.get(k) != lb.get(k))
+    bad = sorted(la ^ lb) + sorted(
+        k for k in la & lb if (a / k).read_bytes() != (b / k).read_bytes())
     return f"{len(bad)} files differ, e.g. {bad[:3]}" if bad else ""
 
 
