@@ -43,3 +43,11 @@ def write_section(path: Path, begin: str, end: str, lines: list[str]) -> None:
         new = old.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(new)
+
+
+def read_section(path: Path, begin: str, end: str) -> str:
+    """The text between the markers in `path` (without them), or "" if either is missing."""
+    old = path.read_text() if path.exists() else ""
+    if begin not in old or end not in old:
+        return ""
+    return old[old.index(begin) + len(begin):old.index(end)]
