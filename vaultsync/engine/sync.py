@@ -47,7 +47,7 @@ class Merged:
     def build(self) -> tuple[ObjectId, dict[ObjectId, bytes]]:
         """The merged tree's root and the trees a commit stores: only folders in or
         above the region are encoded, the rest are carried by id."""
-        assert self.regional is not None
+        assert self.regional is not None and self.hasher is not None
         trees: dict[ObjectId, bytes] = {}  # the carried ones are the scan's (`commit`)
         return self.regional.build(self.inside, trees, self.hasher), trees
 
@@ -223,7 +223,9 @@ def merge_all(s: Session, scan: ScanResult, base: ObjectId | None,
     beliefs = read_beliefs(scan, s.rules)
     sids = {base, *unseen} | Bases(s).involved(history, unseen)
     reg = Regional.of(s, scan, sids, also=beliefs)
-    local = base_flat = flat = {}
+    local: Flat = {}
+    base_flat: Flat = {}
+    flat: Flat = {}
     results: list[MergeResult] = []
 
     def attempt() -> list[MergeResult]:

@@ -423,7 +423,6 @@ class Repository:
         it again on its next commit (`malformed_own_head` says so)."""
         heads = {}
         self.malformed_own_head = False
-        self._fetched: dict[ObjectId, Tree] = {}  # trees read ahead, not yet asked for
         self.marker_listed = False
         for info in self.store.list("heads/"):
             device = info.name.split("/", 1)[1]
