@@ -121,21 +121,26 @@ class ScanResult:
             return True  # a collision copy's name was never matched: ask the rules
         return not rules.ignored(key, is_dir)
 
-    # `flat`, `disk` and `rows` of a scan are built when first read (see _Record): a
-    # no-change sync reads none of them but the rows, which then are the loaded ones
+    # `flat`, `disk`, `rows` and `trees` of a scan are built when first read (see
+    # _Record): a no-change sync reads only the rows, which then are the loaded ones
     def _build(self, name: str) -> dict:
-        record: _Record = self.__dict__.pop("_record")
-        if name == "rows" and "flat" not in self.__dict__:
-            if record.unchanged is not None:
-                self.__dict__["rows"] = dict(record.unchanged)
-            else:
-                self.__dict__["rows"] = record.rows()
-            self.__dict__["_record"] = record  # flat and disk are still to come
+        done = self.__dict__
+        record: _Record = done["_record"]
+        if name == "trees":
+            done["trees"] = record.all_trees()
+        elif name == "rows" and "flat" not in done:
+            done["rows"] = (dict(record.unchanged) if record.unchanged is not None
+                            else record.rows())
         else:
             flat, disk, rows = record.flat()
-            self.__dict__.setdefault("rows", rows)
-            self.__dict__["flat"], self.__dict__["disk"] = flat, disk
-        return self.__dict__[name]  # type: ignore[no-any-return]
+            done.setdefault("rows", rows)
+            done["flat"], done["disk"] = flat, disk
+        if all(field in done for field in _LAZY):
+            del done["_record"]
+        return done[name]  # type: ignore[no-any-return]
+
+
+_LAZY = ("flat", "rows", "disk", "trees")
 
 
 def _lazy(name: str) -> property:
@@ -149,7 +154,7 @@ def _lazy(name: str) -> property:
     return property(get, put)
 
 
-for _name in ("flat", "rows", "disk"):  # after @dataclass: its __init__ sets them as usual
+for _name in _LAZY:  # after @dataclass, whose __init__ sets them as usual
     setattr(ScanResult, _name, _lazy(_name))
 
 
@@ -163,9 +168,36 @@ class _Record:
     `unchanged`: the stat cache as loaded when every row of it was found again as it is
     (then it is the new one too)."""
 
-    def __init__(self) -> None:
+    def __init__(self, hasher: Hasher, trees: dict[ObjectId, bytes],
+                 fetch: Callable[[ObjectId], bytes | None]) -> None:
         self.folders: dict[str, list[tuple]] = {}
         self.unchanged: dict[str, StatRow] | None = None
+        self.hasher = hasher
+        self.trees = trees  # the trees this scan encoded
+        self.kept_trees: dict[str, ObjectId] = {}  # folder -> its tree, from the memo
+        self.fetch = fetch  # a tree's encoding from the object cache
+
+    def encode(self, folder: str) -> bytes:
+        start = len(folder)
+        return Tree.of([_item_entry(it, start) for it in self.folders[folder]]).encode()
+
+    def all_trees(self) -> dict[ObjectId, bytes]:
+        """Every tree of the scan: those of folders the memo gave too, from the object
+        cache, else encoded again (the very bytes: the memo is keyed by the entries)."""
+        trees = self.trees
+        for folder, tree_id in self.kept_trees.items():
+            if tree_id in trees:
+                continue
+            try:
+                encoded = self.fetch(tree_id)
+            except Exception:  # noqa: BLE001 - e.g. the state is closed: encode instead
+                encoded = None
+            if encoded is None or self.hasher.id(encoded) != tree_id:
+                encoded = self.encode(folder)
+                if self.hasher.id(encoded) != tree_id:
+                    raise RuntimeError(f"the tree memo of {folder or '/'} does not hold")
+            trees[tree_id] = encoded
+        return trees
 
     def flat(self) -> tuple[Flat, dict[str, tuple[int, int, int]], dict[str, StatRow]]:
         flat: Flat = {}
@@ -269,13 +301,14 @@ class Scanner:
         if self.memo is not None:
             self.memo.seen_trees = {}
             self._tree_key = _memo_key()
-        self.record = record = _Record()
+        self.record = record = _Record(self.hasher, res.trees, self.memo.get_object
+                                       if self.memo is not None else lambda tree_id: None)
         self.reused = 0  # rows of the cache found again as they are
         with paused_gc():
             res.root = self._dir(self.root, "", self.view)
         if self.reused == len(self.cache) and self.reused == res.stats["files"]:
             record.unchanged = self.cache
-        for name in ("flat", "rows", "disk"):  # built from the record when first read
+        for name in _LAZY:  # built from the record when first read
             del res.__dict__[name]
         res.__dict__["_record"] = record
         self.progress.finish()
@@ -420,15 +453,11 @@ class Scanner:
         else:
             digest = self.hasher.id(self._tree_key + marshal.dumps(sig, 2))
             known = memo.trees.get(folder)
-            if known is not None and known[0] == digest:
-                tree_id = known[1]
-                encoded = memo.get_object(tree_id)
-                if encoded is not None and self.hasher.id(encoded) == tree_id:
-                    self.result.trees[tree_id] = encoded
-                    memo.seen_trees[folder] = known  # type: ignore[index]
-                    return tree_id
-        start = len(folder)
-        encoded = Tree.of([_item_entry(it, start) for it in out]).encode()
+            if known is not None and known[0] == digest:  # its bytes: when trees is read
+                self.record.kept_trees[folder] = known[1]
+                memo.seen_trees[folder] = known  # type: ignore[index]
+                return known[1]
+        encoded = self.record.encode(folder)
         tree_id = self.hasher.id(encoded)
         self.result.trees[tree_id] = encoded
         if digest is not None:
