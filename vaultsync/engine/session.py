@@ -321,10 +321,8 @@ class Session:
 
     def tree_loader(self, scan: ScanResult | None = None) -> Callable[[ObjectId], Tree]:
         """Trees from this scan, else from the repository (and its local cache)."""
-        local = scan.trees if scan is not None else {}
-
         def get(tid: ObjectId) -> Tree:
-            encoded = local.get(tid)
+            encoded = scan.trees.get(tid) if scan is not None else None  # read when needed
             return decode_tree(encoded) if encoded is not None else self.repo.get_tree(tid)
 
         return get
