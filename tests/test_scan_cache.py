@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import random
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -71,9 +72,11 @@ def test_a_no_change_scan_reuses_rows_and_trees_and_writes_nothing(
     again = scan(vault, cache)
     assert again.root == first.root and again.trees == first.trees
     assert encoded == []  # every folder's tree came from the memo
-    assert all(again.rows[k] is cache[k] for k in again.rows)  # the loaded rows themselves
-    state.save_stat_rows(again.rows, cache)
+    rows = again.rows
+    assert isinstance(rows, StatCache) and rows.unread and cache.unread  # not even decoded
+    state.save_stat_rows(rows, cache)
     assert state.db.total_changes == before  # nothing written
+    assert rows == cache and rows == first.rows and not cache.unread
 
     write(vault / "f2" / "n1.md", "edited", OLD + 99)
     edited = scan(vault, state.stat_rows())
@@ -89,6 +92,9 @@ def test_a_memo_whose_tree_is_gone_or_damaged_is_not_trusted(vault: Path, tmp_pa
     state.db.execute("UPDATE objects SET data=? WHERE id=?", (b"damaged", f0))
     state.db.execute("DELETE FROM objects WHERE id=?", (first.root,))
     res = scan(vault, state.stat_rows())
+    assert res.root == first.root and res.trees == first.trees
+    res = scan(vault, state.stat_rows())
+    state.close()  # read after the run: the trees are encoded again from the scan
     assert res.root == first.root and res.trees == first.trees
 
 
@@ -219,3 +225,22 @@ def test_what_the_scan_read_is_not_matched_again(vault: Path,
     assert all(res.kept(rules, k, e.is_dir) for k, e in res.flat.items())
     assert asked == ["f0", "f1", "f2"]  # folders only: every file was decided by the scan
     assert not res.kept(rules, "f1/x.swp", False) and not res.kept(rules, "f1/y.tmp", False)
+
+
+def test_a_cache_still_in_blobs_reads_itself_for_any_dict_use(tmp_path: Path) -> None:
+    state = State(str(tmp_path / "state.db"))
+    rows = {k: StatRow(k, 1, 2, 3, 4, 0o644, "dev", ("0" * 64,)) for k in ("a", "x/b", "x/c")}
+    state.save_stat_rows(rows, {})
+    Use = Callable[[dict[str, StatRow]], object]
+    uses: list[Use] = [
+        dict, lambda c: {**c}, len, lambda c: "x/b" in c, list, lambda c: c == rows,
+        lambda c: rows == c, lambda c: c.get("a"), lambda c: sorted(c.items()),
+        lambda c: c == state.stat_rows(), lambda c: c.copy(), bool]
+    wanted = [use(rows) for use in uses]
+    wanted[9] = True
+    for use, want in zip(uses, wanted, strict=True):
+        cache = state.stat_rows()
+        assert cache.unread
+        assert use(cache) == want
+        assert not cache.unread
+    assert state.stat_rows().folder("x") == {"b": rows["x/b"], "c": rows["x/c"]}

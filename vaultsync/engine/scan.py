@@ -121,21 +121,26 @@ class ScanResult:
             return True  # a collision copy's name was never matched: ask the rules
         return not rules.ignored(key, is_dir)
 
-    # `flat`, `disk` and `rows` of a scan are built when first read (see _Record): a
-    # no-change sync reads none of them but the rows, which then are the loaded ones
+    # `flat`, `disk`, `rows` and `trees` of a scan are built when first read (see
+    # _Record): a no-change sync reads only the rows, which then are the loaded ones
     def _build(self, name: str) -> dict:
-        record: _Record = self.__dict__.pop("_record")
-        if name == "rows" and "flat" not in self.__dict__:
-            if record.unchanged is not None:
-                self.__dict__["rows"] = dict(record.unchanged)
-            else:
-                self.__dict__["rows"] = record.rows()
-            self.__dict__["_record"] = record  # flat and disk are still to come
+        done = self.__dict__
+        record: _Record = done["_record"]
+        if name == "trees":
+            done["trees"] = record.all_trees()
+        elif name == "rows" and "flat" not in done:
+            done["rows"] = (record.unchanged.same_rows() if record.unchanged is not None
+                            else record.rows())
         else:
             flat, disk, rows = record.flat()
-            self.__dict__.setdefault("rows", rows)
-            self.__dict__["flat"], self.__dict__["disk"] = flat, disk
-        return self.__dict__[name]  # type: ignore[no-any-return]
+            done.setdefault("rows", rows)
+            done["flat"], done["disk"] = flat, disk
+        if all(field in done for field in _LAZY):
+            del done["_record"]
+        return done[name]  # type: ignore[no-any-return]
+
+
+_LAZY = ("flat", "rows", "disk", "trees")
 
 
 def _lazy(name: str) -> property:
@@ -149,8 +154,13 @@ def _lazy(name: str) -> property:
     return property(get, put)
 
 
-for _name in ("flat", "rows", "disk"):  # after @dataclass: its __init__ sets them as usual
+for _name in _LAZY:  # after @dataclass, whose __init__ sets them as usual
     setattr(ScanResult, _name, _lazy(_name))
+
+
+class _Stored(list):  # type: ignore[type-arg]
+    """The items of a folder whose files all are in the stat cache as stored: its
+    folders' items only (see _Record.items)."""
 
 
 class _Record:
@@ -163,9 +173,52 @@ class _Record:
     `unchanged`: the stat cache as loaded when every row of it was found again as it is
     (then it is the new one too)."""
 
-    def __init__(self) -> None:
+    def __init__(self, hasher: Hasher, trees: dict[ObjectId, bytes],
+                 cache: StatCache | None) -> None:
         self.folders: dict[str, list[tuple]] = {}
-        self.unchanged: dict[str, StatRow] | None = None
+        self.unchanged: StatCache | None = None
+        self.hasher = hasher
+        self.trees = trees  # the trees this scan encoded
+        self.kept_trees: dict[str, ObjectId] = {}  # folder -> its tree, from the memo
+        self.cache = cache
+
+    def fetch(self, tree_id: ObjectId) -> bytes | None:
+        """A tree's encoding from the object cache."""
+        return self.cache.get_object(tree_id) if self.cache is not None else None
+
+    def items(self, prefix: str) -> list[tuple]:
+        """A folder's items, those of a _Stored folder with its files read back."""
+        items = self.folders[prefix]
+        if items.__class__ is not _Stored:
+            return items
+        assert self.cache is not None
+        named = [(row[0][len(prefix):], (row[0], row))
+                 for row in self.cache.folder(prefix[:-1]).values()]
+        named += [(item[1].name, item) for item in items]
+        named.sort(key=operator.itemgetter(0))  # the scan's order: by name (ASCII names)
+        return [item for _, item in named]
+
+    def encode(self, folder: str) -> bytes:
+        start = len(folder)
+        return Tree.of([_item_entry(it, start) for it in self.items(folder)]).encode()
+
+    def all_trees(self) -> dict[ObjectId, bytes]:
+        """Every tree of the scan: those of folders the memo gave too, from the object
+        cache, else encoded again (the very bytes: the memo is keyed by the entries)."""
+        trees = self.trees
+        for folder, tree_id in self.kept_trees.items():
+            if tree_id in trees:
+                continue
+            try:
+                encoded = self.fetch(tree_id)
+            except Exception:  # noqa: BLE001 - e.g. the state is closed: encode instead
+                encoded = None
+            if encoded is None or self.hasher.id(encoded) != tree_id:
+                encoded = self.encode(folder)
+                if self.hasher.id(encoded) != tree_id:
+                    raise RuntimeError(f"the tree memo of {folder or '/'} does not hold")
+            trees[tree_id] = encoded
+        return trees
 
     def flat(self) -> tuple[Flat, dict[str, tuple[int, int, int]], dict[str, StatRow]]:
         flat: Flat = {}
@@ -174,7 +227,7 @@ class _Record:
 
         def walk(prefix: str) -> None:
             start = len(prefix)
-            for item in self.folders[prefix]:
+            for item in self.items(prefix):
                 key, second = item[0], item[1]
                 if second.__class__ is StatRow:
                     row = second
@@ -195,8 +248,8 @@ class _Record:
 
     def rows(self) -> dict[str, StatRow]:
         rows: dict[str, StatRow] = {}
-        for items in self.folders.values():
-            for item in items:
+        for prefix in self.folders:
+            for item in self.items(prefix):
                 second = item[1]
                 if second.__class__ is StatRow:
                     rows[item[0]] = second
@@ -253,6 +306,10 @@ class Scanner:
         # trees of unchanged folders come from the state's memo instead of being encoded
         self.memo = cache if isinstance(cache, StatCache) else None
         self._tree_key = b""
+        # a cache still in folder blobs is read folder by folder, as the walk goes
+        self.by_folder = self.memo is not None and self.memo.unread
+        self._rows_of: tuple[str, dict[str, StatRow]] = ("", {})
+        self.clean_folders = 0  # folders whose every stored row was found again as is
 
     @property
     def chunker(self) -> Chunker:
@@ -272,16 +329,17 @@ class Scanner:
         if self.memo is not None:
             self.memo.seen_trees = {}
             self._tree_key = _memo_key()
-        self.record = record = _Record()
+        self.record = record = _Record(self.hasher, res.trees, self.memo)
         self.reused = 0  # rows of the cache found again as they are
         with paused_gc():
             try:
                 res.root = self._dir(self.root, "", self.view)
             finally:
                 self.prehash.close()
-        if self.reused == len(self.cache) and self.reused == res.stats["files"]:
-            record.unchanged = self.cache
-        for name in ("flat", "rows", "disk"):  # built from the record when first read
+        if (self.memo is not None and self.by_folder and self.reused == res.stats["files"]
+                and self.clean_folders == len(self.memo.blobs)):
+            record.unchanged = self.memo  # every row as stored, and no other file
+        for name in _LAZY:  # built from the record when first read
             del res.__dict__[name]
         res.__dict__["_record"] = record
         self.progress.finish()
@@ -353,7 +411,16 @@ class Scanner:
         self.record.folders[kprefix] = out
         sig: list[tuple] = []  # what its entries are made of, for the memo of trees
         losers = []
-        cache_get = self.cache.get
+        by_folder = self.by_folder
+        if by_folder:
+            assert self.memo is not None
+            here = self.memo.folder(kprefix[:-1])
+            self._rows_of = (kprefix[:-1], here)
+            cache_get = here.get
+        else:
+            here = {}
+            cache_get = self.cache.get
+        others = 0  # files not taken from the cache as they are
         assert self.fs is not None
         modes, stable = self.fs.modes, self.fs.stable_inodes
         racy_after = self.now_ns - RACY_NS
@@ -373,12 +440,13 @@ class Scanner:
                 self._add(out, sig, self._entry(item, st, prefix, item.name, view))
                 continue
             key = kprefix + kname
-            row = cache_get(key)
+            row = cache_get(kname if by_folder else key)
             size, mtime, ino, ctime = st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns
             if (row is None or row[1] != size or row[2] != mtime or row[4] != ctime
                     or (row[3] != ino and stable) or racy_after < mtime < racy_before
                     or not _TIME_MIN <= mtime <= _TIME_MAX or not _TIME_MIN <= ctime <= _TIME_MAX):
-                self._add(out, sig, self._file(item.path, key, item.name, st))  # the general way
+                others += 1
+                self._add(out, sig, self._file(item.path, key, item.name, st, row=row))
                 continue
             # the stat cache knows this file: nothing to read, nothing to build. Its
             # entry will share the row's objects (path, numbers, chunk ids)
@@ -409,7 +477,15 @@ class Scanner:
                 if added is not None:
                     self._add(out, sig, added)
                     names.add(nfc(added[1].name))
-        return self._tree(kprefix, out, sig)
+        tree_id = self._tree(kprefix, out, sig)
+        if (by_folder and here and ascii_names and not others and not losers
+                and reused == hot == len(here)):
+            # every row of this folder as stored: the record keeps only its folders
+            # (its files come back from the cache's blob, in name order, if asked for)
+            self.record.folders[kprefix] = _Stored([it for it in out if len(it) == 3
+                                                    and it[1].__class__ is Entry])
+            self.clean_folders += 1
+        return tree_id
 
     @staticmethod
     def _add(out: list[tuple], sig: list[tuple], item: tuple | None) -> None:
@@ -430,15 +506,11 @@ class Scanner:
         else:
             digest = self.hasher.id(self._tree_key + marshal.dumps(sig, 2))
             known = memo.trees.get(folder)
-            if known is not None and known[0] == digest:
-                tree_id = known[1]
-                encoded = memo.get_object(tree_id)
-                if encoded is not None and self.hasher.id(encoded) == tree_id:
-                    self.result.trees[tree_id] = encoded
-                    memo.seen_trees[folder] = known  # type: ignore[index]
-                    return tree_id
-        start = len(folder)
-        encoded = Tree.of([_item_entry(it, start) for it in out]).encode()
+            if known is not None and known[0] == digest:  # its bytes: when trees is read
+                self.record.kept_trees[folder] = known[1]
+                memo.seen_trees[folder] = known  # type: ignore[index]
+                return known[1]
+        encoded = self.record.encode(folder)
         tree_id = self.hasher.id(encoded)
         self.result.trees[tree_id] = encoded
         if digest is not None:
@@ -468,12 +540,12 @@ class Scanner:
             if not self.fs or not self.fs.stable_inodes:
                 return False  # no evidence: the first by bytes keeps the name
             if not stat.S_ISDIR(st.st_mode):
-                row = self.cache.get(key)
+                row = self._row(key)
                 return row is not None and row.ino == st.st_ino
             try:
                 children = list(os.scandir(item.path))
                 for child in children:
-                    row = self.cache.get(key + "/" + nfc(child.name))
+                    row = self._row(key + "/" + nfc(child.name))
                     if row is not None and row.ino == child.stat(follow_symlinks=False).st_ino:
                         return True
             except OSError:
@@ -513,15 +585,29 @@ class Scanner:
                                    st.st_ino, expect))
         return self._entry(item, st, prefix, where.name, view, hashed)
 
+    def _row(self, key: str) -> StatRow | None:
+        """The cached row of `key`."""
+        if not self.by_folder:
+            return self.cache.get(key)
+        folder, _, name = key.rpartition("/")
+        if self._rows_of[0] != folder:
+            assert self.memo is not None
+            self._rows_of = (folder, self.memo.folder(folder))
+        return self._rows_of[1].get(name)
+
     def _file(self, abspath: str, key: str, name: str, st: os.stat_result,
               hashed: tuple[tuple[ObjectId, ...], os.stat_result] | None = None,
+              row: StatRow | None | bool = False,
               ) -> tuple[str, Entry, StatRow, tuple[int, int, int]] | None:
-        """The item (see _Record) of a file: its entry, its new row, what is on disk."""
+        """The item (see _Record) of a file: its entry, its new row, what is on disk
+        (`row`: its cached row, if the caller looked it up)."""
         res = self.result
         res.stats["files"] += 1
         self.progress.advance()
         res.stats["bytes"] += st.st_size
-        row = self.cache.get(key)
+        if row is False:
+            row = self._row(key)
+        assert row is not True
         mtime, ctime = clamp_time(st.st_mtime_ns), clamp_time(st.st_ctime_ns)
         assert self.fs is not None
         ino = st.st_ino if self.fs.stable_inodes or row is None else row.ino  # made-up ones

@@ -77,8 +77,10 @@ class Session:
         self._settled: tuple[ObjectId | None] | None = None
         self.cached_rows: dict[str, StatRow] = {}
         self._flats: dict[ObjectId, Flat] = {}
-        # flat_of derives snapshots' flats from a local tree: (root, its flat, its trees)
-        self._reference: tuple[ObjectId, Flat, dict[ObjectId, bytes]] | None = None
+        # flat_of derives snapshots' flats from the scan (`_held`: its flat without
+        # what its tree cannot hold, when that is not all of it)
+        self._reference: ScanResult | None = None
+        self._held: Flat | None = None
         self.orphans: set[str] = set()  # in the scan's flat but not in its tree
         self._heads: dict[str, ObjectId] | None = None
         self.rules = IgnoreRules([])
@@ -216,7 +218,7 @@ class Session:
                           self.repo.format.chunker, self.repo.hasher,
                           ignored=self.rules.ignored)
         result = scanner.scan()
-        self._reference = (result.root, result.flat, result.trees)
+        self._reference = result
         for path, reason in result.skipped:
             if path == ".":  # the vault folder itself: nothing to compare, nothing to do
                 raise LocalFailure(f"local vault folder {self.vault.root} cannot be read "
@@ -229,9 +231,8 @@ class Session:
         # injected entries below what is a file here count for the merge, but no tree
         # can hold them: flat_of derives from the flat that the tree does hold
         self.orphans = localview.orphans(result)
-        held = result.flat if not self.orphans else {
-            k: e for k, e in result.flat.items() if k not in self.orphans}
-        self._reference = (result.root, held, result.trees)
+        if self.orphans:
+            self._held = {k: e for k, e in result.flat.items() if k not in self.orphans}
         self.report.skipped.extend(result.skipped)
         return result
 
@@ -262,12 +263,8 @@ class Session:
 
     def tree_loader(self, scan: ScanResult | None = None) -> Callable[[ObjectId], Tree]:
         """Trees from this scan, else from the repository (and its local cache)."""
-        return self._loader(scan.trees if scan is not None else {})
-
-    def _loader(self, local: dict[ObjectId, bytes]) -> Callable[[ObjectId], Tree]:
-
         def get(tid: ObjectId) -> Tree:
-            encoded = local.get(tid)
+            encoded = scan.trees.get(tid) if scan is not None else None  # read when needed
             return decode_tree(encoded) if encoded is not None else self.repo.get_tree(tid)
 
         return get
@@ -321,9 +318,9 @@ class Session:
             if self._reference is None:
                 self._flats[sid] = flatten(root, self.repo.get_tree)
             else:  # the scan, patched where the snapshot differs (equal subtrees: free)
-                ref_root, ref_flat, ref_trees = self._reference
-                self._flats[sid] = derive_flat(ref_flat, ref_root, root,
-                                               self._loader(ref_trees))
+                ref = self._reference
+                held = self._held if self._held is not None else ref.flat
+                self._flats[sid] = derive_flat(held, ref.root, root, self.tree_loader(ref))
         return self._flats[sid]
 
     def heads(self) -> dict[str, ObjectId]:

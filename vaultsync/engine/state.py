@@ -19,7 +19,7 @@ import gc
 import marshal
 import operator
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import NamedTuple
 
 from vaultsync.model import ObjectId
@@ -83,11 +83,15 @@ class StatCache(dict[str, StatRow]):
     """The stat cache as loaded: path -> row, and for each folder the digest of its
     entries at the last scan with the id of the tree they encode to (`trees`), so an
     unchanged folder is not encoded and hashed again. The scan puts what it saw in
-    `seen_trees`; saving the rows saves those too."""
+    `seen_trees`; saving the rows saves those too.
+
+    As `State.stat_rows` returns it, the rows are still folder blobs (`folder()` reads
+    one folder's); used as a dict, it reads them all first (see _Unread)."""
 
     def __init__(self, state: State | None = None) -> None:
         super().__init__()
         self.state = state
+        self.blobs: dict[str, bytes] = {}  # folder -> its rows as stored (never changed)
         self.counts: dict[str, int] = {}  # folder -> rows stored for it
         # the rows stored may differ from these (some came from a state.db from before,
         # or a save since): the next save writes every folder
@@ -97,6 +101,94 @@ class StatCache(dict[str, StatRow]):
 
     def get_object(self, oid: ObjectId) -> bytes | None:
         return self.state.get_object(oid) if self.state is not None else None
+
+    @property
+    def unread(self) -> bool:
+        """Whether the rows are still folder blobs (read them by `folder`)."""
+        return False
+
+    def read(self) -> None:
+        """Decode every folder blob into this dict (done already)."""
+
+    def folder(self, folder: str) -> dict[str, StatRow]:
+        """The rows of one folder ('' for the root, else its key), by name."""
+        return _decode(folder, self.blobs.get(folder))
+
+    def same_rows(self) -> StatCache:
+        """Another cache holding these same rows (still unread, if these are)."""
+        return StatCache.copy_of(self)
+
+    @staticmethod
+    def copy_of(cache: StatCache) -> StatCache:
+        if not cache.unread:
+            out = StatCache(cache.state)
+            out.update(cache)
+            return out
+        out = _Unread(cache.state)
+        out.blobs = cache.blobs
+        return out
+
+
+class _Unread(StatCache):
+    """A stat cache whose rows are still folder blobs: the scan reads them folder by
+    folder as it goes; anything that uses it as a dict reads them all first (and the
+    object is a plain StatCache from then on)."""
+
+    @property
+    def unread(self) -> bool:
+        return True
+
+    def read(self) -> None:
+        if self.__class__ is not _Unread:
+            return  # read already (by a method bound before that)
+        self.__class__ = StatCache  # type: ignore[assignment]
+        with paused_gc():
+            for folder, blob in self.blobs.items():
+                rows = _decode(folder, blob)
+                self.counts[folder] = len(rows)
+                dict.update(self, {row[0]: row for row in rows.values()})
+
+
+def _reading(name: str) -> Callable[..., object]:
+    method = getattr(dict, name)
+
+    def read_first(self: _Unread, *args: object, **kwargs: object) -> object:
+        self.read()
+        for other in args:
+            if isinstance(other, _Unread):
+                other.read()
+        return method(self, *args, **kwargs)
+
+    read_first.__name__ = name
+    return read_first
+
+
+for _name in ("__getitem__", "get", "__contains__", "__iter__", "__len__", "keys",
+              "values", "items", "__eq__", "__ne__", "__repr__", "copy", "pop", "popitem",
+              "setdefault", "update", "__setitem__", "__delitem__", "clear", "__or__",
+              "__ror__", "__ior__", "__reversed__"):
+    setattr(_Unread, _name, _reading(_name))
+
+
+def _decode(folder: str, blob: bytes | None) -> dict[str, StatRow]:
+    """A folder's rows from their blob, by name. A blob that cannot be read gives none:
+    its files are read again, nothing is lost."""
+    if blob is None:
+        return {}
+    try:
+        stored = marshal.loads(blob)
+    except (ValueError, EOFError, TypeError):
+        return {}
+    if type(stored) is not dict:
+        return {}
+    prefix = folder + "/" if folder else ""
+    make = tuple.__new__
+    rows = {}
+    for name, fields in stored.items():
+        if type(fields) is tuple and len(fields) == 7 and type(name) is str:
+            key = prefix + name
+            rows[name] = make(StatRow, (key, *fields))
+    return rows
 
 
 def _pack_ids(ids: Iterable[ObjectId]) -> bytes:
@@ -163,33 +255,23 @@ class State:
             return self._stat_rows()
 
     def _stat_rows(self) -> StatCache:
-        make = tuple.__new__
-        rows = StatCache(self)
-        counts = rows.counts
-        for folder, blob in self.db.execute("SELECT path, rows FROM folder_rows"):
-            try:
-                stored = marshal.loads(blob)
-            except (ValueError, EOFError, TypeError):
-                continue  # an unreadable folder's files are read again: nothing is lost
-            if type(stored) is not dict:
-                continue
-            prefix = folder + "/" if folder else ""
-            n = 0
-            for name, fields in stored.items():
-                if type(fields) is tuple and len(fields) == 7 and type(name) is str:
-                    key = prefix + name
-                    rows[key] = make(StatRow, (key, *fields))
-                    n += 1
-            counts[folder] = n
-        authors: dict[str, str] = {}  # one string per author
-        for path, size, mtime, ino, ctime, mode, author, blob in self.db.execute(
-                "SELECT path, size, mtime_ns, ino, ctime_ns, mode, author, chunks FROM files"):
-            author = authors.setdefault(author, author)  # a state.db from before
-            rows[path] = make(StatRow, (path, size, mtime, ino, ctime, mode, author,
-                                        _unpack_ids(blob)))
-            rows.rewrite = True
+        rows = _Unread(self)
+        rows.blobs = dict(self.db.execute("SELECT path, rows FROM folder_rows"))
         rows.trees = {path: (digest, tree) for path, digest, tree in
                       self.db.execute("SELECT path, digest, tree FROM folder_trees")}
+        legacy = self.db.execute(
+            "SELECT path, size, mtime_ns, ino, ctime_ns, mode, author, chunks FROM files")
+        first = legacy.fetchone()
+        if first is None:
+            return rows
+        rows.read()  # a state.db from before: its rows are moved on the first save
+        make = tuple.__new__
+        authors: dict[str, str] = {}  # one string per author
+        for path, size, mtime, ino, ctime, mode, author, blob in (first, *legacy):
+            author = authors.setdefault(author, author)
+            rows[path] = make(StatRow, (path, size, mtime, ino, ctime, mode, author,
+                                        _unpack_ids(blob)))
+        rows.rewrite = True
         return rows
 
     def save_stat_rows(self, rows: dict[str, StatRow], old: dict[str, StatRow]) -> None:
@@ -199,6 +281,9 @@ class State:
         cache = old if isinstance(old, StatCache) else None
         if cache is not None and cache.seen_trees is not None:
             self._save_trees(cache.trees, cache.seen_trees)
+        if (isinstance(rows, StatCache) and cache is not None and rows.unread
+                and cache.unread and rows.blobs is cache.blobs):
+            return  # the scan found every row as stored: nothing was even read
         rewrite = cache is not None and cache.rewrite
         get = old.get
         if not rewrite and len(rows) == len(old) and all(
