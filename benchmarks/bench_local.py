@@ -193,6 +193,7 @@ class Bench:
         self.tmp, self.src, self.vs_exe, self.tools = tmp, src, vs, tools
         self.results: dict[str, dict[str, list[Run]]] = {}
         self.problems: list[str] = []
+        self.load_max = 0.0  # the 1-min load average, sampled after every command
         conf = tmp / "rclone.conf"
         conf.write_text("")
         self.rclone_env = {**os.environ, "RCLONE_CONFIG": str(conf)}
@@ -202,6 +203,7 @@ class Bench:
         return self.tmp / f"{tool}-{which}"
 
     def record(self, step: str, tool: str, r: Run) -> Run:
+        self.load_max = max(self.load_max, os.getloadavg()[0])
         self.results.setdefault(step, {}).setdefault(tool, []).append(r)
         if r.code != 0:
             self.problems.append(f"{step}/{tool}: exit {r.code}: {r.out.strip()}")
@@ -498,7 +500,8 @@ def main() -> None:
            f"- machine: nproc {sh('nproc')}, Python {sys.version.split()[0]}, "
            f"{sh('rsync --version')}, {sh('unison -version')}, {sh('rclone version')}, "
            f"vaultsync at {git}{dirty} (vaultsync/ last changed in {code_commit}); "
-           f"1-min load average {load0:.2f} at start, {load1:.2f} at end",
+           f"1-min load average {load0:.2f} at start, {load1:.2f} at end, "
+           f"{b.load_max:.2f} at most (after each command)",
            f"- command: `{argv}` (whole run {elapsed:.0f} s)",
            f"- data: {data}; rounds: {a.repeat}", "", *body, "",
            "| context | median s |", "|---|---:|", *(f"| {n} | {t:.3f} |" for n, t in ctx), "",
