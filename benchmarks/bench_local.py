@@ -23,7 +23,7 @@ vaultsync runs `sync` (two-way) throughout; Unison is two-way with its saved arc
 (`-batch -auto -times`, UNISON = a scratch folder, so ~/.unison is never touched); rsync
 (`-a --delete`) and rclone (`sync`) are one-way copies. Every second replica is compared
 byte for byte with the source after `clone` and after `second`. Reported: medians of wall
-time over K rounds, ratios, the peak RSS of each process (ru_maxrss from wait4), and
+time over K rounds, ratios, the peak RSS of each process (GNU time: ru_maxrss from wait4), and
 whether the issue-11 targets are met (reported, never asserted).
 
 --tiny N: N notes of ~100 bytes, 100 per folder; steps initial (once), no change and one
@@ -386,7 +386,8 @@ HEADER = [
     "-batch -auto -times -ui text -ignore 'Path .vaultsync'` (UNISON = a scratch folder); "
     "`rclone sync SRC DST` (RCLONE_CONFIG = an empty file); the peers exclude `.vaultsync/`. "
     "Times are medians of wall time over the rounds (n); *vs peak RSS* is the median of "
-    "vaultsync's ru_maxrss (from `wait4`; initial: the larger of init and sync). Targets "
+    "vaultsync's peak RSS (`/usr/bin/time -f %M`: the ru_maxrss `wait4` gives GNU time for "
+    "its child; initial: the larger of init and sync). Targets "
     "(issue 11, reported, not asserted): initial <= rclone; no change <= rsync and <= "
     "Unison; small change and second device <= 1.5x Unison below 100k files, <= 1.5x rsync "
     "from 100k; clone <= rsync; peak RSS < 150 MiB (the target is at 100k).",
