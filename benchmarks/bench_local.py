@@ -23,7 +23,7 @@ vaultsync runs `sync` (two-way) throughout; Unison is two-way with its saved arc
 (`-batch -auto -times`, UNISON = a scratch folder, so ~/.unison is never touched); rsync
 (`-a --delete`) and rclone (`sync`) are one-way copies. Every second replica is compared
 byte for byte with the source after `clone` and after `second`. Reported: medians of wall
-time over K rounds, ratios, the peak RSS of each process (ru_maxrss from wait4), and
+time over K rounds, ratios, the peak RSS of each process (GNU time: ru_maxrss from wait4), and
 whether the issue-11 targets are met (reported, never asserted).
 
 --tiny N: N notes of ~100 bytes, 100 per folder; steps initial (once), no change and one
@@ -193,6 +193,7 @@ class Bench:
         self.tmp, self.src, self.vs_exe, self.tools = tmp, src, vs, tools
         self.results: dict[str, dict[str, list[Run]]] = {}
         self.problems: list[str] = []
+        self.load_max = 0.0  # the 1-min load average, sampled after every command
         conf = tmp / "rclone.conf"
         conf.write_text("")
         self.rclone_env = {**os.environ, "RCLONE_CONFIG": str(conf)}
@@ -202,6 +203,7 @@ class Bench:
         return self.tmp / f"{tool}-{which}"
 
     def record(self, step: str, tool: str, r: Run) -> Run:
+        self.load_max = max(self.load_max, os.getloadavg()[0])
         self.results.setdefault(step, {}).setdefault(tool, []).append(r)
         if r.code != 0:
             self.problems.append(f"{step}/{tool}: exit {r.code}: {r.out.strip()}")
@@ -384,7 +386,8 @@ HEADER = [
     "-batch -auto -times -ui text -ignore 'Path .vaultsync'` (UNISON = a scratch folder); "
     "`rclone sync SRC DST` (RCLONE_CONFIG = an empty file); the peers exclude `.vaultsync/`. "
     "Times are medians of wall time over the rounds (n); *vs peak RSS* is the median of "
-    "vaultsync's ru_maxrss (from `wait4`; initial: the larger of init and sync). Targets "
+    "vaultsync's peak RSS (`/usr/bin/time -f %M`: the ru_maxrss `wait4` gives GNU time for "
+    "its child; initial: the larger of init and sync). Targets "
     "(issue 11, reported, not asserted): initial <= rclone; no change <= rsync and <= "
     "Unison; small change and second device <= 1.5x Unison below 100k files, <= 1.5x rsync "
     "from 100k; clone <= rsync; peak RSS < 150 MiB (the target is at 100k).",
@@ -498,7 +501,8 @@ def main() -> None:
            f"- machine: nproc {sh('nproc')}, Python {sys.version.split()[0]}, "
            f"{sh('rsync --version')}, {sh('unison -version')}, {sh('rclone version')}, "
            f"vaultsync at {git}{dirty} (vaultsync/ last changed in {code_commit}); "
-           f"1-min load average {load0:.2f} at start, {load1:.2f} at end",
+           f"1-min load average {load0:.2f} at start, {load1:.2f} at end, "
+           f"{b.load_max:.2f} at most (after each command)",
            f"- command: `{argv}` (whole run {elapsed:.0f} s)",
            f"- data: {data}; rounds: {a.repeat}", "", *body, "",
            "| context | median s |", "|---|---:|", *(f"| {n} | {t:.3f} |" for n, t in ctx), "",
