@@ -92,6 +92,7 @@ def test_a_sync_with_nothing_to_do_loads_no_chunker_network_client_or_rich(
     # rules are compiled by vaultsync itself (pathspec is only the tests' oracle)
     assert {"vaultsync.engine.scan", "vaultsync.engine.ignore", "blake3", "sqlite3"} <= modules
     assert not hits(modules, {"pathspec"})
+    assert not hits(modules, {"pydantic"}), "typer < 0.29 (pyproject): no pydantic"
     assert not hits(modules, CHUNKER), "no file changed: none is read, none is cut"
     assert not hits(modules, NETWORK), "a directory remote needs no network client"
     assert not hits(modules, TERMINAL), "stderr is not a terminal: no progress bars"
