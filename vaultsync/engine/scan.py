@@ -192,6 +192,7 @@ class _Record:
         if items.__class__ is not _Stored:
             return items
         assert self.cache is not None
+        self.cache.read()  # a run that reads this reads the whole cache: share its rows
         named = [(row[0][len(prefix):], (row[0], row))
                  for row in self.cache.folder(prefix[:-1]).values()]
         named += [(item[1].name, item) for item in items]
