@@ -77,6 +77,11 @@ def test_a_no_change_scan_reuses_rows_and_trees_and_writes_nothing(
     state.save_stat_rows(rows, cache)
     assert state.db.total_changes == before  # nothing written
     assert rows == cache and rows == first.rows and not cache.unread
+    assert all(rows[k] is cache[k] for k in cache)  # one copy of each row in memory
+    again = scan(vault, cache := state.stat_rows())
+    flat = again.flat  # built: its rows are those the cache holds once read
+    assert all(again.rows[k] is cache[k] for k in cache)
+    assert all(flat[k].chunks is cache[k].chunks for k in cache)
 
     write(vault / "f2" / "n1.md", "edited", OLD + 99)
     edited = scan(vault, state.stat_rows())

@@ -88,10 +88,13 @@ class StatCache(dict[str, StatRow]):
     As `State.stat_rows` returns it, the rows are still folder blobs (`folder()` reads
     one folder's); used as a dict, it reads them all first (see _Unread)."""
 
+    source: StatCache | None = None  # unread: another cache of the same rows to share
+
     def __init__(self, state: State | None = None) -> None:
         super().__init__()
         self.state = state
         self.blobs: dict[str, bytes] = {}  # folder -> its rows as stored (never changed)
+        self.by_folder: dict[str, list[StatRow]] = {}  # the same, once read
         self.counts: dict[str, int] = {}  # folder -> rows stored for it
         # the rows stored may differ from these (some came from a state.db from before,
         # or a save since): the next save writes every folder
@@ -111,8 +114,13 @@ class StatCache(dict[str, StatRow]):
         """Decode every folder blob into this dict (done already)."""
 
     def folder(self, folder: str) -> dict[str, StatRow]:
-        """The rows of one folder ('' for the root, else its key), by name."""
-        return _decode(folder, self.blobs.get(folder))
+        """The rows of one folder ('' for the root, else its key), by name: once the
+        cache is read, the very rows it holds."""
+        rows = self.by_folder.get(folder)
+        if rows is None:
+            return _decode(folder, self.blobs.get(folder))
+        start = len(folder) + 1 if folder else 0
+        return {row[0][start:]: row for row in rows}
 
     def same_rows(self) -> StatCache:
         """Another cache holding these same rows (still unread, if these are)."""
@@ -125,7 +133,7 @@ class StatCache(dict[str, StatRow]):
             out.update(cache)
             return out
         out = _Unread(cache.state)
-        out.blobs = cache.blobs
+        out.blobs, out.source = cache.blobs, cache
         return out
 
 
@@ -141,12 +149,19 @@ class _Unread(StatCache):
     def read(self) -> None:
         if self.__class__ is not _Unread:
             return  # read already (by a method bound before that)
+        source = self.source
         self.__class__ = StatCache  # type: ignore[assignment]
+        if source is not None:
+            source.read()
+            dict.update(self, source)
+            self.by_folder, self.counts = source.by_folder, dict(source.counts)
+            return
         with paused_gc():
             for folder, blob in self.blobs.items():
-                rows = _decode(folder, blob)
+                rows = list(_decode(folder, blob).values())
                 self.counts[folder] = len(rows)
-                dict.update(self, {row[0]: row for row in rows.values()})
+                self.by_folder[folder] = rows
+                dict.update(self, {row[0]: row for row in rows})
 
 
 def _reading(name: str) -> Callable[..., object]:
