@@ -16,7 +16,7 @@ from vaultsync.engine.remote import open_repository
 from vaultsync.engine.report import Report
 from vaultsync.engine.session import Session, rejoining
 from vaultsync.errors import UsageError
-from vaultsync.model import Entry, Flat, ObjectId, Snapshot, flatten, nfc
+from vaultsync.model import Entry, Flat, ObjectId, Snapshot, flatten, lookup, nfc
 from vaultsync.reconcile.conflicts import TAKEN, copy_path
 from vaultsync.repository.repo import MemoryCache, Repository
 from vaultsync.repository.verify import VerifyReport, verify
@@ -132,7 +132,7 @@ def log(root: str, path: str | None) -> tuple[list[LogLine], str | None]:
         last: Entry | None = None
         folder = False
         for sid, snap in reversed(snaps):  # oldest first, to spot each new version
-            entry = flatten(snap.tree, s.repo.get_tree).get(key) if key else None
+            entry = lookup(snap.tree, key, s.repo.get_tree) if key else None
             folder = folder or (entry is not None and entry.is_dir)
             if entry is not None and not entry.is_dir and not entry.same_version(last):
                 lines.append(LogLine(sid, snap, entry))

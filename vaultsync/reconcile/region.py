@@ -20,12 +20,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 from vaultsync.model import Entry, Flat, ObjectId, nfc
+from vaultsync.reconcile.placement import parent_of
 
 Children = Callable[[str], Iterable[str]]  # the keys of a folder's entries (local tree)
-
-
-def parent_of(key: str) -> str:
-    return key.rpartition("/")[0]
 
 
 @dataclass

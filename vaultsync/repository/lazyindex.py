@@ -14,13 +14,20 @@ from vaultsync.repository.packs import BlobRef
 WHOLE_AFTER = 20_000
 
 
+def better(best: BlobRef | None, ref: BlobRef,
+           condemned: frozenset[ObjectId] | set[ObjectId]) -> bool:
+    """Whether `ref` is a better copy of its blob than `best`: the first, or one outside
+    the packs a pending prune names where `best` is inside them (the copy to read and
+    to build on)."""
+    return best is None or (best.pack in condemned and ref.pack not in condemned)
+
+
 def choose(refs: Iterable[BlobRef], condemned: frozenset[ObjectId] | set[ObjectId],
            ) -> BlobRef | None:
-    """Of a blob's copies, one outside the packs a pending prune names if any (the one
-    to read and to build on), else the first."""
+    """Of a blob's copies, the one to use (`better`)."""
     best = None
     for ref in refs:
-        if best is None or (best.pack in condemned and ref.pack not in condemned):
+        if better(best, ref, condemned):
             best = ref
     return best
 
@@ -43,8 +50,7 @@ class LazyIndex:
                 condemned = self._condemned()
                 out: dict[ObjectId, BlobRef] = {}
                 for r in self._all_refs():
-                    old = out.get(r.id)
-                    if old is None or (old.pack in condemned and r.pack not in condemned):
+                    if better(out.get(r.id), r, condemned):
                         out[r.id] = r
                 self._all = out
             return self._all
