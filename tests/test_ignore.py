@@ -1,13 +1,15 @@
 """Ignore rules: defaults for vaults, .vaultsyncignore, and that changing the rules never
 deletes anything on another device."""
 
+from collections.abc import Iterator
 from pathlib import Path
 
 from tests.conftest import run_cli, tree_state, write
 from vaultsync.engine import oneway
+from vaultsync.engine.commit import build_trees
 from vaultsync.engine.ignore import IgnoreRules
 from vaultsync.engine.sync import sync
-from vaultsync.model import flatten
+from vaultsync.model import Change, Tree, decode_tree, diff_trees, flatten
 from vaultsync.repository.repo import Repository
 from vaultsync.store.local import LocalStore
 
@@ -125,9 +127,18 @@ def test_the_incremental_ignored_cache_equals_a_full_recount(tmp_path: Path) -> 
             scan = s.scan()  # the scan's own call finds it from the cache, incrementally
             if recount:
                 s.vault.state.set_meta(localview.IGNORED_CACHE, None)
+            # the scan's tree now holds the injected entries too: diff with the disk's
+            disk_root, disk_trees = build_trees(localview.disk_view(scan), s.repo.hasher)
+
+            def versus_disk(sid: str | None) -> Iterator[Change]:
+                def get(tid: str) -> Tree:
+                    raw = disk_trees.get(tid)
+                    return decode_tree(raw) if raw is not None else s.repo.get_tree(tid)
+                return diff_trees(s.root_of(sid), disk_root, get)
+
             return localview._ignored_in_base(scan, s.vault.state, s.rules,
                                               s.base, s.flat_of,  # type: ignore[arg-type]
-                                              s.changes_between)
+                                              s.changes_between, versus_disk)
 
     incremental = ignored_now(recount=False)
     full = ignored_now(recount=True)

@@ -249,3 +249,36 @@ def test_a_cache_still_in_blobs_reads_itself_for_any_dict_use(tmp_path: Path) ->
         assert use(cache) == want
         assert not cache.unread
     assert state.stat_rows().folder("x") == {"b": rows["x/b"], "c": rows["x/c"]}
+
+
+@pytest.mark.parametrize("after", ["init", "clone"])
+def test_the_first_no_change_sync_builds_no_flat(tmp_path: Path, after: str,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first sync after init's first sync (or after a clone) has no cache of the
+    base's ignored entries yet; it must find them from the Merkle diff of base and disk,
+    not by flattening the whole vault (that cost 0.5 s and 90 MiB at 100k files)."""
+    from vaultsync.engine import oneway, scanned
+    from vaultsync.engine.sync import sync
+
+    a = tmp_path / "a"
+    for i in range(30):
+        write(a / f"d{i % 3}" / f"n{i}.md", f"note {i}", OLD + i)
+    write(a / "logs" / "x.log", "ignored", OLD)
+    write(a / ".vaultsync" / "ignore", "logs/\n", OLD)
+    oneway.init(str(a), str(tmp_path / "remote"), "a")
+    sync(str(a))
+    vault = a
+    if after == "clone":
+        vault = tmp_path / "b"
+        oneway.clone(str(tmp_path / "remote"), str(vault), "b")
+    built: list[str] = []
+    real = scanned.Record.flat
+    monkeypatch.setattr(scanned.Record, "flat",
+                        lambda self: built.append("flat") or real(self))  # type: ignore[func-returns-value]
+    report = sync(str(vault))
+    assert built == [], "a no-change sync flattened the scan"
+    assert not report.uploaded and not report.downloaded
+    monkeypatch.undo()
+    write(vault / "d1" / "n1.md", "edited", OLD + 99)  # the cache now serves, and is right
+    sync(str(vault))
+    assert (tmp_path / "a" / "logs" / "x.log").read_text() == "ignored"

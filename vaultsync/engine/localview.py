@@ -68,8 +68,11 @@ def below(key: str, roots: AbstractSet[str]) -> bool:
 
 def complete(scan: ScanResult, state: State, rules: IgnoreRules, base: ObjectId | None,
              flat_of: Callable[[ObjectId | None], Flat], hasher: Hasher,
-             changes_since: Callable[[ObjectId, ObjectId], Iterable[Change]]) -> None:
-    """Add the entries that count as present though not on disk (see the module doc)."""
+             changes_since: Callable[[ObjectId, ObjectId], Iterable[Change]],
+             versus_disk: Callable[[ObjectId], Iterable[Change]]) -> None:
+    """Add the entries that count as present though not on disk (see the module doc).
+    `changes_since(a, b)`: what differs between two snapshots; `versus_disk(sid)`: what
+    differs between a snapshot and the scan's tree (equal subtrees skipped, both)."""
     extra: Flat = {}
     unignored: set[str] = set()
     scan.frozen = unread_paths(scan.skipped)
@@ -83,7 +86,8 @@ def complete(scan: ScanResult, state: State, rules: IgnoreRules, base: ObjectId 
             extra[key] = scan.phantoms[key] = phantom
             scan.skipped.append((key, "this filesystem cannot hold this name"))
     if base is not None:
-        extra.update(_ignored_in_base(scan, state, rules, base, flat_of, changes_since))
+        extra.update(_ignored_in_base(scan, state, rules, base, flat_of, changes_since,
+                                      versus_disk))
         old = state.get_meta(RULES)
         if old is not None and json.loads(old) != rules.lines:
             was = IgnoreRules(json.loads(old))
@@ -125,10 +129,14 @@ def orphans(scan: ScanResult) -> set[str]:
 
 def _ignored_in_base(scan: ScanResult, state: State, rules: IgnoreRules, base: ObjectId,
                      flat_of: Callable[[ObjectId | None], Flat],
-                     changes_since: Callable[[ObjectId, ObjectId], Iterable[Change]]) -> Flat:
+                     changes_since: Callable[[ObjectId, ObjectId], Iterable[Change]],
+                     versus_disk: Callable[[ObjectId], Iterable[Change]]) -> Flat:
     """Base entries the rules exclude, with their folders. Cached per (base, rules);
     after a new base with the same rules only the paths that changed are checked
-    (the Merkle diff skips the rest), so a sync never matches every path again."""
+    (the Merkle diff skips the rest), so a sync never matches every path again.
+    Without a cache, only base entries the disk lacks (or holds as the other kind) are
+    matched: what the scan found and kept is not ignored, so where base and disk trees
+    are equal there is nothing to match (the first sync after init or clone)."""
     raw = state.get_meta(IGNORED_CACHE)
     doc = json.loads(raw) if raw else {}
     if doc.get("base") == base and doc.get("rules") == rules.digest:
@@ -147,9 +155,14 @@ def _ignored_in_base(scan: ScanResult, state: State, rules: IgnoreRules, base: O
             if not any(k.startswith(key + "/") for k in kept) and not rules.ignored(key, True):
                 kept.pop(key)
     else:
-        ignored = matcher(rules, scan)
-        for key, entry in flat_of(base).items():
-            if ignored(key, entry.is_dir):
+        for key, entry, seen in versus_disk(base):
+            if entry is not None and (seen is None or seen.is_dir != entry.is_dir) \
+                    and rules.ignored(key, entry.is_dir):
+                _keep(kept, key, entry)
+        copies = {r.copy for r in scan.respell if r.copy}  # found, but never matched
+        for key in sorted(copies - kept.keys()):
+            entry = flat_of(base).get(key)
+            if entry is not None and rules.ignored(key, entry.is_dir):
                 _keep(kept, key, entry)
     state.set_meta(IGNORED_CACHE, json.dumps({
         "base": base, "rules": rules.digest,

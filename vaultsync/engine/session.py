@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -227,7 +227,8 @@ class Session:
         if self.keeps_state:  # a dry run removes nothing, not even a killed run's temps
             remove_stale_temps(result.stale_temps, self.vault.staging)
         localview.complete(result, self.vault.state, self.rules, self.base, self.flat_of,
-                           self.repo.hasher, self.changes_between)
+                           self.repo.hasher, self.changes_between,
+                           lambda sid: self.versus_disk(result, sid))
         # injected entries below what is a file here count for the merge, but no tree
         # can hold them: flat_of derives from the flat that the tree does hold
         self.orphans = localview.orphans(result)
@@ -273,8 +274,12 @@ class Session:
         """What differs between two snapshots (equal subtrees skipped)."""
         return diff_trees(self.root_of(old), self.root_of(new), self.tree_loader())
 
+    def versus_disk(self, scan: ScanResult, sid: ObjectId | None) -> Iterator[Change]:
+        """What differs between a snapshot and the scan's tree (equal subtrees skipped)."""
+        return diff_trees(self.root_of(sid), scan.root, self.tree_loader(scan))
+
     def local_changes(self, scan: ScanResult, base: ObjectId | None) -> Changes:
-        return Changes.of(diff_trees(self.root_of(base), scan.root, self.tree_loader(scan)))
+        return Changes.of(self.versus_disk(scan, base))
 
     def relocate(self, scan: ScanResult) -> Relocate:
         """Find chunks again by re-reading the local files whose entries name them."""
