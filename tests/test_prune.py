@@ -192,7 +192,7 @@ def test_a_record_that_appears_during_a_sync_is_honoured_at_its_commit(tmp_path:
     chunks = tuple(b for b in reused if syncing.index[b].type == 0)
     assert chunks
     entry = Entry(name="x.md", chunks=chunks)
-    again = _away_from_prune(syncing, writer, [entry], {}, {}, lambda cids: {})
+    again = _away_from_prune(syncing, writer, lambda: [entry], {}, {}, lambda cids: {})
     writer.commit_index()
     assert again == len(chunks)  # copied out of the named packs
     assert all(syncing.index[bid].pack not in condemned for bid in chunks)
@@ -377,7 +377,8 @@ def test_a_blob_a_prune_deleted_while_a_sync_ran_is_stored_again_at_its_commit(
     gone = [c for c in located if not syncing.store.stat(
         f"packs/{syncing.index[c].pack[:2]}/{syncing.index[c].pack}")]
     assert gone  # the stale view names packs that are gone now
-    again = _away_from_prune(syncing, writer, [entry], {}, located, lambda cids: {})
+    again = _away_from_prune(syncing, writer, lambda: [entry], {}, located,
+                             lambda cids: {})
     writer.commit_index()
     assert again == len(gone)
     for cid in located:

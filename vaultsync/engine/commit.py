@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Callable
 
 from vaultsync.chunking import Hasher
 from vaultsync.engine.scan import ChunkLocation
@@ -15,26 +16,31 @@ from vaultsync.repository.repo import Repository, RepoWriter
 
 
 def commit(repo: Repository, *, root: ObjectId, trees: dict[ObjectId, bytes],
-           files: list[Entry], locations: dict[ObjectId, ChunkLocation], relocate: Relocate,
-           parents: tuple[ObjectId, ...], device: str,
+           files: Callable[[], list[Entry]], locations: dict[ObjectId, ChunkLocation],
+           relocate: Relocate, parents: tuple[ObjectId, ...], device: str,
            device_name: str, changed: list[Entry] | None = None,
-           carried: dict[ObjectId, bytes] | None = None) -> tuple[ObjectId, int, int]:
+           carried: dict[ObjectId, bytes] | None = None,
+           totals: tuple[int, int] | None = None) -> tuple[ObjectId, int, int]:
     """Upload what the tree `root` needs and publish it; returns (snapshot id, new
     chunks, packs written). `changed`: the files that can be new to the repository
     (the rest are in snapshots it holds), checked alone unless a prune is pending;
     `carried`: trees `root` may name that snapshots it holds have (stored again only
-    if a prune is pending)."""
+    if a prune is pending). `files()`: every file of the tree, asked for only when all
+    must be checked; `totals`: their count and size, if known without them."""
     writer = repo.writer()
     if changed is None or repo.prune_state.condemned_packs:
-        changed = files
+        changed = files()
         trees = {**(carried or {}), **trees}
     new_chunks = upload(repo, writer, changed, locations, trees, relocate)  # 1. packs
     new_chunks += _away_from_prune(repo, writer, files, trees, locations, relocate)
     writer.commit_index()  # 2. the last pack, then one index segment naming them all
     now = min(max(time.time_ns(), 0), MTIME_MAX)  # a clock before 1970 is not an error
     parents = repo.buildable(parents)
+    if totals is None:
+        every = files()
+        totals = len(every), sum(e.size for e in every)
     snap = Snapshot(tree=root, parents=parents, device=device, device_name=device_name,
-                    time_ns=now, files=len(files), size=sum(e.size for e in files))
+                    time_ns=now, files=totals[0], size=totals[1])
     sid = repo.put_snapshot(snap)  # 3. the snapshot
     # a prune that published a record after the check above may have deleted what the
     # snapshot names before it was written (a run stalled longer than the grace, a
@@ -46,7 +52,7 @@ def commit(repo: Repository, *, root: ObjectId, trees: dict[ObjectId, bytes],
     return sid, new_chunks, writer.packs_written
 
 
-def _away_from_prune(repo: Repository, writer: RepoWriter, files: list[Entry],
+def _away_from_prune(repo: Repository, writer: RepoWriter, files: Callable[[], list[Entry]],
                      trees: dict[ObjectId, bytes], locations: dict[ObjectId, ChunkLocation],
                      relocate: Relocate) -> int:
     """A prune ran while this run was uploading (the marker has a new stamp): the
@@ -57,7 +63,7 @@ def _away_from_prune(repo: Repository, writer: RepoWriter, files: list[Entry],
     if not repo.refresh_prune():
         return 0
     writer.forget_written()
-    return upload(repo, writer, files, locations, trees, relocate)
+    return upload(repo, writer, files(), locations, trees, relocate)
 
 
 def build_trees(flat: Flat, hasher: Hasher, ids: dict[str, ObjectId] | None = None,

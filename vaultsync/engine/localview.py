@@ -19,7 +19,7 @@ changes the vault compares the target with `disk_view(scan)`, what really is the
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import replace
 
@@ -35,6 +35,7 @@ PHANTOMS = "unwritable"
 IGNORED_CACHE = "ignored_base"
 RULES = "ignore_rules"
 BELIEFS = "unapplied"
+Lookup = Mapping[str, Entry]  # a flat, or the scan's entries looked up (`scanned.Local`)
 
 
 def _load(state: State, key: str) -> dict[str, Entry | None]:
@@ -178,14 +179,16 @@ def _keep(kept: Flat, key: str, entry: Entry) -> None:
         kept.setdefault("/".join(parts[:i]), Entry(name=parts[i - 1], kind=DIR))
 
 
-def matcher(rules: IgnoreRules, scan: ScanResult) -> Callable[[str, bool], bool]:
+def matcher(rules: IgnoreRules, scan: ScanResult, found: Lookup | None = None,
+            ) -> Callable[[str, bool], bool]:
     """`rules.ignored`, without matching again what the scan already matched: a path
     it found on disk (same kind, under its own name, not a collision copy) and kept is
-    not ignored."""
+    not ignored. `found`: the scan's entries (default `scan.flat`)."""
     copies = {r.copy for r in scan.respell if r.copy}
+    flat = found if found is not None else scan.flat
 
     def ignored(key: str, is_dir: bool) -> bool:
-        seen = scan.flat.get(key)
+        seen = flat.get(key)
         if (seen is not None and seen.is_dir == is_dir and key not in scan.injected
                 and key not in copies):
             return False
@@ -199,13 +202,14 @@ def disk_view(scan: ScanResult) -> Flat:
     return {k: e for k, e in scan.flat.items() if k not in scan.injected}
 
 
-def local_target(target: Flat, rules: IgnoreRules, scan: ScanResult) -> Flat:
+def local_target(target: Flat, rules: IgnoreRules, scan: ScanResult,
+                 found: Lookup | None = None) -> Flat:
     """What the vault itself should hold: `target` minus ignored paths (the remote's
     versions of those are not written here) and minus what this run cannot touch (paths
     it could not read: those keep what the disk holds). A file whose version `target`
     has only below such a path (another device moved it there) stays where it is, so
     the disk never gives up a version it cannot write in its new place."""
-    ignored = matcher(rules, scan)
+    ignored = matcher(rules, scan, found)
     out = {k: e for k, e in target.items()
            if not ignored(k, e.is_dir) and not below(k, scan.frozen)}
     if scan.frozen:
@@ -251,25 +255,27 @@ def pending(scan: ScanResult, rules: IgnoreRules) -> bool:
     return bool(read_beliefs(scan, rules))
 
 
-def new_beliefs(scan: ScanResult, target: Flat, rules: IgnoreRules) -> dict[str, Entry | None]:
+def new_beliefs(scan: ScanResult, target: Flat, rules: IgnoreRules,
+                found: Lookup | None = None) -> dict[str, Entry | None]:
     """What the disk holds where this run neither read nor wrote (frozen paths, ignored
     ones, files held back) and `target` moved on: the old belief, else the version the
     scan has for it. Once such a path is read again, an old version there is not taken
     for an edit."""
     out: dict[str, Entry | None] = {}
-    ignored = matcher(rules, scan)
+    flat = found if found is not None else scan.flat
+    ignored = matcher(rules, scan, flat)
     # a path on disk the scan kept (not injected, not a collision copy, not frozen nor
     # held back) was read and is not ignored: only the others can need a belief
-    maybe = (target.keys() - scan.flat.keys()) | scan.injected | scan.held_back
+    maybe = {k for k in target if k not in flat} | scan.injected | scan.held_back
     maybe |= {r.copy for r in scan.respell if r.copy}
     if scan.frozen:
         maybe |= {k for k in scan.flat if below(k, scan.frozen)}
     for key in maybe:
-        entry = target.get(key) or scan.flat[key]
+        entry = target.get(key) or flat[key]
         if (not below(key, scan.frozen) and key not in scan.held_back
                 and not ignored(key, entry.is_dir)):
             continue
-        held = scan.beliefs[key] if key in scan.beliefs else scan.flat.get(key)
+        held = scan.beliefs[key] if key in scan.beliefs else flat.get(key)
         want = target.get(key)
         if held is None and want is None:
             continue
@@ -280,14 +286,14 @@ def new_beliefs(scan: ScanResult, target: Flat, rules: IgnoreRules) -> dict[str,
 
 
 def remember(state: State, scan: ScanResult, written: set[str], target: Flat,
-             report: Report, rules: IgnoreRules) -> None:
+             report: Report, rules: IgnoreRules, found: Lookup | None = None) -> None:
     """After a run that applied `target`: names this disk still cannot hold, and the
     rules in force (to spot paths that stop being ignored). Call inside a transaction."""
     phantoms: dict[str, Entry] = {
         k: e for k, e in scan.phantoms.items() if k in target and k not in written}
     phantoms.update(report.unwritable)
     state.set_meta(PHANTOMS, _dump(dict(phantoms)))
-    remember_beliefs(state, scan, target, rules)
+    state.set_meta(BELIEFS, _dump(new_beliefs(scan, target, rules, found)))
     state.set_meta(RULES, json.dumps(rules.lines))
 
 

@@ -24,6 +24,7 @@ from vaultsync.engine.sync import (
     DRY_RUN_NOTICE,
     Bases,
     check_safety,
+    files_in,
     local_base,
     local_deletes,
     remote_flat,
@@ -143,7 +144,8 @@ def push(root: str, *, max_delete: float | None = None, force: bool = False) -> 
         if not unseen and not changes.all() and base is not None:
             return _up_to_date(s, scan, base)
         base_flat = s.flat_of(base)
-        check_safety(scan, base_flat, local_deletes(base_flat, scan.flat),
+        check_safety(files_in(base_flat), not disk_view(scan),
+                     local_deletes(base_flat, scan.flat),
                      s.max_delete(max_delete), force)
         local_sid = base
         if changes.all() or base is None:
@@ -170,7 +172,7 @@ def push(root: str, *, max_delete: float | None = None, force: bool = False) -> 
         s.report.uploaded, s.report.deleted_remotely, s.report.moved = sent(
             base_flat, scan.flat, committed, changes,
             detect_moves(base_flat, scan.flat).as_moves(LOCAL))
-        s.save_rows(scan.rows)
+        s.save_rows(scan)
         with s.vault.state.transaction():
             s.vault.state.set_meta("base", local_sid)
             localview.remember_beliefs(s.vault.state, scan, scan.flat, s.rules)
@@ -217,7 +219,7 @@ def pull(root: str) -> Report:
 
 
 def _up_to_date(s: Session, scan: ScanResult, base: ObjectId | None) -> Report:
-    s.save_rows(scan.rows)
+    s.save_rows(scan)
     s.report.up_to_date = True
     s.report.snapshot = base
     return s.report.finish()

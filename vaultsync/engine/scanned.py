@@ -9,6 +9,7 @@ no-change sync reads only the rows, and those are the stored ones, never even de
 from __future__ import annotations
 
 import operator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from vaultsync.chunking import Hasher
@@ -141,13 +142,16 @@ class Record:
         """A tree's encoding from the object cache."""
         return self.cache.get_object(tree_id) if self.cache is not None else None
 
-    def items(self, prefix: str) -> list[tuple]:
-        """A folder's items, those of a Stored folder with its files read back."""
+    def items(self, prefix: str, share: bool = True) -> list[tuple]:
+        """A folder's items, those of a Stored folder with its files read back (`share`:
+        the whole cache is read first, so the rows are its very objects: a run that
+        reads every folder this way reads them all anyway)."""
         items = self.folders[prefix]
         if items.__class__ is not Stored:
             return items
         assert self.cache is not None
-        self.cache.read()  # a run that reads this reads the whole cache: share its rows
+        if share:
+            self.cache.read()
         named = [(row[0][len(prefix):], (row[0], row))
                  for row in self.cache.folder(prefix[:-1]).values()]
         named += [(item[1].name, item) for item in items]
@@ -223,3 +227,98 @@ def item_entry(item: tuple, start: int) -> Entry:
     key, row = item[0], second
     return Entry(item[2] if len(item) == 3 else key[start:], FILE, row[5], row[1], row[2],
                  row[6], row[7])
+
+
+class Local(Mapping[str, Entry]):
+    """The scan's files and folders looked up one folder at a time, never the whole
+    `flat` (a small change reads the folders it touches): `get`, `in` and `[]` as on
+    `flat`, `disk_key` as on `disk`, the same entry objects on every call. Built from the
+    record, or from `flat` and `disk` once those exist."""
+
+    def __init__(self, scan: ScanResult) -> None:
+        self._record: Record | None = scan.__dict__.get("_record")
+        if self._record is None or "flat" in scan.__dict__:
+            self._record = None
+            self._flat, self._disk = scan.flat, scan.disk
+        self._folders: dict[str, dict[str, tuple]] = {}
+
+    def _info(self, key: str) -> tuple | None:
+        if self._record is None:
+            entry = self._flat.get(key)
+            return None if entry is None else (entry, self._disk.get(key))
+        folder, _, _ = key.rpartition("/")
+        prefix = folder + "/" if folder else ""
+        known = self._folders.get(prefix)
+        if known is None:
+            known = self._folders[prefix] = {}
+            if prefix in self._record.folders:
+                start = len(prefix)
+                for item in self._record.items(prefix, share=False):
+                    second = item[1]
+                    if second.__class__ is StatRow:
+                        known[item[0]] = (item_entry(item, start),
+                                          (second[1], second[2], second[3]))
+                    elif len(item) == 4:
+                        known[item[0]] = (second, item[3])
+                    else:
+                        known[item[0]] = (second, None)
+        return known.get(key)
+
+    def get(self, key: str, default: Entry | None = None) -> Entry | None:  # type: ignore[override]
+        info = self._info(key)
+        return default if info is None else info[0]  # type: ignore[no-any-return]
+
+    def __getitem__(self, key: str) -> Entry:
+        info = self._info(key)
+        if info is None:
+            raise KeyError(key)
+        return info[0]  # type: ignore[no-any-return]
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self._info(key) is not None
+
+    def __iter__(self) -> Iterator[str]:
+        raise TypeError("Local is looked up key by key, never walked whole")
+
+    def __len__(self) -> int:
+        raise TypeError("Local is looked up key by key, never counted whole")
+
+    def disk_key(self, key: str) -> tuple[int, int, int] | None:
+        info = self._info(key)
+        return None if info is None else info[1]  # type: ignore[no-any-return]
+
+    def rows_by_folder(self, updates: dict[str, StatRow | None], stored: StatCache,
+                       ) -> tuple[dict[str, dict[str, StatRow]], list[str]] | None:
+        """The stat cache after this run, for the folders it changes only: (folder ->
+        its rows by key, folders to drop). None: no record (use the whole rows)."""
+        record = self._record
+        if record is None:
+            return None
+        groups: dict[str, dict[str, StatRow]] = {}
+        for prefix, items in record.folders.items():
+            if items.__class__ is Stored:
+                continue  # every row as stored
+            rows: dict[str, StatRow] = {}
+            for item in items:
+                second = item[1]
+                if second.__class__ is StatRow:
+                    rows[item[0]] = second
+                elif len(item) == 4:
+                    rows[item[0]] = item[2]
+            groups[prefix[:-1]] = rows
+        for key, row in updates.items():
+            folder = key.rpartition("/")[0]
+            group = groups.get(folder)
+            if group is None:
+                scanned = (folder + "/" if folder else "") in record.folders
+                group = groups[folder] = (
+                    {r[0]: r for r in stored.folder(folder).values()} if scanned else {})
+            if row is None:
+                group.pop(key, None)
+            else:
+                group[key] = row
+        on_disk = {prefix[:-1] for prefix in record.folders}
+        known = stored.blobs.keys() if stored.unread else stored.counts.keys()
+        gone = [f for f in known if f not in on_disk and not groups.get(f)]
+        gone += [f for f, rows in groups.items() if not rows and f in known]
+        return {f: rows for f, rows in groups.items() if rows}, gone

@@ -16,12 +16,14 @@ from vaultsync.engine.ignore import IgnoreRules
 from vaultsync.engine.remote import open_repository
 from vaultsync.engine.report import Report
 from vaultsync.engine.scan import ChunkLocation, Scanner, ScanResult
-from vaultsync.engine.state import REPO_ID, StatRow, is_damage
+from vaultsync.engine.scanned import Local
+from vaultsync.engine.state import REPO_ID, StatCache, StatRow, is_damage
 from vaultsync.engine.transfer import Relocate
 from vaultsync.engine.vault import Vault
 from vaultsync.errors import LocalFailure, NoRemote, StateDamaged, VaultsyncError
 from vaultsync.model import (
     Change,
+    Entry,
     Flat,
     ObjectId,
     Tree,
@@ -81,6 +83,8 @@ class Session:
         # what its tree cannot hold, when that is not all of it)
         self._reference: ScanResult | None = None
         self._held: Flat | None = None
+        # the scan, folder by folder, while it is the disk alone (see `lean`)
+        self.local: Local | None = None
         self.orphans: set[str] = set()  # in the scan's flat but not in its tree
         self._heads: dict[str, ObjectId] | None = None
         self.rules = IgnoreRules([])
@@ -219,6 +223,7 @@ class Session:
                           ignored=self.rules.ignored)
         result = scanner.scan()
         self._reference = result
+        self.local = Local(result)  # before `complete`, which may build the flat
         for path, reason in result.skipped:
             if path == ".":  # the vault folder itself: nothing to compare, nothing to do
                 raise LocalFailure(f"local vault folder {self.vault.root} cannot be read "
@@ -232,27 +237,45 @@ class Session:
         # injected entries below what is a file here count for the merge, but no tree
         # can hold them: flat_of derives from the flat that the tree does hold
         self.orphans = localview.orphans(result)
+        if result.injected or result.frozen or result.respell or result.restore \
+                or result.beliefs or result.held_back:
+            self.local = None  # not the disk alone: the whole flats
         if self.orphans:
             self._held = {k: e for k, e in result.flat.items() if k not in self.orphans}
         self.report.skipped.extend(result.skipped)
         return result
 
-    def save_rows(self, rows: dict[str, StatRow]) -> None:
-        self.vault.state.save_stat_rows(rows, self.cached_rows)
+    def save_rows(self, scan: ScanResult,
+                  updates: dict[str, StatRow | None] | None = None) -> None:
+        """The stat cache after this run: the scan's rows with `updates` (None: gone).
+        Where the scan is the disk alone, only the folders this run changed are looked
+        at (`Local.rows_by_folder`); a no-change run reads none."""
+        cache = self.cached_rows
+        some = (self.local.rows_by_folder(updates or {}, cache)
+                if self.local is not None and isinstance(cache, StatCache)
+                and not cache.rewrite and (updates or "rows" not in scan.__dict__) else None)
+        if some is not None:
+            assert isinstance(cache, StatCache)
+            self.vault.state.save_some_rows(some[0], some[1], cache)
+            return
+        rows = scan.rows
+        if updates:
+            rows = dict(rows)
+            for key, row in updates.items():
+                if row is None:
+                    rows.pop(key, None)
+                else:
+                    rows[key] = row
+        self.vault.state.save_stat_rows(rows, cache)
 
     def finish_apply(self, scan: ScanResult, updates: dict[str, StatRow | None],
                      new_base: ObjectId | None, target: Flat) -> None:
-        """Step 7: the stat cache, the names this disk refused, and the new base."""
-        rows = dict(scan.rows)
-        for key, row in updates.items():
-            if row is None:
-                rows.pop(key, None)
-            else:
-                rows[key] = row
-        self.save_rows(rows)
+        """Step 7: the stat cache, the names this disk refused, and the new base.
+        `target`: the tree applied (a lean run: its part where the disk changed)."""
+        self.save_rows(scan, updates)
         with self.vault.state.transaction():
             localview.remember(self.vault.state, scan, set(updates), target, self.report,
-                               self.rules)
+                               self.rules, self.local)
             self.vault.state.set_meta("base", new_base)
         empty_trash(self.vault.trash, self.vault.config.options["trash_days"])
 
@@ -302,17 +325,22 @@ class Session:
         return find
 
     def commit(self, root: ObjectId, trees: dict[ObjectId, bytes], scan: ScanResult,
-               parents: tuple[ObjectId, ...], flat: Flat | None = None,
-               changed: Flat | None = None) -> tuple[ObjectId, int, int]:
-        """Commit the tree `root` (whose flat is `flat`, else the scan's); `changed`:
-        the part of it that can hold files new to the repository (default: all; then
-        `trees` must be all the trees `root` names that the repository may lack)."""
-        files = [e for e in (flat if flat is not None else scan.flat).values() if not e.is_dir]
+               parents: tuple[ObjectId, ...], flat: Flat | Callable[[], Flat] | None = None,
+               changed: Flat | None = None, totals: tuple[int, int] | None = None,
+               ) -> tuple[ObjectId, int, int]:
+        """Commit the tree `root` (whose flat is `flat`, or what `flat()` makes, else the
+        scan's); `changed`: the part of it that can hold files new to the repository
+        (default: all; then `trees` must be all the trees `root` names that the
+        repository may lack); `totals`: its files' count and size, if known."""
+        def files() -> list[Entry]:
+            whole = flat() if callable(flat) else flat if flat is not None else scan.flat
+            return [e for e in whole.values() if not e.is_dir]
+
         check = None if changed is None else [e for e in changed.values() if not e.is_dir]
         return commit(self.repo, root=root, trees=trees, files=files, locations=scan.locations,
                       relocate=self.relocate(scan), parents=parents, device=self.device,
                       device_name=self.vault.config.device_name, changed=check,
-                      carried=None if changed is None else scan.trees)
+                      carried=None if changed is None else scan.trees, totals=totals)
 
     def flat_of(self, sid: ObjectId | None) -> Flat:
         """A snapshot's flat tree, built once per run (callers must not change it)."""

@@ -333,6 +333,29 @@ class State:
             cache.counts = {folder: len(group) for folder, group in groups.items()}
             cache.rewrite = True
 
+    def save_some_rows(self, groups: dict[str, dict[str, StatRow]], gone: list[str],
+                       old: StatCache) -> None:
+        """Like `save_stat_rows`, given only the folders a run may have changed (`groups`:
+        folder -> its rows by key; `gone`: folders to drop); the others stay as stored.
+        A folder whose rows are those loaded is not written again."""
+        if old.seen_trees is not None:
+            self._save_trees(old.trees, old.seen_trees)
+        put = []
+        for folder, group in groups.items():
+            stored = old.folder(folder)
+            start = len(folder) + 1 if folder else 0
+            if len(stored) == len(group) and all(
+                    stored.get(key[start:]) == r for key, r in group.items()):
+                continue
+            put.append((folder, marshal.dumps({k[start:]: r[1:] for k, r in group.items()},
+                                              4)))
+        if not put and not gone:
+            return
+        with self.transaction():
+            self.db.executemany("DELETE FROM folder_rows WHERE path=?", [(f,) for f in gone])
+            self.db.executemany("INSERT OR REPLACE INTO folder_rows VALUES (?,?)", put)
+        old.rewrite = True  # storage no longer matches what was loaded
+
     def _save_trees(self, known: dict[str, tuple[str, ObjectId]],
                     seen: dict[str, tuple[str, ObjectId]]) -> None:
         put = [(path, digest, tree) for path, (digest, tree) in seen.items()

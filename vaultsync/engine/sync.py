@@ -11,19 +11,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from vaultsync.chunking import Hasher
+from vaultsync.engine.ignore import IgnoreRules
 from vaultsync.engine.localview import disk_view, local_target, read_beliefs
 from vaultsync.engine.materialize import fit_to_disk, materialize
 from vaultsync.engine.report import Report
 from vaultsync.engine.scan import ScanResult
+from vaultsync.engine.scanned import Local
 from vaultsync.engine.session import Changes, Session, rejoining
 from vaultsync.errors import SafetyStop
 from vaultsync.model import Entry, Flat, ObjectId, Tree, diff_trees, lookup, nfc
 from vaultsync.reconcile.merge import MergeResult, count_deletes, merge
+from vaultsync.reconcile.placement import parent_of
 from vaultsync.reconcile.plan import diff
 from vaultsync.reconcile.region import carry, narrowed, open_up, region, sparse_trees
 from vaultsync.reconcile.renames import LOCAL, Move, detect_moves
@@ -33,16 +36,22 @@ DRY_RUN_NOTICE = "dry run: nothing was written"
 
 @dataclass
 class Merged:
-    flat: Flat
+    whole: Callable[[], Flat]  # the merged tree, all of it (built when first asked for)
     moves: list[Move] = field(default_factory=list)
     conflicts: list[tuple[str, str]] = field(default_factory=list)
     local_deletes: int = 0
-    # the merge ran on this region only (None: on whole trees); `inside` is its result
     # the merge ran on the region around what differs (`Regional`); `inside` is its
     # result there, `flat` the whole tree (the rest carried from the local tree)
     regional: Regional | None = None
     inside: Flat = field(default_factory=dict)
     hasher: Hasher | None = None
+    _flat: Flat | None = None
+
+    @property
+    def flat(self) -> Flat:
+        if self._flat is None:
+            self._flat = self.whole()
+        return self._flat
 
     def build(self) -> tuple[ObjectId, dict[ObjectId, bytes]]:
         """The merged tree's root and the trees a commit stores: only folders in or
@@ -139,7 +148,8 @@ class Regional:
     `load` reads a tree, the local ones included; `roots` maps each snapshot the merge
     reads to its root tree (None: the empty tree); `also`: keys to see anyway."""
 
-    def __init__(self, root: ObjectId, local: Flat, load: Callable[[ObjectId], Tree],
+    def __init__(self, root: ObjectId, local: Mapping[str, Entry],
+                 load: Callable[[ObjectId], Tree],
                  roots: dict[ObjectId | None, ObjectId | None], also: Iterable[str] = (),
                  orphans: AbstractSet[str] = frozenset()) -> None:
         """`orphans`: keys of `local` that its tree cannot hold (below a file); each
@@ -161,7 +171,8 @@ class Regional:
     @classmethod
     def of(cls, s: Session, scan: ScanResult, sids: Iterable[ObjectId | None],
            also: Iterable[str] = ()) -> Regional:
-        return cls(scan.root, scan.flat, s.tree_loader(scan),
+        local = s.local if s.local is not None else scan.flat
+        return cls(scan.root, local, s.tree_loader(scan),  # type: ignore[arg-type]
                    {sid: s.root_of(sid) for sid in sids}, also, s.orphans)
 
     def local_entries(self, folder: str) -> tuple[Entry, ...]:
@@ -231,7 +242,7 @@ def merge_all(s: Session, scan: ScanResult, base: ObjectId | None,
     def attempt() -> list[MergeResult]:
         nonlocal local, base_flat, flat, results
         bases = Bases(s, reg.view)
-        local, base_flat = reg.region.restrict(scan.flat), reg.view(base)
+        local, base_flat = reg.region.restrict(reg.local), reg.view(base)
         if unseen:
             flat, results = bases.fold(local, history, unseen, beliefs)
             return bases.results
@@ -241,9 +252,9 @@ def merge_all(s: Session, scan: ScanResult, base: ObjectId | None,
         return results
 
     reg.settle(attempt)
-    result = Merged(carry(flat, scan.flat, reg.region), regional=reg, inside=flat,
-                    hasher=s.repo.hasher,
-                    local_deletes=local_deletes(base_flat, local))
+    inside = flat
+    result = Merged(lambda: carry(inside, scan.flat, reg.region), regional=reg, inside=flat,
+                    hasher=s.repo.hasher, local_deletes=local_deletes(base_flat, local))
     for res in results:
         result.moves += res.moves
         result.conflicts += [(c.path, c.copy) for c in res.conflicts]
@@ -262,7 +273,8 @@ def local_deletes(base_flat: Flat, local: Flat) -> int:
     return count_deletes(base_flat, local, detect_moves(base_flat, local).as_moves(LOCAL))
 
 
-def sent(base_flat: Flat, local: Flat, committed: Flat, changes: Changes,
+def sent(base_flat: Flat, local: Mapping[str, Entry], committed: Mapping[str, Entry],
+         changes: Changes,
          moves: Iterable[Move]) -> tuple[list[str], list[str], list[tuple[str, str]]]:
     """What this device's own changes did to the committed tree, for the report: files
     whose new content went up, files deleted for the other devices (not those a merge
@@ -286,13 +298,17 @@ def sent(base_flat: Flat, local: Flat, committed: Flat, changes: Changes,
     return uploaded, deleted, moved
 
 
-def check_safety(scan: ScanResult, base_flat: Flat, deletes: int, max_delete: float,
+def files_in(flat: Flat) -> int:
+    return sum(1 for e in flat.values() if not e.is_dir)
+
+
+def check_safety(base_files: int, disk_empty: bool, deletes: int, max_delete: float,
                  force: bool) -> None:
-    """The safety stops of every command that commits this device's deletes."""
+    """The safety stops of every command that commits this device's deletes
+    (`base_files`: files in the base; `disk_empty`: nothing at all in the vault)."""
     if force:
         return
-    base_files = sum(1 for e in base_flat.values() if not e.is_dir)
-    if base_files and not disk_view(scan):
+    if base_files and disk_empty:
         raise SafetyStop(
             f"the vault folder is empty but the last sync had {base_files} file(s); nothing "
             "was written. If you really deleted everything, run again with --force"
@@ -318,21 +334,39 @@ def sync(root: str, *, dry_run: bool = False, max_delete: float | None = None,
         changes = s.local_changes(scan, base)
         if not unseen and not changes.all() and not scan.restore and not scan.respell:
             if not dry_run:
-                s.save_rows(scan.rows)
+                s.save_rows(scan)
             report.up_to_date, report.snapshot = True, base
             return report.finish()
-        base_flat = s.flat_of(base)
         merged = merge_all(s, scan, base, unseen)
-        check_safety(scan, base_flat, merged.local_deletes, s.max_delete(max_delete), force)
-        report.conflicts = merged.conflicts
-        report.uploaded, report.deleted_remotely, report.moved = sent(
-            base_flat, scan.flat, merged.flat, changes, merged.moves)
         fast_forward = (len(unseen) == 1 and not changes.all()
                         and (base is None or base in s.repo.ancestors(unseen[0])))
-        target = s.flat_of(unseen[0]) if fast_forward else merged.flat
+        reg = merged.regional
+        assert reg is not None
+        if s.local is not None:  # lean: only the region is ever looked at
+            base_flat = reg.view(base)
+            local: Mapping[str, Entry] = s.local
+            base_files = s.repo.get_snapshot(base).files if base is not None else 0
+            disk_empty = not reg.local_entries("")
+            target = reg.view(unseen[0]) if fast_forward else merged.inside
+            committed: Mapping[str, Entry] = merged.inside
+        else:
+            base_flat = s.flat_of(base)
+            local, base_files, disk_empty = scan.flat, files_in(base_flat), not disk_view(scan)
+            target = s.flat_of(unseen[0]) if fast_forward else merged.flat
+            committed = merged.flat
+        check_safety(base_files, disk_empty, merged.local_deletes, s.max_delete(max_delete),
+                     force)
+        report.conflicts = merged.conflicts
+        report.uploaded, report.deleted_remotely, report.moved = sent(
+            base_flat, local, committed, changes, merged.moves)
         # the plan's work is where the disk and the target differ (`narrowed`)
-        disk, want, near_base = narrowed(disk_view(scan), local_target(target, s.rules, scan),
-                                         base_flat)
+        if s.local is not None:
+            disk, want, near_base = lean_plan(reg, s.local, target, base_flat, s.rules, scan)
+            on_disk = {k: d for k in disk if (d := s.local.disk_key(k)) is not None}
+        else:
+            disk, want, near_base = narrowed(disk_view(scan),
+                                             local_target(target, s.rules, scan), base_flat)
+            on_disk = scan.disk
         if dry_run:  # the plan materialize would carry out, phantoms included
             fitted = fit_to_disk(s.writer().fs, disk, want, near_base, merged.moves)
             said = {path for path, _ in report.skipped}
@@ -356,11 +390,48 @@ def sync(root: str, *, dry_run: bool = False, max_delete: float | None = None,
                 root_id, trees = merged.build()
                 parents = ((base,) if base else ()) + tuple(unseen)
                 new_base, report.new_chunks, report.packs = s.commit(
-                    root_id, trees, scan, parents, flat=merged.flat, changed=merged.inside)
+                    root_id, trees, scan, parents, flat=lambda: merged.flat,
+                    changed=merged.inside, totals=totals(s, base, base_flat, merged.inside))
 
-        updates = materialize(s.repo, s.writer(), disk, want, scan.disk, report,
+        updates = materialize(s.repo, s.writer(), disk, want, on_disk, report,
                               merged.moves, base=near_base, renames=scan.respell,
                               before_install=publish)
         s.finish_apply(scan, updates, new_base, target)
         report.snapshot = new_base
         return report.finish()
+
+
+def totals(s: Session, base: ObjectId | None, base_flat: Flat, inside: Flat,
+           ) -> tuple[int, int] | None:
+    """The merged tree's file count and size, from the base snapshot's and the region
+    (outside it the two trees are alike); None where the base is not regional."""
+    if s.local is None:
+        return None
+    files, size = (0, 0)
+    if base is not None:
+        snap = s.repo.get_snapshot(base)
+        files, size = snap.files, snap.size
+    for flat, sign in ((base_flat, -1), (inside, 1)):
+        for e in flat.values():
+            if not e.is_dir:
+                files += sign
+                size += sign * e.size
+    return files, size
+
+
+def lean_plan(reg: Regional, local: Local, target: Flat, base_flat: Flat,
+              rules: IgnoreRules, scan: ScanResult) -> tuple[Flat, ...]:
+    """`narrowed` for a lean run, from the region alone: the disk (the scan's own tree)
+    and the target differ only inside it. Each folder that holds a difference is listed
+    whole (its other entries are alike in disk, target and base), then `narrowed`."""
+    disk = reg.region.restrict(local)
+    want = local_target(target, rules, scan, found=local)
+    base = dict(base_flat)
+    differ = {k for k, e in want.items() if disk.get(k) is not e}
+    differ.update(k for k in disk if k not in want)
+    for folder in {parent_of(k) for k in differ}:
+        for key in reg.children(folder):
+            if key not in disk and key not in reg.region.keys:
+                entry = local[key]
+                disk[key] = want[key] = base[key] = entry
+    return narrowed(disk, want, base)

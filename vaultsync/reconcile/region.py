@@ -16,7 +16,7 @@ opened and the merge runs again, so the result is always the flat merge's
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 from vaultsync.model import Entry, Flat, ObjectId, nfc
@@ -34,7 +34,7 @@ class Region:
     through: set[str] = field(default_factory=set)
     opaque: set[str] = field(default_factory=set)
 
-    def restrict(self, flat: Flat) -> Flat:
+    def restrict(self, flat: Mapping[str, Entry]) -> Flat:
         return {k: flat[k] for k in self.keys if k in flat}
 
     def strays(self, merged: Flat) -> set[str]:
@@ -49,7 +49,7 @@ class Region:
         return out
 
 
-def region(changed: set[str], children: Children, local: Flat) -> Region:
+def region(changed: set[str], children: Children, local: Mapping[str, Entry]) -> Region:
     """The region around `changed` (keys where some tree differs from `local`)."""
     reg = Region()
     listed: set[str] = set()
@@ -71,7 +71,8 @@ def region(changed: set[str], children: Children, local: Flat) -> Region:
     return reg
 
 
-def open_up(reg: Region, folders: Iterable[str], local: Flat, children: Children) -> None:
+def open_up(reg: Region, folders: Iterable[str], local: Mapping[str, Entry],
+            children: Children) -> None:
     """Make `folders` transparent: everything below them joins the region."""
     todo = [f for f in folders if f in reg.opaque]
     while todo:
@@ -100,7 +101,8 @@ def carry(merged: Flat, local: Flat, reg: Region) -> Flat:
 
 
 def sparse_trees(merged: Flat, reg: Region, local_entries: Callable[[str], Iterable[Entry]],
-                 local: Flat, encode: Callable[[list[Entry]], ObjectId]) -> ObjectId:
+                 local: Mapping[str, Entry], encode: Callable[[list[Entry]], ObjectId],
+                 ) -> ObjectId:
     """The root id of the merged tree, encoding only folders in or above the region
     (`encode` stores a folder's entries and returns its id). Unchanged entries come
     from the local tree (`local_entries`), unchanged folders by id."""
