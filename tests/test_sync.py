@@ -227,6 +227,8 @@ def test_names_this_filesystem_cannot_hold_are_skipped_never_deleted(tmp_path: P
             long_name, size=ok.size, mtime_ns=OLD * 10**9, author="far", chunks=ok.chunks)
         return merged
 
+    write(b / "from-b.md", "b", mtime=OLD)  # something unseen: `a` merges
+    sync(str(b))
     sync_mod.merge_all = inject  # a device with a roomier filesystem added the long name
     try:
         write(a / "extra.md", "e", mtime=OLD)

@@ -46,6 +46,8 @@ class Merged:
     inside: Flat = field(default_factory=dict)
     hasher: Hasher | None = None
     _flat: Flat | None = None
+    built: tuple[ObjectId, dict[ObjectId, bytes]] | None = None  # the tree as it is
+    before: Flat | None = None  # `own_changes`: the base where the tree differs
 
     @property
     def flat(self) -> Flat:
@@ -56,6 +58,8 @@ class Merged:
     def build(self) -> tuple[ObjectId, dict[ObjectId, bytes]]:
         """The merged tree's root and the trees a commit stores: only folders in or
         above the region are encoded, the rest are carried by id."""
+        if self.built is not None:
+            return self.built
         assert self.regional is not None and self.hasher is not None
         trees: dict[ObjectId, bytes] = {}  # the carried ones are the scan's (`commit`)
         return self.regional.build(self.inside, trees, self.hasher), trees
@@ -261,6 +265,28 @@ def merge_all(s: Session, scan: ScanResult, base: ObjectId | None,
     return result
 
 
+def own_changes(s: Session, scan: ScanResult, base: ObjectId | None) -> Merged:
+    """With nothing unseen on a disk that is all the scan holds, the merged tree is the
+    scan's own tree: no merge. `inside` holds what differs from the base (the files
+    that can be new to the repository; the base side is `before`), and the trees to
+    store are those of the folders that differ, found by the Merkle diff."""
+    load = s.tree_loader(scan)
+    before: Flat = {}
+    after: Flat = {}
+    trees = {scan.root: scan.trees[scan.root]}
+    for key, old, new in diff_trees(s.root_of(base), scan.root, load, folders=True):
+        if old is not None:
+            before[key] = old
+        if new is not None:
+            after[key] = new
+            if new.is_dir and new.tree is not None:
+                trees[new.tree] = scan.trees[new.tree]
+    moves = list(detect_moves(before, after).as_moves(LOCAL))
+    return Merged(lambda: scan.flat, moves=moves, inside=after, before=before,
+                  local_deletes=count_deletes(before, after, moves),
+                  built=(scan.root, trees))
+
+
 def remote_flat(s: Session, unseen: Sequence[ObjectId]) -> Flat:
     """The remote side alone: every unseen head folded together (one-way modes)."""
     bases = Bases(s)
@@ -337,18 +363,26 @@ def sync(root: str, *, dry_run: bool = False, max_delete: float | None = None,
                 s.save_rows(scan)
             report.up_to_date, report.snapshot = True, base
             return report.finish()
-        merged = merge_all(s, scan, base, unseen)
+        own = s.local is not None and not unseen  # the scan's tree is the result
+        merged = own_changes(s, scan, base) if own else merge_all(s, scan, base, unseen)
         fast_forward = (len(unseen) == 1 and not changes.all()
                         and (base is None or base in s.repo.ancestors(unseen[0])))
         reg = merged.regional
-        assert reg is not None
-        if s.local is not None:  # lean: only the region is ever looked at
-            base_flat = reg.view(base)
+        if s.local is not None and merged.before is not None:  # nothing to merge
+            base_flat = merged.before
             local: Mapping[str, Entry] = s.local
+            base_files = s.repo.get_snapshot(base).files if base is not None else 0
+            disk_empty = not s.tree_loader(scan)(scan.root).entries
+            target: Flat = {}  # the disk as it is: nothing to write
+            committed: Mapping[str, Entry] = s.local
+        elif s.local is not None:  # lean: only the region is ever looked at
+            assert reg is not None
+            base_flat = reg.view(base)
+            local = s.local
             base_files = s.repo.get_snapshot(base).files if base is not None else 0
             disk_empty = not reg.local_entries("")
             target = reg.view(unseen[0]) if fast_forward else merged.inside
-            committed: Mapping[str, Entry] = merged.inside
+            committed = merged.inside
         else:
             base_flat = s.flat_of(base)
             local, base_files, disk_empty = scan.flat, files_in(base_flat), not disk_view(scan)
@@ -360,7 +394,11 @@ def sync(root: str, *, dry_run: bool = False, max_delete: float | None = None,
         report.uploaded, report.deleted_remotely, report.moved = sent(
             base_flat, local, committed, changes, merged.moves)
         # the plan's work is where the disk and the target differ (`narrowed`)
-        if s.local is not None:
+        if s.local is not None and reg is None:
+            disk, want, near_base = {}, {}, {}
+            on_disk: dict[str, tuple[int, int, int]] = {}
+        elif s.local is not None:
+            assert reg is not None
             disk, want, near_base = lean_plan(reg, s.local, target, base_flat, s.rules, scan)
             on_disk = {k: d for k in disk if (d := s.local.disk_key(k)) is not None}
         else:
