@@ -269,13 +269,14 @@ class Session:
         self.vault.state.save_stat_rows(rows, cache)
 
     def finish_apply(self, scan: ScanResult, updates: dict[str, StatRow | None],
-                     new_base: ObjectId | None, target: Flat) -> None:
+                     new_base: ObjectId | None, target: Flat, lean: bool = False) -> None:
         """Step 7: the stat cache, the names this disk refused, and the new base.
-        `target`: the tree applied (a lean run: its part where the disk changed)."""
+        `target`: the tree applied; `lean`: only its part where the disk changed (then
+        the scan is looked up key by key, never walked)."""
         self.save_rows(scan, updates)
         with self.vault.state.transaction():
             localview.remember(self.vault.state, scan, set(updates), target, self.report,
-                               self.rules, self.local)
+                               self.rules, self.local if lean else None)
             self.vault.state.set_meta("base", new_base)
         empty_trash(self.vault.trash, self.vault.config.options["trash_days"])
 

@@ -434,7 +434,7 @@ def sync(root: str, *, dry_run: bool = False, max_delete: float | None = None,
         updates = materialize(s.repo, s.writer(), disk, want, on_disk, report,
                               merged.moves, base=near_base, renames=scan.respell,
                               before_install=publish)
-        s.finish_apply(scan, updates, new_base, target)
+        s.finish_apply(scan, updates, new_base, target, lean=s.local is not None)
         report.snapshot = new_base
         return report.finish()
 
