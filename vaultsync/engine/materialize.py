@@ -22,7 +22,7 @@ from vaultsync.engine.diskfit import CANNOT_HOLD, Fit, fit
 from vaultsync.engine.report import Report
 from vaultsync.engine.scan import RACY_NS, Respell, clamp_time, tree_mode
 from vaultsync.engine.state import StatRow
-from vaultsync.engine.transfer import batches, pieces, prefetch
+from vaultsync.engine.transfer import batches, local_chunks, pieces, prefetch
 from vaultsync.errors import IntegrityError, LocalFailure
 from vaultsync.model import Entry, Flat, ObjectId
 from vaultsync.reconcile.conflicts import TAKEN, copy_path
@@ -113,7 +113,8 @@ class _Stagers:
 
 
 def stage_all(repo: Repository, vw: VaultWriter, files: list[tuple[str, Entry]],
-              staged: dict[str, str] | None = None) -> dict[str, str]:
+              staged: dict[str, str] | None = None,
+              have: dict[ObjectId, bytes] | None = None) -> dict[str, str]:
     """Download, verify and stage every file (key -> temporary file, into `staged`, the
     caller's to discard if it fails later); on any failure, remove what was staged and
     re-raise: the vault is untouched.
@@ -121,7 +122,8 @@ def stage_all(repo: Repository, vw: VaultWriter, files: list[tuple[str, Entry]],
     The stages overlap: while STAGERS threads write one batch of files (`batches`), the
     next batch is read, decompressed and verified (on the repository's transfer threads);
     at most two batches are in memory. Staged files are made durable at the end, all at
-    once where one syncfs does it (`VaultWriter.defer_fsyncs`), else one by one."""
+    once where one syncfs does it (`VaultWriter.defer_fsyncs`), else one by one.
+    Chunks `have` holds (read from this vault's own files) are not downloaded."""
     staged = {} if staged is None else staged
     stagers = _Stagers()
     bar = progress.current()
@@ -131,7 +133,7 @@ def stage_all(repo: Repository, vw: VaultWriter, files: list[tuple[str, Entry]],
               ) -> list[tuple[str, str]]:
         out = []
         for key, entry in group:
-            out.append((key, stagers.stage(vw, key, entry, pieces(repo, entry, blobs))))
+            out.append((key, stagers.stage(vw, key, entry, pieces(repo, entry, blobs, have))))
             bar.advance(entry.size)
         return out
 
@@ -144,7 +146,7 @@ def stage_all(repo: Repository, vw: VaultWriter, files: list[tuple[str, Entry]],
     try:
         vw.defer_fsyncs()
         for batch in batches(files):
-            blobs = prefetch(repo, batch)  # while the batch before is being written
+            blobs = prefetch(repo, batch, have)  # while the batch before is written
             inflight.append([pool.submit(stage, batch[i : i + STAGE_FILES], blobs)
                              for i in range(0, len(batch), STAGE_FILES)])
             del blobs
@@ -199,7 +201,12 @@ def materialize(repo: Repository, vw: VaultWriter, local: Flat, target: Flat,
     check_entries(repo, writes)
     staged: dict[str, str] = {}
     try:
-        stage_all(repo, vw, writes, staged)
+        have = local_chunks(repo, vw.root, [(a.path, a.entry) for a in plan.updates
+                                            if a.entry is not None],
+                            lambda k: ((spelling(k, local, {}), local[k]) if k in local
+                                       else None))
+        stage_all(repo, vw, writes, staged, have)
+        del have
         if before_install is not None:  # sync's commit, once every file is staged here:
             before_install()  # a disk too full for them stops the run, nothing committed
         settle_spellings(vw, renames, report)  # after the commit read them where they were

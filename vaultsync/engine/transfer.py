@@ -139,21 +139,67 @@ def batches(entries: list[tuple[str, Entry]]) -> Iterator[list[tuple[str, Entry]
         yield batch
 
 
-def prefetch(repo: Repository, batch: list[tuple[str, Entry]]) -> dict[ObjectId, bytes]:
+def prefetch(repo: Repository, batch: list[tuple[str, Entry]],
+             have: dict[ObjectId, bytes] | None = None) -> dict[ObjectId, bytes]:
+    """The chunks of a batch of files, read from the repository and verified, but for
+    those `have` (found in this vault's own files) holds."""
     if len(batch) == 1 and batch[0][1].size > BATCH_BYTES:
         return {}
-    ids = [c for _, e in batch for c in e.chunks]
+    ids = [c for _, e in batch for c in e.chunks if not have or c not in have]
     return dict(repo.read_blobs(ids))
 
 
-def pieces(repo: Repository, entry: Entry, blobs: dict[ObjectId, bytes]) -> Iterator[bytes]:
-    """A file's bytes, chunk by chunk, each verified (streamed for large files)."""
-    if all(c in blobs for c in entry.chunks):
+def pieces(repo: Repository, entry: Entry, blobs: dict[ObjectId, bytes],
+           have: dict[ObjectId, bytes] | None = None) -> Iterator[bytes]:
+    """A file's bytes, chunk by chunk, each verified (streamed for large files); a
+    chunk `have` holds is not read from the repository."""
+    have = have or {}
+    if all(c in blobs or c in have for c in entry.chunks):
         for c in entry.chunks:
-            yield blobs[c]
+            yield blobs[c] if c in blobs else have[c]
         return
     for i in range(0, len(entry.chunks), STREAM_CHUNKS):
         part = entry.chunks[i : i + STREAM_CHUNKS]
-        got = dict(repo.read_blobs(part))
+        got = dict(repo.read_blobs([c for c in part if c not in have]))
         for c in part:
-            yield got[c]
+            yield got[c] if c in got else have[c]
+
+
+REUSE_MIN = 2  # chunks a new version must have for its old one to be read for them
+REUSE_BYTES = 256 * 1024 * 1024  # at most this much kept in memory from local files
+
+
+def local_chunks(repo: Repository, root: str, writes: Iterable[tuple[str, Entry]],
+                 old: Callable[[str], tuple[str, Entry] | None]) -> dict[ObjectId, bytes]:
+    """Chunks a new version shares with the version this vault holds at its path (an
+    append to a large file: all but the last), read from the vault's own file instead of
+    the repository. `old(key)`: (relative path on disk, entry) of the version there.
+    Each chunk's id is computed from the bytes read, so a file that changed since the
+    scan gives no wrong bytes, only fewer chunks; a file that cannot be read, none."""
+    out: dict[ObjectId, bytes] = {}
+    chunker = None
+    kept = 0
+    for key, entry in writes:
+        if len(entry.chunks) < REUSE_MIN:
+            continue
+        there = old(key)
+        if there is None or there[1].is_dir:
+            continue
+        wanted = set(entry.chunks) & set(there[1].chunks)
+        wanted -= out.keys()
+        if not wanted:
+            continue
+        if chunker is None:
+            from vaultsync.chunking import Chunker
+            chunker = Chunker(repo.format.chunker, repo.hasher)
+        try:
+            with open(os.path.join(root, *there[0].split("/")), "rb") as f:
+                for c in chunker.chunks(f, keep_data=True):
+                    if c.id in wanted and c.data is not None:
+                        out[c.id] = c.data
+                        kept += c.length
+        except OSError:
+            continue
+        if kept >= REUSE_BYTES:
+            break
+    return out
