@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import random
 import re
@@ -50,7 +51,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench_local import SEED, VS_DEFAULT, VS_ENV, check_vaultsync, generate, small_change, tree_diff
@@ -87,6 +88,7 @@ class Sample:
     counts: Counts
     requests: Counter[str]  # by method (HTTP) or SFTP request kind
     out: str = ""
+    report: dict = field(default_factory=dict)  # vaultsync's --json document
 
     def up(self, ups: set[str]) -> int:
         return sum(n for k, n in self.requests.items() if k in ups)
@@ -95,14 +97,17 @@ class Sample:
         return sum(n for k, n in self.requests.items() if k not in ups)
 
 
-def run(cmd: list[str], env: dict[str, str], cwd: Path | None = None) -> tuple[float, int, str]:
-    """One command, timed; its output is kept for the report when it fails."""
+def run(cmd: list[str], env: dict[str, str],
+        cwd: Path | None = None) -> tuple[float, int, str, dict]:
+    """One command, timed: (seconds, exit code, its output if it failed, its --json
+    document if it printed one)."""
     os.sync()  # no command waits on another's (or the generator's) dirty pages
     t = time.perf_counter()
     p = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True)
     dt = time.perf_counter() - t
-    return dt, p.returncode, "" if p.returncode == 0 else \
-        f"{' '.join(cmd)}\n{p.stdout[-1500:]}{p.stderr[-1500:]}"
+    if p.returncode != 0:
+        return dt, p.returncode, f"{' '.join(cmd)}\n{p.stdout[-1500:]}{p.stderr[-1500:]}", {}
+    return dt, 0, "", json.loads(p.stdout) if p.stdout.startswith("{") else {}
 
 
 def sftp_requests(lines: list[str]) -> Counter[str]:
@@ -229,7 +234,7 @@ class Backend:
         self.proxy.reset()
         if self.sftp_log is not None:
             self._log_at = self.sftp_log.stat().st_size if self.sftp_log.exists() else 0
-        seconds, code, out = run(cmd, env, cwd)
+        seconds, code, out, report = run(cmd, env, cwd)
         counts = self.proxy.take()
         if self.sftp_log is None:
             requests = Counter(counts.methods)
@@ -238,7 +243,7 @@ class Backend:
             with open(self.sftp_log, errors="replace") as f:
                 f.seek(self._log_at)
                 requests = sftp_requests(f.read().splitlines())
-        return Sample(seconds, code, counts, requests, out)
+        return Sample(seconds, code, counts, requests, out, report)
 
     def stop(self) -> None:
         self.proxy.stop()
@@ -312,7 +317,7 @@ class Bench:
 
         def both(a: Sample, b: Sample) -> Sample:
             return Sample(a.seconds + b.seconds, a.code or b.code, _sum(a.counts, b.counts),
-                          a.requests + b.requests, a.out or b.out)
+                          a.requests + b.requests, a.out or b.out, b.report)
 
         # initial
         init = self.vs(be, "-C", str(src), "init", "--remote", url, "--device", "bench")
@@ -423,6 +428,18 @@ def table(b: Bench, kind: str) -> list[str]:
                      ", ".join(f"{k} {n}" for k, n in kinds.most_common(6))
                      + (", ..." if len(kinds) > 6 else "")]
             out.append("| " + " | ".join(cells) + " |")
+    own = []
+    for step, label in STEPS.items():
+        reps = [s.report["traffic"] for s in res.get(step, {}).get("vaultsync", [])
+                if s.report.get("traffic")]
+        if reps:
+            t = reps[len(reps) // 2]
+            label = "initial upload (the sync, not init)" if step == "initial" else label
+            own.append(f"{label} {t['requests_up']} / {t['requests_down']}, "
+                       f"{fmt_bytes(t['bytes_up'])} / {fmt_bytes(t['bytes_down'])}")
+    if own:
+        out += ["", "vaultsync's own count (`--json` traffic: store operations up / down, "
+                "payload bytes up / down): " + "; ".join(own) + "."]
     return out
 
 
@@ -460,10 +477,12 @@ HEADER = [
 # ------------------------------------------------------------------------------ main
 
 def versions() -> str:
-    weed = sh(f"{servers.SERVER_VENV}/bin/weed version").replace("version ", "")
+    weed = sh(f"{servers.SERVER_VENV}/bin/weed version").split()  # version 8000GB 4.48 ...
+    ssh = sh("dpkg-query -W -f '${Version}' openssh-server")
     return (f"{sh('rclone version')}, {sh('restic version').split(' compiled')[0]}, "
-            f"{weed}, {sh('/usr/sbin/apache2 -v').split(': ', 1)[-1]}, "
-            f"{sh('/usr/sbin/sshd -V 2>&1').split(',')[0]}")
+            f"SeaweedFS {weed[2] if len(weed) > 2 else '?'}, "
+            f"{sh('/usr/sbin/apache2 -v').split(': ', 1)[-1]}, "
+            f"{sh('/usr/sbin/sshd -V 2>&1').split(',')[0]} (Debian {ssh})")
 
 
 def main() -> None:
