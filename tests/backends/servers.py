@@ -313,7 +313,13 @@ def keygen(path: Path, comment: str) -> str:
     return Path(f"{path}.pub").read_text().strip()
 
 
-def start_sshd(root: Path) -> Server:
+SFTP_SERVER = "/usr/lib/openssh/sftp-server"
+
+
+def start_sshd(root: Path, sftp_log: Path | None = None) -> Server:
+    """sshd with internal-sftp; with `sftp_log`, the external sftp-server (the same code)
+    instead, logging every request (`-l DEBUG3`) to that file rather than to syslog
+    (benchmarks/bench_remote.py counts SFTP requests from it)."""
     port = free_port()
     ssh = root / "ssh"
     run = root / "run"
@@ -324,6 +330,12 @@ def start_sshd(root: Path) -> Server:
     (ssh / "authorized_keys").chmod(0o600)
     data = root / "data" / "sftp"
     data.mkdir()
+    subsystem = "internal-sftp"
+    if sftp_log is not None:
+        wrapper = ssh / "sftp-logged"
+        wrapper.write_text(f"#!/bin/sh\nexec {SFTP_SERVER} -e -l DEBUG3 2>>'{sftp_log}'\n")
+        wrapper.chmod(0o755)
+        subsystem = str(wrapper)
     conf = ssh / "sshd_config"
     conf.write_text(f"""ListenAddress 127.0.0.1:{port}
 HostKey {host_key}
@@ -335,7 +347,7 @@ PasswordAuthentication no
 KbdInteractiveAuthentication no
 UsePAM no
 StrictModes no
-Subsystem sftp internal-sftp
+Subsystem sftp {subsystem}
 MaxStartups 100:30:200
 MaxSessions 50
 """)
