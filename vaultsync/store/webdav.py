@@ -58,6 +58,7 @@ _PROPFIND_DATED = _PROPFIND_BODY.replace(b"<d:getcontentlength/>",
 _DAV = "{DAV:}"
 _MAX_WALK = 100_000  # folders visited by a Depth: 1 walk, a bound on a hostile server
 _WRITES = {"PUT", "MKCOL", "MOVE", "DELETE"}
+PROBE_FIRST = 64 * 1024  # a larger object goes into a folder only once it is known to exist
 
 
 class _Entry(NamedTuple):
@@ -135,6 +136,7 @@ class WebDAVStore(Store):
         if user is not None:
             self.session.auth = (user, password or "")
         self._depth_infinity = True
+        self._folders: set[str] = set()  # folders known to exist (a PUT went in)
 
     def __repr__(self) -> str:
         return f"WebDAVStore({self.url!r})"
@@ -290,10 +292,18 @@ class WebDAVStore(Store):
 
     def _put(self, name: str, data: bytes) -> None:
         tmp = temp_name(name)
+        folder = name.rpartition("/")[0]
+        if folder and folder not in self._folders and len(data) > PROBE_FIRST:
+            # a large object is not sent into a folder that may not exist (a refused PUT
+            # has been sent whole): make sure of the folder first, one small request
+            self._mkcol_chain(join(self.base, folder), floor=self.base)
+            self._folders.add(folder)
         resp = self._request("PUT", self._href(tmp), data=bytes(data))
-        if resp.status_code in (404, 409) and "/" in name:
-            self._mkcol_chain(join(self.base, name.rpartition("/")[0]), floor=self.base)
+        if resp.status_code in (404, 409) and folder:
+            self._mkcol_chain(join(self.base, folder), floor=self.base)
             resp = self._request("PUT", self._href(tmp), data=bytes(data))
+        if resp.status_code in (200, 201, 204) and folder:
+            self._folders.add(folder)
         if resp.status_code == 409 or (resp.status_code == 404 and "/" not in name):
             if not self.exists():
                 self._no_repository()
