@@ -16,19 +16,17 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from vaultsync.chunking import Hasher
-from vaultsync.engine.ignore import IgnoreRules
-from vaultsync.engine.localview import disk_view, local_target, read_beliefs
+from vaultsync.engine.localview import read_beliefs
 from vaultsync.engine.materialize import fit_to_disk, materialize
 from vaultsync.engine.report import Report
 from vaultsync.engine.scan import ScanResult
-from vaultsync.engine.scanned import Local
 from vaultsync.engine.session import Changes, Session, rejoining
+from vaultsync.engine.work import Work
 from vaultsync.errors import SafetyStop
 from vaultsync.model import Entry, Flat, ObjectId, Tree, diff_trees, lookup, nfc
 from vaultsync.reconcile.merge import MergeResult, count_deletes, merge
-from vaultsync.reconcile.placement import parent_of
 from vaultsync.reconcile.plan import diff
-from vaultsync.reconcile.region import carry, narrowed, open_up, region, sparse_trees
+from vaultsync.reconcile.region import carry, open_up, region, sparse_trees
 from vaultsync.reconcile.renames import LOCAL, Move, detect_moves
 
 DRY_RUN_NOTICE = "dry run: nothing was written"
@@ -367,44 +365,13 @@ def sync(root: str, *, dry_run: bool = False, max_delete: float | None = None,
         merged = own_changes(s, scan, base) if own else merge_all(s, scan, base, unseen)
         fast_forward = (len(unseen) == 1 and not changes.all()
                         and (base is None or base in s.repo.ancestors(unseen[0])))
-        reg = merged.regional
-        if s.local is not None and merged.before is not None:  # nothing to merge
-            base_flat = merged.before
-            local: Mapping[str, Entry] = s.local
-            base_files = s.repo.get_snapshot(base).files if base is not None else 0
-            disk_empty = not s.tree_loader(scan)(scan.root).entries
-            target: Flat = {}  # the disk as it is: nothing to write
-            committed: Mapping[str, Entry] = s.local
-        elif s.local is not None:  # lean: only the region is ever looked at
-            assert reg is not None
-            base_flat = reg.view(base)
-            local = s.local
-            base_files = s.repo.get_snapshot(base).files if base is not None else 0
-            disk_empty = not reg.local_entries("")
-            target = reg.view(unseen[0]) if fast_forward else merged.inside
-            committed = merged.inside
-        else:
-            base_flat = s.flat_of(base)
-            local, base_files, disk_empty = scan.flat, files_in(base_flat), not disk_view(scan)
-            target = s.flat_of(unseen[0]) if fast_forward else merged.flat
-            committed = merged.flat
-        check_safety(base_files, disk_empty, merged.local_deletes, s.max_delete(max_delete),
-                     force)
+        w = Work.of(s, scan, base, unseen[0] if fast_forward else None, merged)
+        check_safety(w.base_files, w.disk_empty, merged.local_deletes,
+                     s.max_delete(max_delete), force)
         report.conflicts = merged.conflicts
         report.uploaded, report.deleted_remotely, report.moved = sent(
-            base_flat, local, committed, changes, merged.moves)
-        # the plan's work is where the disk and the target differ (`narrowed`)
-        if s.local is not None and reg is None:
-            disk, want, near_base = {}, {}, {}
-            on_disk: dict[str, tuple[int, int, int]] = {}
-        elif s.local is not None:
-            assert reg is not None
-            disk, want, near_base = lean_plan(reg, s.local, target, base_flat, s.rules, scan)
-            on_disk = {k: d for k in disk if (d := s.local.disk_key(k)) is not None}
-        else:
-            disk, want, near_base = narrowed(disk_view(scan),
-                                             local_target(target, s.rules, scan), base_flat)
-            on_disk = scan.disk
+            w.base_flat, w.local, w.committed, changes, merged.moves)
+        disk, want, near_base = w.disk, w.want, w.near_base
         if dry_run:  # the plan materialize would carry out, phantoms included
             fitted = fit_to_disk(s.writer().fs, disk, want, near_base, merged.moves)
             said = {path for path, _ in report.skipped}
@@ -429,47 +396,12 @@ def sync(root: str, *, dry_run: bool = False, max_delete: float | None = None,
                 parents = ((base,) if base else ()) + tuple(unseen)
                 new_base, report.new_chunks, report.packs = s.commit(
                     root_id, trees, scan, parents, flat=lambda: merged.flat,
-                    changed=merged.inside, totals=totals(s, base, base_flat, merged.inside))
+                    changed=merged.inside, totals=w.totals(s.repo, base, merged.inside))
 
-        updates = materialize(s.repo, s.writer(), disk, want, on_disk, report,
+        updates = materialize(s.repo, s.writer(), disk, want, w.on_disk, report,
                               merged.moves, base=near_base, renames=scan.respell,
                               before_install=publish)
-        s.finish_apply(scan, updates, new_base, target, lean=s.local is not None)
+        s.finish_apply(scan, updates, new_base, w.target, lean=s.local is not None)
         report.snapshot = new_base
         return report.finish()
 
-
-def totals(s: Session, base: ObjectId | None, base_flat: Flat, inside: Flat,
-           ) -> tuple[int, int] | None:
-    """The merged tree's file count and size, from the base snapshot's and the region
-    (outside it the two trees are alike); None where the base is not regional."""
-    if s.local is None:
-        return None
-    files, size = (0, 0)
-    if base is not None:
-        snap = s.repo.get_snapshot(base)
-        files, size = snap.files, snap.size
-    for flat, sign in ((base_flat, -1), (inside, 1)):
-        for e in flat.values():
-            if not e.is_dir:
-                files += sign
-                size += sign * e.size
-    return files, size
-
-
-def lean_plan(reg: Regional, local: Local, target: Flat, base_flat: Flat,
-              rules: IgnoreRules, scan: ScanResult) -> tuple[Flat, ...]:
-    """`narrowed` for a lean run, from the region alone: the disk (the scan's own tree)
-    and the target differ only inside it. Each folder that holds a difference is listed
-    whole (its other entries are alike in disk, target and base), then `narrowed`."""
-    disk = reg.region.restrict(local)
-    want = local_target(target, rules, scan, found=local)
-    base = dict(base_flat)
-    differ = {k for k, e in want.items() if disk.get(k) is not e}
-    differ.update(k for k in disk if k not in want)
-    for folder in {parent_of(k) for k in differ}:
-        for key in reg.children(folder):
-            if key not in disk and key not in reg.region.keys:
-                entry = local[key]
-                disk[key] = want[key] = base[key] = entry
-    return narrowed(disk, want, base)
