@@ -1,10 +1,20 @@
-"""Small filesystem helpers shared by the directory store and the vault writer."""
+"""Small filesystem helpers shared by the directory store and the vault writer.
+
+Platform-only calls live behind `sys.platform` checks (which `mypy --platform win32` and
+`--platform darwin` understand): syncfs and /proc are Linux's; elsewhere each file gets
+its own fsync, as on any filesystem syncfs is not trusted on.
+"""
 
 from __future__ import annotations
 
 import errno
 import functools
 import os
+import sys
+
+# Binary mode for os.open: on Windows a descriptor opened without it translates newlines
+# and stops reading at Ctrl-Z. 0 (nothing to ask) everywhere else.
+O_BINARY: int = getattr(os, "O_BINARY", 0)
 
 
 def fsync_dir(folder: str) -> None:
@@ -33,6 +43,8 @@ _fs_types: dict[int, str | None] = {}
 
 def fs_type(path: str) -> str | None:
     """The type of the filesystem holding `path` (Linux: /proc/self/mountinfo), or None."""
+    if sys.platform != "linux":
+        return None
     try:
         dev = os.stat(path).st_dev
     except OSError:
@@ -56,7 +68,7 @@ def syncfs_works(path: str) -> bool:
     """Whether one `syncfs` makes every file written under `path` since an fd of it was
     opened durable, and reports a write-back error as fsync would: Linux 5.8 or later
     (syncfs reports write-back errors since then), on a filesystem of SYNCFS_TYPES."""
-    if not hasattr(os, "major") or _syncfs() is None:
+    if sys.platform != "linux" or _syncfs() is None:
         return False
     try:
         release = tuple(int(x) for x in os.uname().release.split("-")[0].split(".")[:2])
@@ -80,7 +92,7 @@ def syncfs(fd: int) -> None:
 
 @functools.cache
 def _syncfs():  # type: ignore[no-untyped-def]
-    if os.uname().sysname != "Linux":
+    if sys.platform != "linux":
         return None
     import ctypes  # only a run that writes many files pays for it
 
