@@ -98,6 +98,16 @@ def command(fn: Callable[..., int]) -> Callable[..., None]:
     return app.command()(run)
 
 
+def _print_version(value: bool) -> None:
+    """`--version`: the version and the repository formats, then exit 0 (before any
+    other option is acted on, and without loading the engine)."""
+    if value:
+        from vaultsync import __version__, formats
+
+        out(f"vaultsync {__version__} ({formats.describe()})")
+        raise typer.Exit()
+
+
 @app.callback()
 def _main(
     directory: Annotated[str | None, typer.Option(
@@ -113,6 +123,10 @@ def _main(
     log_file: Annotated[str | None, typer.Option(
         "--log-file", envvar="VAULTSYNC_LOG_FILE", metavar="PATH",
         help="Also append what this run prints, with timestamps, to PATH.")] = None,
+    version: Annotated[bool, typer.Option(
+        "--version", is_eager=True, callback=_print_version,
+        help="Print the version and the repository formats it reads and writes, and "
+             "exit.")] = False,
 ) -> None:
     """Sync a folder of notes through a content-addressed remote, never losing a version.
 
