@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO_ROOT, Result, run_cli, write
-from vaultsync import lockfile
+from vaultsync import fsutil
 from vaultsync.engine.fsprobe import FsTraits, suspicious, windows_problem
 from vaultsync.model import flatten
 from vaultsync.repository.repo import Repository
@@ -27,8 +27,8 @@ OLD = 1_600_000_000
 
 HOLDER = """
 import sys, time
-from vaultsync import lockfile
-fd = lockfile.try_lock(sys.argv[1])
+from vaultsync import fsutil
+fd = fsutil.try_lock(sys.argv[1])
 print("held" if fd is not None else "busy", flush=True)
 time.sleep(60)
 """
@@ -43,13 +43,13 @@ def hold_in_another_process(path: Path) -> subprocess.Popen[str]:
 
 def test_the_lock_is_exclusive_and_released_by_unlock(tmp_path: Path) -> None:
     path = str(tmp_path / "lock")
-    fd = lockfile.try_lock(path)
+    fd = fsutil.try_lock(path)
     assert fd is not None
-    assert lockfile.try_lock(path) is None, "a second descriptor must not get it"
-    lockfile.unlock(fd)
-    again = lockfile.try_lock(path)
+    assert fsutil.try_lock(path) is None, "a second descriptor must not get it"
+    fsutil.unlock(fd)
+    again = fsutil.try_lock(path)
     assert again is not None
-    lockfile.unlock(again)
+    fsutil.unlock(again)
 
 
 @pytest.fixture
@@ -84,9 +84,9 @@ def test_a_finished_run_leaves_the_lock_free_and_names_its_pid(vault: Path) -> N
     assert run_cli("sync", cwd=vault).code == 0
     lock = vault / ".vaultsync" / "lock"
     assert lock.read_text().strip().isdigit()  # the pid of the run that held it last
-    fd = lockfile.try_lock(str(lock))
+    fd = fsutil.try_lock(str(lock))
     assert fd is not None
-    lockfile.unlock(fd)
+    fsutil.unlock(fd)
 
 
 # ---- names Windows cannot hold ------------------------------------------------------------

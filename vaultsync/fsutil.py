@@ -1,8 +1,13 @@
-"""Small filesystem helpers shared by the directory store and the vault writer.
+"""Small filesystem helpers shared by the directory store, the vault writer and the vault
+lock.
 
 Platform-only calls live behind `sys.platform` checks (which `mypy --platform win32` and
-`--platform darwin` understand): syncfs and /proc are Linux's; elsewhere each file gets
-its own fsync, as on any filesystem syncfs is not trusted on.
+`--platform darwin` understand, so an API one platform lacks is caught without that
+machine): syncfs and /proc are Linux's, and elsewhere each file gets its own fsync, as on
+any filesystem syncfs is not trusted on. The vault lock (`try_lock`) is flock(2) on
+POSIX (Linux, macOS, the BSDs) and msvcrt's lock of the file's first byte on Windows.
+Either way it belongs to an open descriptor, so the system drops it when the process
+ends, however it ends (kill -9, a crash, a power cut): never a stale lock to clean up.
 """
 
 from __future__ import annotations
@@ -103,3 +108,68 @@ def _syncfs():  # type: ignore[no-untyped-def]
     fn.argtypes = [ctypes.c_int]
     fn.restype = ctypes.c_int
     return fn
+
+
+# what a non-blocking lock attempt fails with when another descriptor holds the lock
+_HELD_ERRNOS = frozenset({errno.EACCES, errno.EAGAIN, errno.EWOULDBLOCK,
+                          getattr(errno, "EDEADLOCK", errno.EDEADLK)})
+
+
+def try_lock(path: str) -> int | None:
+    """Open (creating if need be) and lock `path` exclusively without waiting. Returns the
+    descriptor that holds the lock (release it with `unlock`), or None when another
+    process (or another descriptor of this one) holds it. Other errors are raised."""
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOINHERIT", 0)
+    fd = os.open(path, flags, 0o644)
+    try:
+        held = _lock(fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    if not held:
+        os.close(fd)
+        return None
+    return fd
+
+
+def unlock(fd: int) -> None:
+    """Release the lock taken by `try_lock` and close its descriptor."""
+    try:
+        _unlock(fd)
+    except OSError:
+        pass  # closing the descriptor releases it anyway
+    finally:
+        os.close(fd)
+
+
+if sys.platform == "win32":
+    import msvcrt
+
+    def _lock(fd: int) -> bool:
+        os.lseek(fd, 0, os.SEEK_SET)  # msvcrt locks bytes from the current position
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError as exc:
+            if exc.errno in _HELD_ERRNOS:
+                return False
+            raise
+        return True
+
+    def _unlock(fd: int) -> None:
+        os.lseek(fd, 0, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+
+else:
+    import fcntl
+
+    def _lock(fd: int) -> bool:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in _HELD_ERRNOS:
+                return False
+            raise
+        return True
+
+    def _unlock(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_UN)

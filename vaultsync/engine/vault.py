@@ -19,7 +19,7 @@ from vaultsync.engine.config import (
 )
 from vaultsync.engine.state import State, is_damage
 from vaultsync.errors import ConfigError, LockHeld, NotAVault, StateDamaged, UsageError
-from vaultsync.lockfile import try_lock, unlock
+from vaultsync.fsutil import try_lock, unlock
 from vaultsync.model import STATE_DIR
 
 TRASH = "trash"
