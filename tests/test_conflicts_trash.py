@@ -181,8 +181,8 @@ def test_a_copy_whose_origin_cannot_be_found_lists_with_unknown(
                   "snapshot": None, "synced": None},
     }]
     assert cli("conflicts", cwd=desk).out.splitlines() == [
-        "ideas/Idea.conflict-20250101-120000-phone.md  (kept by a sync unknown (not synced "
-        "yet, or pruned))",
+        "ideas/Idea.conflict-20250101-120000-phone.md  (in no synced snapshot: not synced "
+        "yet, or pruned)",
         "  ideas/Idea.md: written by unknown; first snapshot unknown",
         "  the copy: written by phone, modified 2025-01-01T12:00:00Z; first snapshot unknown",
         "1 conflict copy",

@@ -357,7 +357,7 @@ def conflicts(json_: JsonOpt = False) -> int:
         return EXIT_OK
     for c in found:
         by = (f"kept by {name(c.kept_by or '')}'s sync {short(c.kept_in)} at {iso(c.kept_ns)}"
-              if c.kept_in else "kept by a sync unknown (not synced yet, or pruned)")
+              if c.kept_in else "in no synced snapshot: not synced yet, or pruned")
         out(f"{name(c.copy)}  ({by})")
         for label, v in ((c.path, c.original), ("the copy", c.other)):
             d = v.to_json()

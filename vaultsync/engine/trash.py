@@ -42,6 +42,8 @@ class TrashItem:
     modified_ns: int  # the version's own modification time
     size: int
     executable: bool
+    # its run folder's mtime: orders two runs that started within the same second
+    run_mtime_ns: int = 0
 
     def to_json(self) -> dict[str, object]:
         return {"id": self.id, "path": self.path, "trashed": _iso(self.trashed_ns),
@@ -57,7 +59,11 @@ def listing(root: str) -> list[TrashItem]:
     """Every version in this vault's trash, newest first (then by path). Takes no lock:
     it only reads, and a sync running meanwhile may only add to it."""
     vault = Vault.find(root)
-    return sorted(_items(vault.trash), key=lambda i: (-i.trashed_ns, i.id))
+    return _newest_first(_items(vault.trash))
+
+
+def _newest_first(items: Iterator[TrashItem]) -> list[TrashItem]:
+    return sorted(items, key=lambda i: (-i.trashed_ns, -i.run_mtime_ns, i.id))
 
 
 def _items(trash: str) -> Iterator[TrashItem]:
@@ -71,6 +77,10 @@ def _items(trash: str) -> Iterator[TrashItem]:
             continue
         match = _RUN.match(run)
         when = _stamp_ns(match.group(1)) if match else None
+        try:
+            run_mtime = os.stat(folder).st_mtime_ns
+        except OSError:
+            continue
         for dirpath, dirnames, filenames in os.walk(folder):
             dirnames.sort()
             for fn in sorted(filenames):
@@ -87,9 +97,9 @@ def _items(trash: str) -> Iterator[TrashItem]:
                     else rel
                 yield TrashItem(
                     id=f"{run}/{rel}", path=nfc(spelled), spelled=spelled,
-                    trashed_ns=when if when is not None else os.stat(folder).st_mtime_ns,
+                    trashed_ns=when if when is not None else run_mtime,
                     modified_ns=st.st_mtime_ns, size=st.st_size,
-                    executable=bool(st.st_mode & stat.S_IXUSR))
+                    executable=bool(st.st_mode & stat.S_IXUSR), run_mtime_ns=run_mtime)
 
 
 def _stamp_ns(stamp: str) -> int | None:
@@ -102,7 +112,7 @@ def _stamp_ns(stamp: str) -> int | None:
 
 def find(vault: Vault, which: str) -> TrashItem:
     """The trash item `which` names: its id, or a vault path (its newest version)."""
-    items = sorted(_items(vault.trash), key=lambda i: (-i.trashed_ns, i.id))
+    items = _newest_first(_items(vault.trash))
     wanted = which.replace(os.sep, "/").strip("/")
     for prefix in (os.path.join(vault.trash, "").replace(os.sep, "/"), f"{STATE_DIR}/trash/"):
         wanted = wanted.removeprefix(prefix.lstrip("/"))  # an id given as its path
