@@ -1,10 +1,25 @@
-"""Small filesystem helpers shared by the directory store and the vault writer."""
+"""Small filesystem helpers shared by the directory store, the vault writer and the vault
+lock.
+
+Platform-only calls live behind `sys.platform` checks (which `mypy --platform win32` and
+`--platform darwin` understand, so an API one platform lacks is caught without that
+machine): syncfs and /proc are Linux's, and elsewhere each file gets its own fsync, as on
+any filesystem syncfs is not trusted on. The vault lock (`try_lock`) is flock(2) on
+POSIX (Linux, macOS, the BSDs) and msvcrt's lock of the file's first byte on Windows.
+Either way it belongs to an open descriptor, so the system drops it when the process
+ends, however it ends (kill -9, a crash, a power cut): never a stale lock to clean up.
+"""
 
 from __future__ import annotations
 
 import errno
 import functools
 import os
+import sys
+
+# Binary mode for os.open: on Windows a descriptor opened without it translates newlines
+# and stops reading at Ctrl-Z. 0 (nothing to ask) everywhere else.
+O_BINARY: int = getattr(os, "O_BINARY", 0)
 
 
 def fsync_dir(folder: str) -> None:
@@ -33,6 +48,8 @@ _fs_types: dict[int, str | None] = {}
 
 def fs_type(path: str) -> str | None:
     """The type of the filesystem holding `path` (Linux: /proc/self/mountinfo), or None."""
+    if sys.platform != "linux":
+        return None
     try:
         dev = os.stat(path).st_dev
     except OSError:
@@ -56,7 +73,7 @@ def syncfs_works(path: str) -> bool:
     """Whether one `syncfs` makes every file written under `path` since an fd of it was
     opened durable, and reports a write-back error as fsync would: Linux 5.8 or later
     (syncfs reports write-back errors since then), on a filesystem of SYNCFS_TYPES."""
-    if not hasattr(os, "major") or _syncfs() is None:
+    if sys.platform != "linux" or _syncfs() is None:
         return False
     try:
         release = tuple(int(x) for x in os.uname().release.split("-")[0].split(".")[:2])
@@ -80,7 +97,7 @@ def syncfs(fd: int) -> None:
 
 @functools.cache
 def _syncfs():  # type: ignore[no-untyped-def]
-    if os.uname().sysname != "Linux":
+    if sys.platform != "linux":
         return None
     import ctypes  # only a run that writes many files pays for it
 
@@ -91,3 +108,68 @@ def _syncfs():  # type: ignore[no-untyped-def]
     fn.argtypes = [ctypes.c_int]
     fn.restype = ctypes.c_int
     return fn
+
+
+# what a non-blocking lock attempt fails with when another descriptor holds the lock
+_HELD_ERRNOS = frozenset({errno.EACCES, errno.EAGAIN, errno.EWOULDBLOCK,
+                          getattr(errno, "EDEADLOCK", errno.EDEADLK)})
+
+
+def try_lock(path: str) -> int | None:
+    """Open (creating if need be) and lock `path` exclusively without waiting. Returns the
+    descriptor that holds the lock (release it with `unlock`), or None when another
+    process (or another descriptor of this one) holds it. Other errors are raised."""
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOINHERIT", 0)
+    fd = os.open(path, flags, 0o644)
+    try:
+        held = _lock(fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    if not held:
+        os.close(fd)
+        return None
+    return fd
+
+
+def unlock(fd: int) -> None:
+    """Release the lock taken by `try_lock` and close its descriptor."""
+    try:
+        _unlock(fd)
+    except OSError:
+        pass  # closing the descriptor releases it anyway
+    finally:
+        os.close(fd)
+
+
+if sys.platform == "win32":
+    import msvcrt
+
+    def _lock(fd: int) -> bool:
+        os.lseek(fd, 0, os.SEEK_SET)  # msvcrt locks bytes from the current position
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError as exc:
+            if exc.errno in _HELD_ERRNOS:
+                return False
+            raise
+        return True
+
+    def _unlock(fd: int) -> None:
+        os.lseek(fd, 0, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+
+else:
+    import fcntl
+
+    def _lock(fd: int) -> bool:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in _HELD_ERRNOS:
+                return False
+            raise
+        return True
+
+    def _unlock(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_UN)

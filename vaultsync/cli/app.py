@@ -30,6 +30,7 @@ from vaultsync.errors import (
     Interrupted,
     NotAVault,
     Unexpected,
+    UsageError,
     classify,
 )
 
@@ -98,6 +99,16 @@ def command(fn: Callable[..., int]) -> Callable[..., None]:
     return app.command()(run)
 
 
+def _print_version(value: bool) -> None:
+    """`--version`: the version and the repository formats, then exit 0 (before any
+    other option is acted on, and without loading the engine)."""
+    if value:
+        from vaultsync import __version__, formats
+
+        out(f"vaultsync {__version__} ({formats.describe()})")
+        raise typer.Exit()
+
+
 @app.callback()
 def _main(
     directory: Annotated[str | None, typer.Option(
@@ -113,6 +124,10 @@ def _main(
     log_file: Annotated[str | None, typer.Option(
         "--log-file", envvar="VAULTSYNC_LOG_FILE", metavar="PATH",
         help="Also append what this run prints, with timestamps, to PATH.")] = None,
+    version: Annotated[bool, typer.Option(
+        "--version", is_eager=True, callback=_print_version,
+        help="Print the version and the repository formats it reads and writes, and "
+             "exit.")] = False,
 ) -> None:
     """Sync a folder of notes through a content-addressed remote, never losing a version.
 
@@ -272,15 +287,90 @@ def log(
 
 @command
 def restore(
-    path: Annotated[str, typer.Argument(help="File or folder to restore ('.' for all).")],
+    path: Annotated[str | None, typer.Argument(
+        help="File or folder to restore ('.' for all); with --trash, a file or a trash "
+             "id.")] = None,
     at: Annotated[str | None, typer.Option(
         help="Snapshot id or time (default: last sync).")] = None,
     to: Annotated[str | None, typer.Option(help="Write here instead of into the vault.")] = None,
+    trash: Annotated[bool, typer.Option(
+        "--trash", help="From this device's trash (what a sync replaced or deleted here): "
+                        "without PATH, list it, newest first.")] = False,
+    json_: JsonOpt = False,
 ) -> int:
-    """Bring back a file or folder as it was at a snapshot or time."""
+    """Bring back a file or folder as it was at a snapshot or time, or a version a sync
+    replaced or deleted on this device (--trash; no network needed). Whatever the restored
+    version replaces goes to the trash first."""
+    if trash:
+        if at is not None or to is not None:
+            raise UsageError("--trash restores into the vault from this device's trash: "
+                             "it takes no --at or --to")
+        return _restore_from_trash(path, json_)
+    if path is None:
+        raise UsageError("restore needs a PATH (or --trash to list what syncs replaced or "
+                         "deleted here)")
     from vaultsync.engine.history import restore as do_restore
 
-    return print_report(do_restore(here(), path, at, to), False)
+    return print_report(do_restore(here(), path, at, to), json_)
+
+
+def _restore_from_trash(path: str | None, json_: bool) -> int:
+    from vaultsync.engine import trash
+
+    if path is None:
+        items = trash.listing(here())
+        if json_:
+            emit_json([item.to_json() for item in items])
+            return EXIT_OK
+        if not items:
+            out("the trash is empty")
+        for item in items:
+            doc = item.to_json()
+            out(f"{doc['trashed']}  {size(item.size):>10}  {name(item.path)}  (modified "
+                f"{doc['modified']}; id {name(item.id)})")
+        return EXIT_OK
+    report, item = trash.restore(here(), path)
+    if json_:
+        emit_json(report.to_json())
+        return report.exit_code
+    if report.downloaded:
+        doc = item.to_json()
+        out(f"restored {name(item.spelled)} from the trash: the version modified "
+            f"{doc['modified']} ({size(item.size)}) that a run put there at {doc['trashed']}")
+    for notice in report.notices:
+        out(notice)
+    if report.downloaded:
+        out("run 'vaultsync sync' to send it to the other devices")
+    return report.exit_code
+
+
+@command
+def conflicts(json_: JsonOpt = False) -> int:
+    """The conflict copies in the vault, with both versions: the device that wrote each,
+    when, and the snapshot it first synced in. Reads only; writes nothing anywhere."""
+    from vaultsync.engine.copies import conflicts as do_conflicts
+    from vaultsync.engine.copies import iso
+
+    found, note = do_conflicts(here())
+    if json_:
+        emit_json([c.to_json() for c in found])
+        return EXIT_OK
+    for c in found:
+        by = (f"kept by {name(c.kept_by or '')}'s sync {short(c.kept_in)} at {iso(c.kept_ns)}"
+              if c.kept_in else "in no synced snapshot: not synced yet, or pruned")
+        out(f"{name(c.copy)}  ({by})")
+        for label, v in ((c.path, c.original), ("the copy", c.other)):
+            d = v.to_json()
+            when = f", modified {d['modified']}" if d["modified"] else ""
+            bytes_ = f", {size(v.size)}" if v.size is not None else ""
+            first = (f"first in snapshot {short(v.snapshot)} at {d['synced']}" if v.snapshot
+                     else "first snapshot unknown")
+            out(f"  {name(label)}: written by {name(v.device)}{when}{bytes_}; {first}")
+    out(f"{len(found)} conflict cop{'y' if len(found) == 1 else 'ies'}" if found
+        else "no conflict copies")
+    if note:
+        out(note)
+    return EXIT_OK
 
 
 @command

@@ -17,6 +17,7 @@ import functools
 import os
 import secrets
 import shutil
+import sys
 import time
 from collections.abc import Iterable
 
@@ -24,7 +25,7 @@ from vaultsync.engine import fsprobe
 from vaultsync.engine.fsprobe import FsTraits
 from vaultsync.engine.scan import TMP_PREFIX, Respell, is_temp_name
 from vaultsync.errors import BadName
-from vaultsync.fsutil import fsync_dir, syncfs, syncfs_works
+from vaultsync.fsutil import O_BINARY, fsync_dir, syncfs, syncfs_works
 from vaultsync.model import Entry
 
 DiskKey = tuple[int, int, int]  # size, mtime_ns, inode as the scan saw them
@@ -119,7 +120,7 @@ class VaultWriter:
         tmp = os.path.join(folder, TMP_PREFIX + secrets.token_hex(6))
         try:
             mode = 0o777 if entry.executable else 0o666  # the kernel applies the umask
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_BINARY, mode)
             try:
                 for piece in pieces:
                     view = memoryview(piece)
@@ -365,6 +366,8 @@ def rename_noreplace(src: str, dst: str) -> None:
 
 @functools.cache
 def _renameat2():  # type: ignore[no-untyped-def]
+    if sys.platform != "linux":  # Linux's own call (elsewhere CDLL(None) may not even load)
+        return None
     import ctypes  # only a rename that must not overwrite pays for it
 
     try:

@@ -12,6 +12,11 @@ trait is probed, once per process and vault:
 - a name: can a file of exactly that name be created (in a scratch folder of the state
   folder)? Asked only for names that look foreign-unsafe, and to confirm that a failed
   write failed because of its name, never to hide another error.
+
+On Windows a probe cannot be trusted for every name: `CON.md` opens the console,
+`Note.` creates `Note`, `a:b.md` writes a stream `b.md` of a file `a`, all "successfully".
+There the names Windows cannot hold (`windows_problem`) are refused by rule, before any
+probe.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import os
 import secrets
 import shutil
 import stat
+import sys
 import threading
 from dataclasses import dataclass, field
 
@@ -35,6 +41,13 @@ PROBE_PREFIX = ".vaultsync-tmp-probe-"  # a stale temp (scan.TMP_PREFIX) if a ru
 NAME_ERRNOS = frozenset({errno.ENOENT, errno.EINVAL, errno.EILSEQ, errno.ENAMETOOLONG})
 _FOREIGN_UNSAFE = frozenset('\\:*?"<>|')
 MAX_NAME_BYTES = 255  # what most filesystems hold in one name
+# Names Windows keeps for devices, with or without an extension (`CON`, `con.md`,
+# `LPT1.tar.gz`): Microsoft's "Naming Files, Paths, and Namespaces", with the superscript
+# digits Windows also reads as 1, 2, 3.
+_WINDOWS_DEVICES = frozenset(
+    {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"}
+    | {f"{port}{n}" for port in ("COM", "LPT") for n in "0123456789\u00b9\u00b2\u00b3"})
+WINDOWS = sys.platform == "win32"  # refuse `windows_problem` names by rule (tests set it)
 
 
 @dataclass
@@ -48,11 +61,15 @@ class FsTraits:
     # permission bits make theirs up: exFAT over FUSE and the kernel's vfat give a file a
     # new number once the kernel forgets it (seen between a scan and the apply step).
     stable_inodes: bool = True
+    # Windows: names it cannot hold are refused by rule (a probe may "succeed" wrongly)
+    windows_names: bool = False
     _names: dict[str, bool] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def holds(self, name: str) -> bool:
         """Whether a file named `name` can exist here (probed once per name)."""
+        if self.windows_names and windows_problem(name) is not None:
+            return False
         with self._lock:
             known = self._names.get(name)
         if known is None:
@@ -71,7 +88,29 @@ def suspicious(name: str) -> bool:
     if any(c in _FOREIGN_UNSAFE or ord(c) < 0x20 or ord(c) == 0x7F for c in name):
         return True
     too_long = len(name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES
-    return too_long or name.endswith((" ", "."))
+    return too_long or name.endswith((" ", ".")) or _windows_device(name)
+
+
+def windows_problem(name: str) -> str | None:
+    """Why Windows cannot hold `name` as a file or folder name (None: it can): a
+    character it refuses (`<>:"/\\|?*` and control characters), a trailing dot or space
+    (Windows drops them, so the file would land under another name), or a name it keeps
+    for a device (`CON`, `aux.md`, `COM1.txt`: the extension does not help)."""
+    bad = sorted({c for c in name if c in _FOREIGN_UNSAFE or c == "/" or ord(c) < 0x20})
+    if bad:
+        shown = ", ".join(repr(c) for c in bad)
+        return f"Windows does not allow {shown} in a name"
+    if name.endswith((" ", ".")) and name not in (".", ".."):
+        return "Windows drops a trailing dot or space from a name"
+    if _windows_device(name):
+        return f"Windows keeps {name.split('.')[0].rstrip(' ').upper()!r} for a device"
+    return None
+
+
+def _windows_device(name: str) -> bool:
+    """`CON`, `con.md`, `Aux .txt`, `LPT1.tar.gz`: the part before the first dot, trailing
+    spaces dropped, is a device name (compared without case)."""
+    return name.split(".", 1)[0].rstrip(" ").upper() in _WINDOWS_DEVICES
 
 
 def traits(root: str) -> FsTraits:
@@ -89,7 +128,7 @@ def traits(root: str) -> FsTraits:
 def _traits(root: str, dev: int) -> FsTraits:
     meta = os.path.join(root, STATE_DIR)
     probe_dir = meta if os.path.isdir(meta) else root
-    found = FsTraits(probe_dir=probe_dir)
+    found = FsTraits(probe_dir=probe_dir, windows_names=WINDOWS)
     found.case_insensitive = _case_insensitive(probe_dir, by_name=probe_dir == meta)
     found.modes = _has_modes(probe_dir)
     found.stable_inodes = found.modes

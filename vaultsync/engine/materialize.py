@@ -41,6 +41,9 @@ from vaultsync.reconcile.plan import (
 from vaultsync.reconcile.renames import Move
 from vaultsync.repository.repo import Repository
 
+# the effective ids where access(2) can ask for them (not on Windows: NotImplementedError)
+_EFFECTIVE = os.access in os.supports_effective_ids
+
 
 def spelling(key: str, local: Flat, target: Flat) -> str:
     """The on-disk path for `key`: this device's spelling where it has one."""
@@ -270,7 +273,7 @@ def check_writable(vw: VaultWriter, plan: Plan, local: Flat, target: Flat) -> No
     for folder in sorted(folders):
         while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
             folder = os.path.dirname(folder)  # made by the run: its parent must be writable
-        if not os.access(folder, os.W_OK | os.X_OK, effective_ids=True):
+        if not os.access(folder, os.W_OK | os.X_OK, effective_ids=_EFFECTIVE):
             raise LocalFailure(f"local permission denied: cannot write into {folder}; "
                                "nothing was committed (fix its permissions, or ignore it)")
 

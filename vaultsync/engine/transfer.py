@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 
 from vaultsync.engine import pipeline, progress
 from vaultsync.engine.scan import ChunkLocation
 from vaultsync.errors import ChangedDuringRun, IntegrityError
+from vaultsync.fsutil import O_BINARY
 from vaultsync.model import Entry, ObjectId
 from vaultsync.repository.packs import CHUNK
 from vaultsync.repository.repo import Repository, RepoWriter
@@ -108,10 +110,10 @@ def _read_encoded(repo: Repository, writer: RepoWriter, path: str,
     since the scan), and put each through the codec."""
     out = []
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | O_BINARY)
         try:
             for cid, loc in items:
-                data = os.pread(fd, loc.length, loc.offset)
+                data = _pread(fd, loc.length, loc.offset)
                 if repo.hasher.id(data) != cid:
                     raise ChangedDuringRun(f"{path} changed while uploading; run again")
                 out.append((cid, writer.encode(data), len(data)))
@@ -203,3 +205,18 @@ def local_chunks(repo: Repository, root: str, writes: Iterable[tuple[str, Entry]
         if kept >= REUSE_BYTES:
             break
     return out
+
+
+if sys.platform == "win32":  # no pread there: seek, then read (one thread per descriptor)
+    def _pread(fd: int, length: int, offset: int) -> bytes:
+        os.lseek(fd, offset, os.SEEK_SET)
+        parts, left = [], length
+        while left:
+            piece = os.read(fd, left)
+            if not piece:
+                break
+            parts.append(piece)
+            left -= len(piece)
+        return b"".join(parts)
+else:
+    _pread = os.pread

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import os
 import sqlite3
 import time
@@ -20,6 +19,7 @@ from vaultsync.engine.config import (
 )
 from vaultsync.engine.state import State, is_damage
 from vaultsync.errors import ConfigError, LockHeld, NotAVault, StateDamaged, UsageError
+from vaultsync.fsutil import try_lock, unlock
 from vaultsync.model import STATE_DIR
 
 TRASH = "trash"
@@ -174,21 +174,19 @@ class Vault:
                 "one file, versions that differ are kept side by side")
 
     def lock(self) -> Vault:
-        fd = os.open(os.path.join(self.meta, "lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        """Hold this vault's lock for the run (exclusive, on every platform; the system
+        drops it when the process ends, however it ends), or raise LockHeld once the
+        --wait time is up."""
         deadline = time.monotonic() + _lock_wait
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    os.close(fd)
-                    waited = f" (waited {_lock_wait:g} s)" if _lock_wait else ""
-                    raise LockHeld(
-                        f"another vaultsync run is using {self.root}{waited}; try again when "
-                        "it finishes, or pass --wait SECONDS"
-                    ) from None
-                time.sleep(0.1)
+        path = os.path.join(self.meta, "lock")
+        while (fd := try_lock(path)) is None:
+            if time.monotonic() >= deadline:
+                waited = f" (waited {_lock_wait:g} s)" if _lock_wait else ""
+                raise LockHeld(
+                    f"another vaultsync run is using {self.root}{waited}; try again when "
+                    "it finishes, or pass --wait SECONDS"
+                )
+            time.sleep(0.1)
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._lock_fd = fd
@@ -199,7 +197,7 @@ class Vault:
             self._state.close()
             self._state = None
         if self._lock_fd is not None:
-            os.close(self._lock_fd)
+            unlock(self._lock_fd)
             self._lock_fd = None
 
     def __enter__(self) -> Vault:

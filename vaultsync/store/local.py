@@ -15,6 +15,7 @@ import errno
 import os
 import secrets
 import stat
+import sys
 import time
 from collections.abc import Iterator
 
@@ -188,39 +189,65 @@ class LocalStore(Store):
         if not os.path.isdir(self.root):
             raise self._missing(name)
         folder, _, last = name.rpartition("/")
-        try:
-            fd = self._open_folder(folder)
-        except OSError as exc:
-            raise self._failed(exc, "deleting", name) from None
-        if fd is None:
-            return  # its folder is gone: so is the file
-        try:
-            os.unlink(last, dir_fd=fd)
-        except (FileNotFoundError, IsADirectoryError):
-            pass  # gone, or a folder (not an object): nothing to remove
-        except OSError as exc:
-            raise self._failed(exc, "deleting", name) from None
-        finally:
-            os.close(fd)
-
-    def _open_folder(self, folder: str) -> int | None:
-        """A descriptor of the store's `folder`, opened one component at a time without
-        following a symbolic link; None when some component is missing or is not a real
-        folder (a file, or a symbolic link: Linux answers ENOTDIR for both)."""
-        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
-        for part in folder.split("/") if folder else ():
+        if sys.platform == "win32":  # no dir_fd there: by path, through real folders only
+            self._remove_by_path(name, folder, last)
+        else:
             try:
-                child = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
-            except (FileNotFoundError, NotADirectoryError):
-                return None
+                fd = self._open_folder(folder)
             except OSError as exc:
-                if exc.errno == errno.ELOOP:  # O_NOFOLLOW's answer elsewhere
-                    return None
-                raise
+                raise self._failed(exc, "deleting", name) from None
+            if fd is None:
+                return  # its folder is gone: so is the file
+            try:
+                os.unlink(last, dir_fd=fd)
+            except (FileNotFoundError, IsADirectoryError):
+                pass  # gone, or a folder (not an object): nothing to remove
+            except OSError as exc:
+                raise self._failed(exc, "deleting", name) from None
             finally:
                 os.close(fd)
-            fd = child
-        return fd
+
+    if sys.platform == "win32":
+        def _remove_by_path(self, name: str, folder: str, last: str) -> None:
+            """`_remove_temporary` where os.unlink takes no dir_fd (Windows): each folder
+            on the way is checked to be a real folder (no link, no junction) just before."""
+            path = self.root
+            parts = [*(folder.split("/") if folder else ()), last]
+            try:
+                for i, part in enumerate(parts):
+                    path = os.path.join(path, part)
+                    st = os.lstat(path)
+                    if st.st_file_attributes & stat.FILE_ATTRIBUTE_REPARSE_POINT:
+                        return  # a link or a junction: not the store's own folder or file
+                    if stat.S_ISDIR(st.st_mode) != (i < len(parts) - 1):
+                        return  # a file where a folder is, or a folder (not an object)
+                os.unlink(path)
+            except FileNotFoundError:
+                pass  # gone: nothing to remove
+            except OSError as exc:
+                raise self._failed(exc, "deleting", name) from None
+
+    else:
+        def _open_folder(self, folder: str) -> int | None:
+            """A descriptor of the store's `folder`, opened one component at a time
+            without following a symbolic link; None when some component is missing or is
+            not a real folder (a file, or a symbolic link: Linux answers ENOTDIR for
+            both)."""
+            fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+            for part in folder.split("/") if folder else ():
+                try:
+                    child = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW,
+                                    dir_fd=fd)
+                except (FileNotFoundError, NotADirectoryError):
+                    return None
+                except OSError as exc:
+                    if exc.errno == errno.ELOOP:  # O_NOFOLLOW's answer elsewhere
+                        return None
+                    raise
+                finally:
+                    os.close(fd)
+                fd = child
+            return fd
 
 
 def _unreadable(exc: OSError) -> None:
