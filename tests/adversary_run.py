@@ -23,7 +23,7 @@ def main() -> None:
 
     adversary.READ_FAULTS.update(spec.get("read_faults") or {})
     adversary.install_read_faults()
-    from vaultsync.cli.app import main as cli
+    from vaultsync.cli.app import entry as cli  # as `python -m vaultsync` runs it
 
     at, sig = spec.get("signal_at"), spec.get("signal")
     if at and sig:  # calls are counted from here: imports done, the command line not parsed

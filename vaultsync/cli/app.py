@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from vaultsync.cli.failure import record_traceback, run_guard
+from vaultsync.cli.failure import record_traceback, run_guard, signalled
 from vaultsync.cli.output import (
     emit_json,
     err,
@@ -93,6 +93,8 @@ def command(fn: Callable[..., int]) -> Callable[..., None]:
             code = fn(*args, **kwargs)
         except KeyboardInterrupt:
             raise Interrupted("interrupted") from None
+        if signalled():  # a SIGTERM Python could not raise where it landed
+            raise Interrupted("interrupted")
         if code:
             raise typer.Exit(code)
 
@@ -477,7 +479,11 @@ def main(argv: list[str] | None = None) -> None:
             app(args=argv, prog_name="vaultsync")
         except SystemExit as exc:
             code = exc.code
-            log_exit(code if isinstance(code, int) else (0 if code is None else 1))
+            try:
+                log_exit(code if isinstance(code, int) else (0 if code is None else 1))
+            except KeyboardInterrupt as late:  # a SIGTERM before the process is done
+                _fail(late)
+                return
             raise
         except BaseException as exc:  # noqa: BLE001 - the one place that maps them all
             _fail(exc)
@@ -491,6 +497,9 @@ def entry() -> None:
 
     try:
         main()
+    except KeyboardInterrupt:  # a SIGTERM while `main` was handing back its code
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        _fail(Interrupted("interrupted"))
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
 

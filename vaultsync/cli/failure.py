@@ -9,7 +9,8 @@ traceback goes to a log file, never to the terminal.
   (`$XDG_STATE_HOME/vaultsync/log/`, by default `~/.local/state/vaultsync/log/`), else to
   the system's temporary folder. Its lines are redacted like every other log line.
 - An exception in a background thread, or one Python could not raise (`__del__`), goes to
-  the `--log-file` (if any) instead of stderr.
+  the `--log-file` (if any) instead of stderr. An interrupt Python could not raise there
+  still ends the run with 130, once the command returns (`signalled`).
 """
 
 from __future__ import annotations
@@ -28,9 +29,19 @@ from vaultsync import __version__
 from vaultsync.cli.output import escape, log_cwd, log_lines, log_path
 from vaultsync.store.url import redact
 
+_signalled = threading.Event()  # a SIGTERM arrived during this run
+
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
+    _signalled.set()
     raise KeyboardInterrupt
+
+
+def signalled() -> bool:
+    """Whether a SIGTERM arrived during this run. Its KeyboardInterrupt is lost when it
+    lands while Python finalizes something (a generator closed by the garbage collector,
+    a `__del__`): then the run goes on, and this tells the caller to exit 130 anyway."""
+    return _signalled.is_set()
 
 
 def _thread_failed(args: threading.ExceptHookArgs) -> None:
@@ -41,6 +52,9 @@ def _thread_failed(args: threading.ExceptHookArgs) -> None:
 
 
 def _unraisable(args: Any) -> None:
+    if isinstance(args.exc_value, KeyboardInterrupt):
+        _signalled.set()  # Python could not raise it there: the run ends 130 (`signalled`)
+        return
     if args.exc_value is not None:
         log_lines([f"exception ignored in {args.object!r}:", *_traceback(args.exc_value)])
 
@@ -53,6 +67,7 @@ def run_guard() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    _signalled.clear()
     old_term = signal.signal(signal.SIGTERM, _interrupt)
     old_thread, old_unraisable = threading.excepthook, sys.unraisablehook
     threading.excepthook, sys.unraisablehook = _thread_failed, _unraisable
