@@ -209,13 +209,19 @@ class Record:
     def rows(self) -> dict[str, StatRow]:
         rows: dict[str, StatRow] = {}
         for prefix in self.folders:
-            for item in self.items(prefix):
-                second = item[1]
-                if second.__class__ is StatRow:
-                    rows[item[0]] = second
-                elif len(item) == 4:
-                    rows[item[0]] = item[2]
+            _rows_of(self.items(prefix), rows)
         return rows
+
+
+def _rows_of(items: list[tuple], rows: dict[str, StatRow]) -> dict[str, StatRow]:
+    """The stat rows of a folder's files among its `items` (see Record), into `rows`."""
+    for item in items:
+        second = item[1]
+        if second.__class__ is StatRow:
+            rows[item[0]] = second
+        elif len(item) == 4:
+            rows[item[0]] = item[2]
+    return rows
 
 
 
@@ -298,14 +304,7 @@ class Local(Mapping[str, Entry]):
         for prefix, items in record.folders.items():
             if items.__class__ is Stored:
                 continue  # every row as stored
-            rows: dict[str, StatRow] = {}
-            for item in items:
-                second = item[1]
-                if second.__class__ is StatRow:
-                    rows[item[0]] = second
-                elif len(item) == 4:
-                    rows[item[0]] = item[2]
-            groups[prefix[:-1]] = rows
+            groups[prefix[:-1]] = _rows_of(items, {})
         for key, row in updates.items():
             folder = key.rpartition("/")[0]
             group = groups.get(folder)
