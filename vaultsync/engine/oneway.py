@@ -24,7 +24,6 @@ from vaultsync.engine.sync import (
     DRY_RUN_NOTICE,
     Bases,
     check_safety,
-    files_in,
     local_base,
     local_deletes,
     remote_flat,
@@ -32,6 +31,7 @@ from vaultsync.engine.sync import (
     sync,
 )
 from vaultsync.engine.vault import Vault
+from vaultsync.engine.work import files_in
 from vaultsync.errors import SafetyStop, UsageError
 from vaultsync.model import STATE_DIR, Change, ObjectId
 from vaultsync.reconcile.merge import MergeResult

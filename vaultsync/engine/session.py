@@ -298,9 +298,12 @@ class Session:
         """What differs between two snapshots (equal subtrees skipped)."""
         return diff_trees(self.root_of(old), self.root_of(new), self.tree_loader())
 
-    def versus_disk(self, scan: ScanResult, sid: ObjectId | None) -> Iterator[Change]:
-        """What differs between a snapshot and the scan's tree (equal subtrees skipped)."""
-        return diff_trees(self.root_of(sid), scan.root, self.tree_loader(scan))
+    def versus_disk(self, scan: ScanResult, sid: ObjectId | None,
+                    folders: bool = False) -> Iterator[Change]:
+        """What differs between a snapshot and the scan's tree (equal subtrees skipped;
+        `folders`: see `diff_trees`)."""
+        return diff_trees(self.root_of(sid), scan.root, self.tree_loader(scan),
+                          folders=folders)
 
     def local_changes(self, scan: ScanResult, base: ObjectId | None) -> Changes:
         return Changes.of(self.versus_disk(scan, base))

@@ -23,7 +23,7 @@ from vaultsync.engine.scan import ScanResult
 from vaultsync.engine.session import Changes, Session, rejoining
 from vaultsync.engine.work import Work
 from vaultsync.errors import SafetyStop
-from vaultsync.model import Entry, Flat, ObjectId, Tree, diff_trees, lookup, nfc
+from vaultsync.model import Change, Entry, Flat, ObjectId, Tree, diff_trees, lookup, nfc
 from vaultsync.reconcile.merge import MergeResult, count_deletes, merge
 from vaultsync.reconcile.plan import diff
 from vaultsync.reconcile.region import carry, open_up, region, sparse_trees
@@ -263,16 +263,16 @@ def merge_all(s: Session, scan: ScanResult, base: ObjectId | None,
     return result
 
 
-def own_changes(s: Session, scan: ScanResult, base: ObjectId | None) -> Merged:
+def own_changes(scan: ScanResult, diff: Iterable[Change]) -> Merged:
     """With nothing unseen on a disk that is all the scan holds, the merged tree is the
-    scan's own tree: no merge. `inside` holds what differs from the base (the files
-    that can be new to the repository; the base side is `before`), and the trees to
-    store are those of the folders that differ, found by the Merkle diff."""
-    load = s.tree_loader(scan)
+    scan's own tree: no merge. `diff`: the base against the scan's tree, folders whose
+    contents differ included (`Session.versus_disk`). `inside` holds what differs (the
+    files that can be new to the repository; the base side is `before`), and the trees
+    to store are those of the folders that differ."""
     before: Flat = {}
     after: Flat = {}
     trees = {scan.root: scan.trees[scan.root]}
-    for key, old, new in diff_trees(s.root_of(base), scan.root, load, folders=True):
+    for key, old, new in diff:
         if old is not None:
             before[key] = old
         if new is not None:
@@ -322,10 +322,6 @@ def sent(base_flat: Flat, local: Mapping[str, Entry], committed: Mapping[str, En
     return uploaded, deleted, moved
 
 
-def files_in(flat: Flat) -> int:
-    return sum(1 for e in flat.values() if not e.is_dir)
-
-
 def check_safety(base_files: int, disk_empty: bool, deletes: int, max_delete: float,
                  force: bool) -> None:
     """The safety stops of every command that commits this device's deletes
@@ -355,14 +351,17 @@ def sync(root: str, *, dry_run: bool = False, max_delete: float | None = None,
         base = s.adopt_own_head(persist=not dry_run)
         scan = s.scan()
         unseen = s.unseen_heads(base)
-        changes = s.local_changes(scan, base)
+        # one Merkle walk: the changes, and (folders whose contents differ included) what
+        # a run with nothing to merge commits
+        differs = list(s.versus_disk(scan, base, folders=True))
+        changes = Changes.of(differs)
         if not unseen and not changes.all() and not scan.restore and not scan.respell:
             if not dry_run:
                 s.save_rows(scan)
             report.up_to_date, report.snapshot = True, base
             return report.finish()
         own = s.local is not None and not unseen  # the scan's tree is the result
-        merged = own_changes(s, scan, base) if own else merge_all(s, scan, base, unseen)
+        merged = own_changes(scan, differs) if own else merge_all(s, scan, base, unseen)
         fast_forward = (len(unseen) == 1 and not changes.all()
                         and (base is None or base in s.repo.ancestors(unseen[0])))
         w = Work.of(s, scan, base, unseen[0] if fast_forward else None, merged)

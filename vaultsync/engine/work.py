@@ -67,9 +67,8 @@ class Work:
         target = s.flat_of(head) if head is not None else merged.flat
         disk, want, near = narrowed(disk_view(scan), local_target(target, s.rules, scan),
                                     base_flat)
-        return cls(base_flat, scan.flat, merged.flat, target,
-                   sum(1 for e in base_flat.values() if not e.is_dir), not disk_view(scan),
-                   disk, want, near, scan.disk)
+        return cls(base_flat, scan.flat, merged.flat, target, files_in(base_flat),
+                   not disk_view(scan), disk, want, near, scan.disk)
 
     def totals(self, repo: Repository, base: ObjectId | None, inside: Flat,
                ) -> tuple[int, int] | None:
@@ -88,6 +87,10 @@ class Work:
                     files += sign
                     size += sign * e.size
         return files, size
+
+
+def files_in(flat: Flat) -> int:
+    return sum(1 for e in flat.values() if not e.is_dir)
 
 
 def _files(s: Session, base: ObjectId | None) -> int:
