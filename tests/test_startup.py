@@ -83,6 +83,12 @@ def test_a_sync_with_nothing_to_do_loads_no_chunker_network_client_or_rich(
         note = vault / f"note{i}.md"
         note.write_text(f"# note {i}\n")
         os.utime(note, (old, old))
+    # a file large enough to be cut on a worker thread ahead of the walk if the stat
+    # cache did not vouch for it (it was cut on every run: the lookup used a wrong key)
+    (vault / "files").mkdir()  # in a folder: at the top, the wrong key was the right one
+    attachment = vault / "files" / "scan.pdf"
+    attachment.write_bytes(os.urandom(300 * 1024))
+    os.utime(attachment, (old, old))
     for args in (["init", "--remote", str(tmp_path / "remote"), "--device", "a"], ["sync"]):
         loaded(tmp_path, "-C", str(vault), *args)
 

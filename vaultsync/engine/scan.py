@@ -240,7 +240,7 @@ class Scanner:
         hot = reused = size_sum = 0
         for kname, item, st, is_dir in found:  # large files to read: hashed ahead
             if not is_dir and self.prehash.wants(st.st_size) and not self._vouched(
-                    cache_get(kprefix + kname), st):
+                    cache_get(kname if by_folder else kprefix + kname), st):
                 self.prehash.submit(item.path)
         for kname, item, st, is_dir in found:
             if more and kname in more:
