@@ -320,11 +320,13 @@ class Scanner:
             known = memo.trees.get(folder)
             if known is not None and known[0] == digest:  # its bytes: when trees is read
                 self.record.kept_trees[folder] = known[1]
+                self.record.tree_folders[known[1]] = folder
                 memo.seen_trees[folder] = known  # type: ignore[index]
                 return known[1]
         encoded = self.record.encode(folder)
         tree_id = self.hasher.id(encoded)
         self.result.trees[tree_id] = encoded
+        self.record.tree_folders[tree_id] = folder
         if digest is not None:
             memo.seen_trees[folder] = (digest, tree_id)  # type: ignore[union-attr,index]
         return tree_id

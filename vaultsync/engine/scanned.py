@@ -77,6 +77,16 @@ class ScanResult:
             return True  # a collision copy's name was never matched: ask the rules
         return not rules.ignored(key, is_dir)
 
+    def own_tree(self, tree_id: ObjectId) -> Tree | None:
+        """A tree of this scan from the entries it holds (the very objects `flat` has
+        or will have), not decoded from its encoding; None once the record is gone
+        (`flat` was built) or for a tree that is not the scan's."""
+        record: Record | None = self.__dict__.get("_record")
+        if record is None:
+            return None
+        folder = record.tree_folders.get(tree_id)
+        return None if folder is None else record.tree(folder, share=False)
+
     # `flat`, `disk`, `rows` and `trees` of a scan are built when first read (see
     # Record): a no-change sync reads only the rows, which then are the loaded ones
     def _build(self, name: str) -> dict:
@@ -136,6 +146,7 @@ class Record:
         self.hasher = hasher
         self.trees = trees  # the trees this scan encoded
         self.kept_trees: dict[str, ObjectId] = {}  # folder -> its tree, from the memo
+        self.tree_folders: dict[ObjectId, str] = {}  # each tree of the scan -> its folder
         self.cache = cache
 
     def fetch(self, tree_id: ObjectId) -> bytes | None:
@@ -158,9 +169,12 @@ class Record:
         named.sort(key=operator.itemgetter(0))  # the scan's order: by name (ASCII names)
         return [item for _, item in named]
 
-    def encode(self, folder: str) -> bytes:
+    def tree(self, folder: str, share: bool = True) -> Tree:
         start = len(folder)
-        return Tree.of([item_entry(it, start) for it in self.items(folder)]).encode()
+        return Tree.of([item_entry(it, start) for it in self.items(folder, share)])
+
+    def encode(self, folder: str) -> bytes:
+        return self.tree(folder).encode()
 
     def all_trees(self) -> dict[ObjectId, bytes]:
         """Every tree of the scan: those of folders the memo gave too, from the object

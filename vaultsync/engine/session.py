@@ -287,9 +287,15 @@ class Session:
         return self.repo.get_snapshot(sid).tree if sid is not None else None
 
     def tree_loader(self, scan: ScanResult | None = None) -> Callable[[ObjectId], Tree]:
-        """Trees from this scan, else from the repository (and its local cache)."""
+        """Trees from this scan (its own entries where it still holds them, else its
+        encodings), else from the repository (and its local cache)."""
         def get(tid: ObjectId) -> Tree:
-            encoded = scan.trees.get(tid) if scan is not None else None  # read when needed
+            if scan is None:
+                return self.repo.get_tree(tid)
+            own = scan.own_tree(tid)
+            if own is not None:
+                return own
+            encoded = scan.trees.get(tid)  # read when needed
             return decode_tree(encoded) if encoded is not None else self.repo.get_tree(tid)
 
         return get
