@@ -155,3 +155,28 @@ def test_the_walk_of_a_first_sync_takes_the_scans_own_entries(
     assert sync(str(a)).uploaded == ["f1/g0/n4.md"] and decoded == []
     oneway.clone(str(tmp_path / "remote"), str(tmp_path / "b"), "b")
     assert tree_state(tmp_path / "b") == tree_state(a)
+
+
+def test_index_lookups_of_an_upload_and_a_clone_are_batched(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The repository index (a SQLite table in the local cache) is asked for the blobs
+    of an upload or a download in batches, not one query per blob (a clone of 100k files
+    made 20,000 single queries before it read the index whole)."""
+    from vaultsync.engine.state import State
+    a = tmp_path / "a"
+    for i in range(1200):
+        write(a / f"f{i % 4}" / f"n{i}.md", f"note {i}", OLD + i)
+    oneway.init(str(a), str(tmp_path / "remote"), "a")
+    sync(str(a))
+    queries: list[int] = []
+    real = State.refs_of
+    monkeypatch.setattr(State, "refs_of",
+                        lambda self, ids: queries.append(len(ids)) or real(self, ids))  # type: ignore[func-returns-value]
+    oneway.clone(str(tmp_path / "remote"), str(tmp_path / "b"), "b")
+    assert tree_state(tmp_path / "b") == tree_state(a)
+    assert 0 < len(queries) <= 12, f"{len(queries)} index queries for 1,200 files"
+    for i in range(600):  # an upload of 600 new files on the clone
+        write(tmp_path / "b" / "g" / f"m{i}.md", f"more {i}", OLD + i)
+    queries.clear()
+    assert len(sync(str(tmp_path / "b")).uploaded) == 600
+    assert len(queries) <= 6, f"{len(queries)} index queries for 600 new files"

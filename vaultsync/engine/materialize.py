@@ -68,6 +68,7 @@ def stat_row(key: str, entry: Entry, st: os.stat_result) -> StatRow:
 def check_entries(repo: Repository, entries: list[tuple[str, Entry]]) -> None:
     """Before anything is written: every chunk is indexed and the sizes add up, so a
     hostile tree claiming absurd sizes or unknown chunks is refused up front."""
+    repo.index.warm(c for _, entry in entries for c in entry.chunks)
     for key, entry in entries:
         total = sum(repo.ref(c).raw_length for c in entry.chunks)
         if total != entry.size:

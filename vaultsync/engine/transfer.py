@@ -36,6 +36,8 @@ def upload(repo: Repository, writer: RepoWriter, files: Iterable[Entry],
     `relocate`; one found nowhere is an integrity error. A chunk only in a pack that a
     pending prune names is copied out of it."""
     missing: dict[ObjectId, ChunkLocation | None] = {}
+    files = list(files)
+    repo.index.warm(c for entry in files for c in entry.chunks)  # one query per 500
     for entry in files:
         for cid in entry.chunks:
             if cid not in missing and cid not in writer.pending and not repo.has_blob(cid):

@@ -306,6 +306,7 @@ class Repository:
 
     def _read_blobs(self, blob_ids: list[ObjectId]) -> Iterator[tuple[ObjectId, bytes]]:
         by_pack: dict[ObjectId, list[BlobRef]] = defaultdict(list)
+        self.index.warm(blob_ids)  # one query per 500, not one per blob
         for bid in blob_ids:
             ref = self.ref(bid)
             by_pack[ref.pack].append(ref)
