@@ -23,8 +23,11 @@ Errors: permission denied -> RemoteRefused; a write the server answers with a ba
 "Failure" (OpenSSH's answer for a full or read-only disk: SFTP version 3 has no code for
 either) -> RemoteRefused saying so; connection trouble -> TransientError.
 
-One SSH connection per store, used under a lock, opened on first use and reopened after
-a transient failure.
+One SSH connection per store, opened on first use and reopened after a transient
+failure, carrying up to CHANNELS SFTP sessions (one channel each, opened as needed): each
+request takes an idle session for itself, so up to CHANNELS pack transfers are in flight
+at once and a clone or upload is not one round trip at a time. Sessions of a connection
+that was dropped are never used again.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from vaultsync.store.base import Capabilities, ObjectInfo, Store, temporary_name
 
 T = TypeVar("T")
 _MAX_WALK = 100_000
+CHANNELS = 4  # SFTP sessions per connection (OpenSSH allows 10: MaxSessions)
 
 
 def from_url(url: str, options: Mapping[str, str]) -> SFTPStore:
@@ -62,7 +66,7 @@ def from_url(url: str, options: Mapping[str, str]) -> SFTPStore:
 
 class SFTPStore(Store):
     capabilities = Capabilities(atomic_put=True, ranged_get=True, conditional_put=False,
-                                connections=1)
+                                connections=CHANNELS)
 
     def __init__(self, target: SSHTarget) -> None:
         self.target = target
@@ -70,7 +74,10 @@ class SFTPStore(Store):
         self.url = target.display_url
         self._known_hosts = target.known_hosts
         self._fs: SFTPConnection | None = None
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # the connection: made, dropped, sessions opened
+        self._slots = threading.BoundedSemaphore(CHANNELS)  # sessions in use at most
+        self._idle: list[paramiko.SFTPClient] = []  # sessions of the current connection
+        self._generation = 0  # which connection: a session of an older one is closed
 
     def __repr__(self) -> str:
         return f"SFTPStore({self.url!r})"
@@ -88,10 +95,18 @@ class SFTPStore(Store):
                 return fs.ftp
             self._drop()
         self._fs = SFTPConnection(self.target)
+        self._idle.append(self._fs.ftp)
         return self._fs.ftp
 
-    def _drop(self) -> None:
-        fs, self._fs = self._fs, None
+    def _drop(self, generation: int | None = None) -> None:
+        """Close the connection (`generation`: only if it is still that one: a request
+        that failed on a connection dropped meanwhile leaves the new one alone)."""
+        with self._lock:
+            if generation is not None and generation != self._generation:
+                return
+            fs, self._fs = self._fs, None
+            self._generation += 1
+            self._idle.clear()
         if fs is not None:
             try:
                 fs.client.close()
@@ -129,35 +144,76 @@ class SFTPStore(Store):
             raise TransientError(f"cannot connect to {self.url}: {type(exc).__name__}") \
                 from None
 
+    def _session(self) -> tuple[paramiko.SFTPClient, int]:
+        """An SFTP session for one request alone (a slot taken: `_release` it), and the
+        connection it belongs to."""
+        with self._lock:
+            self._connect()
+            generation = self._generation
+            if self._idle:
+                return self._idle.pop(), generation
+            try:
+                assert self._fs is not None
+                extra = self._fs.client.open_sftp()
+                extra.get_channel().settimeout(self.target.timeout)
+            except (paramiko.SSHException, EOFError, OSError) as exc:
+                self._drop()
+                raise TransientError(f"cannot open an SFTP session on {self.url}: "
+                                     f"{type(exc).__name__}") from None
+            return extra, generation
+
+    def _release(self, ftp: paramiko.SFTPClient, generation: int) -> None:
+        with self._lock:
+            if generation == self._generation:
+                self._idle.append(ftp)
+            else:
+                try:
+                    ftp.close()
+                except Exception:  # noqa: BLE001 - a session of a dead connection
+                    pass
+        self._slots.release()
+
     def _run(self, fn: Callable[[paramiko.SFTPClient], T], name: str | None = None,
              write: bool = False) -> T:
-        with self._lock:
-            ftp = self._connect()
-            try:
-                return fn(ftp)
-            except FileNotFoundError:
-                missing = not self._root_exists()
-            except PermissionError:
-                raise RemoteRefused(f"remote permission denied: {self.url}"
-                                    + (f" ({'writing' if write else 'reading'} {name})"
-                                       if name else "")) from None
-            except (paramiko.SSHException, EOFError, TimeoutError, ConnectionError) as exc:
-                self._drop()
+        self._slots.acquire()
+        try:
+            ftp, generation = self._session()
+        except BaseException:
+            self._slots.release()
+            raise
+        try:
+            return self._request(ftp, generation, fn, name, write)
+        finally:
+            self._release(ftp, generation)
+
+    def _request(self, ftp: paramiko.SFTPClient, generation: int,
+                 fn: Callable[[paramiko.SFTPClient], T], name: str | None,
+                 write: bool) -> T:
+        try:
+            return fn(ftp)
+        except FileNotFoundError:
+            missing = not self._root_exists(ftp)
+        except PermissionError:
+            raise RemoteRefused(f"remote permission denied: {self.url}"
+                                + (f" ({'writing' if write else 'reading'} {name})"
+                                   if name else "")) from None
+        except (paramiko.SSHException, EOFError, TimeoutError, ConnectionError) as exc:
+            self._drop(generation)
+            raise TransientError(f"SSH connection to {self.url} failed: "
+                                 f"{type(exc).__name__}") from None
+        except OSError as exc:
+            if exc.errno in _NET_ERRNOS or not self._alive():  # "Socket is closed"
+                self._drop(generation)
                 raise TransientError(f"SSH connection to {self.url} failed: "
                                      f"{type(exc).__name__}") from None
-            except OSError as exc:
-                if exc.errno in _NET_ERRNOS or not self._alive():  # "Socket is closed"
-                    self._drop()
-                    raise TransientError(f"SSH connection to {self.url} failed: "
-                                         f"{type(exc).__name__}") from None
-                if write:
-                    raise self._refused(exc, name) from None
-                raise RemoteUnreachable(f"SFTP operation on {self.url} failed"
-                                        + (f" ({name})" if name else "")
-                                        + f": errno {exc.errno}") from None
-            if missing or name is None:
-                self._no_repository()
-            raise ObjectNotFound(name)
+            if write:
+                raise self._refused(exc, name) from None
+            raise RemoteUnreachable(f"SFTP operation on {self.url} failed"
+                                    + (f" ({name})" if name else "")
+                                    + f": errno {exc.errno}") from None
+        if missing or name is None:
+            self._no_repository()
+        raise ObjectNotFound(name)
 
     def _refused(self, exc: OSError, name: str | None) -> RemoteRefused:
         """A write the server refused: say why where the answer tells (an errno, or the
@@ -187,13 +243,12 @@ class SFTPStore(Store):
         transport = fs.client.get_transport() if fs is not None else None
         return transport is not None and transport.is_active()
 
-    def _root_exists(self) -> bool:
+    def _root_exists(self, ftp: paramiko.SFTPClient) -> bool:
         try:
-            return statmod.S_ISDIR(self._connect().stat(self._path()).st_mode or 0)
+            return statmod.S_ISDIR(ftp.stat(self._path()).st_mode or 0)
         except FileNotFoundError:
             return False
-        except OSError as exc:
-            self._drop()
+        except OSError as exc:  # the connection: dropped by the next request on it
             raise TransientError(f"SSH connection to {self.url} failed: "
                                  f"{type(exc).__name__}") from None
 
@@ -204,7 +259,7 @@ class SFTPStore(Store):
     # -- the store -----------------------------------------------------------------------
 
     def exists(self) -> bool:
-        return self._run(lambda _: self._root_exists())
+        return self._run(self._root_exists)
 
     def prepare(self) -> None:
         def mkdirs(ftp: paramiko.SFTPClient) -> None:
@@ -257,7 +312,7 @@ class SFTPStore(Store):
         self._run(put, name, write=True)
 
     def _make_parents(self, ftp: paramiko.SFTPClient, name: str) -> None:
-        if not self._root_exists():
+        if not self._root_exists(ftp):
             self._no_repository()
         parts = name.split("/")[:-1]
         for i in range(1, len(parts) + 1):
@@ -281,7 +336,7 @@ class SFTPStore(Store):
             try:
                 st = ftp.stat(self._path(name))
             except FileNotFoundError:
-                if not self._root_exists():
+                if not self._root_exists(ftp):
                     self._no_repository()
                 return None
             if not statmod.S_ISREG(st.st_mode or 0):
@@ -333,7 +388,7 @@ class SFTPStore(Store):
             try:
                 entries = ftp.listdir_attr(self._path(rel))
             except FileNotFoundError:
-                if rel == start and not self._root_exists():
+                if rel == start and not self._root_exists(ftp):
                     self._no_repository()
                 continue
             for entry in entries:
