@@ -12,7 +12,9 @@ unknown host is REFUSED unless `accept_new_host_key=yes` (or
 `VAULTSYNC_SSH_ACCEPT_NEW_HOST_KEY=1`), which records the new key like ssh's
 `StrictHostKeyChecking=accept-new`; a changed key is always refused.
 
-Writes send the bytes with paramiko's pipelined `putfo` (the engine under `fs.put`; a
+Reads (whole objects and ranges) are pipelined READ requests sent by the reader itself
+(`_sftpread.read_range`: paramiko's prefetch thread read parts of a range twice under
+load). Writes send the bytes with paramiko's pipelined `putfo` (the engine under `fs.put`; a
 write through `fs.open` is not pipelined and ~20x slower) to a temporary name, then
 `posix-rename` it over the target; the temporary file is removed on any failure. One a
 killed run left is found by the listing walk (stale by its mtime against this machine's
@@ -52,6 +54,7 @@ from vaultsync.errors import (
     refusal,
 )
 from vaultsync.store._remote import join, temp_name
+from vaultsync.store._sftpread import read_range
 from vaultsync.store._ssh import SFTPConnection, SSHTarget, UnknownHostKey, resolve
 from vaultsync.store.base import Capabilities, ObjectInfo, Store, temporary_name
 
@@ -276,21 +279,10 @@ class SFTPStore(Store):
         self._run(mkdirs, write=True)
 
     def _get(self, name: str) -> bytes:
-        def get(ftp: paramiko.SFTPClient) -> bytes:
-            buf = io.BytesIO()
-            ftp.getfo(self._path(name), buf)
-            return buf.getvalue()
-        return self._run(get, name)
+        return self._run(lambda ftp: read_range(ftp, self._path(name), 0, None), name)
 
     def _get_range(self, name: str, offset: int, length: int) -> bytes:
-        def get_range(ftp: paramiko.SFTPClient) -> bytes:
-            with ftp.open(self._path(name), "rb") as f:
-                size = f.stat().st_size or 0
-                end = min(offset + length, size)
-                if end <= offset:
-                    return b""
-                return b"".join(f.readv([(offset, end - offset)]))
-        return self._run(get_range, name)
+        return self._run(lambda ftp: read_range(ftp, self._path(name), offset, length), name)
 
     def _put(self, name: str, data: bytes) -> None:
         final, tmp = self._path(name), self._path(temp_name(name))
