@@ -282,3 +282,42 @@ def test_the_first_no_change_sync_builds_no_flat(tmp_path: Path, after: str,
     write(vault / "d1" / "n1.md", "edited", OLD + 99)  # the cache now serves, and is right
     sync(str(vault))
     assert (tmp_path / "a" / "logs" / "x.log").read_text() == "ignored"
+
+
+def test_a_clone_leaves_the_memo_of_its_folders(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A clone writes exactly a snapshot, so it records each folder's tree in the memo:
+    the first sync after it encodes no tree (at 100k files, half of that sync's time).
+    A folder that differs from the snapshot (edited since, a name spelled otherwise on
+    disk) misses the memo and is encoded: the trees committed are a plain scan's."""
+    from vaultsync.engine import oneway, scanned
+    from vaultsync.engine.sync import sync
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    for i in range(40):
+        write(a / f"d{i % 4}" / f"s{i % 2}" / f"n{i}.md", f"note {i}", OLD + i)
+    write(a / "Café" / "thé.md", "non-ASCII names", OLD)  # NFC, as the snapshot holds it
+    (a / "empty").mkdir()
+    oneway.init(str(a), str(tmp_path / "remote"), "a")
+    sync(str(a))
+    oneway.clone(str(tmp_path / "remote"), str(b), "b")
+    encoded: list[str] = []
+    real = scanned.Record.encode
+    monkeypatch.setattr(scanned.Record, "encode",
+                        lambda self, folder: encoded.append(folder) or real(self, folder))  # type: ignore[func-returns-value]
+    first = sync(str(b))
+    assert first.up_to_date and encoded == []
+    write(b / "d2" / "s1" / "n1.md", "edited on b", OLD + 500)
+    second = sync(str(b))
+    assert second.uploaded == ["d2/s1/n1.md"]
+    assert sorted(encoded) == ["", "d2/", "d2/s1/"]  # the changed folder and its parents
+    # the memo gone, every tree is encoded afresh: the same trees as committed
+    db = sqlite3.connect(b / ".vaultsync" / "state.db")
+    with db:
+        db.execute("DELETE FROM folder_trees")
+    db.close()
+    encoded.clear()
+    folders = [p for p in b.rglob("*") if p.is_dir() and ".vaultsync" not in p.parts]
+    assert sync(str(b)).up_to_date and len(encoded) == len(folders) + 1  # and the root
+    sync(str(a))
+    assert (a / "d2" / "s1" / "n1.md").read_text() == "edited on b"

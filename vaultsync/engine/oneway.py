@@ -30,6 +30,7 @@ from vaultsync.engine.sync import (
     sent,
     sync,
 )
+from vaultsync.engine.treememo import memo_of
 from vaultsync.engine.vault import Vault
 from vaultsync.engine.work import files_in
 from vaultsync.errors import SafetyStop, UsageError
@@ -214,6 +215,10 @@ def pull(root: str) -> Report:
         if len(unseen) == 1 and (base is None or base in s.repo.ancestors(unseen[0])):
             new_base = unseen[0]
         s.finish_apply(scan, updates, new_base, over.flat)
+        if base is None and len(unseen) == 1 and not scan.flat:  # a clone: the snapshot
+            # is all the disk holds, so its trees are what the next scan would encode
+            s.vault.state.add_trees(memo_of(remote, s.repo.get_snapshot(unseen[0]).tree,
+                                            s.repo.hasher))
         s.report.snapshot = new_base
         return s.report.finish()
 

@@ -6,7 +6,6 @@ chunker (and its compiled extension) is imported only when some file must be rea
 
 from __future__ import annotations
 
-import functools
 import marshal
 import operator
 import os
@@ -31,6 +30,7 @@ from vaultsync.engine.scanned import (
     item_entry,
 )
 from vaultsync.engine.state import StatCache, StatRow, paused_gc
+from vaultsync.engine.treememo import memo_key, sig_of
 from vaultsync.model import (
     DIR,
     FILE,
@@ -40,7 +40,6 @@ from vaultsync.model import (
     STATE_DIR,
     Entry,
     ObjectId,
-    Tree,
     name_problem,
     nfc,
 )
@@ -140,7 +139,7 @@ class Scanner:
         self.progress.start("scan", None, "files")
         if self.memo is not None:
             self.memo.seen_trees = {}
-            self._tree_key = _memo_key()
+            self._tree_key = memo_key()
         self.record = record = Record(self.hasher, res.trees, self.memo)
         self.reused = 0  # rows of the cache found again as they are
         with paused_gc():
@@ -305,9 +304,7 @@ class Scanner:
         if item is None:
             return
         out.append(item)
-        e = item[1]
-        sig.append((e.name, e.tree) if e.kind == DIR else
-                   (e.name, e.mode, e.size, e.mtime_ns, e.author, e.chunks))
+        sig.append(sig_of(item[1]))
 
     def _tree(self, folder: str, out: list[tuple], sig: list[tuple]) -> ObjectId:
         """The id of the tree of a folder's items (recorded with its encoding in the
@@ -484,15 +481,6 @@ class Scanner:
                 return tuple(chunks), after
         res.skipped.append((key, "kept changing while being read; will retry next run"))
         return None
-
-
-@functools.cache
-def _memo_key() -> bytes:
-    """What the folder trees memo is keyed by besides the entries: the encoding of a
-    sample tree, so a new tree encoding starts a new memo (and a new hasher does too:
-    the digests are its ids)."""
-    sample = (Entry("a", FILE, 0o755, 1, 2, "x", ("0" * 64,)), Entry("b", DIR, tree="1" * 64))
-    return Tree.of(sample).encode()
 
 
 _NAME = operator.attrgetter("name")

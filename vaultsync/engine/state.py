@@ -368,6 +368,12 @@ class State:
             known.clear()
             known.update(seen)
 
+    def add_trees(self, memo: dict[str, tuple[str, ObjectId]]) -> None:
+        """Add lines to the memo of folder trees (see engine/treememo)."""
+        with self.transaction():
+            self.db.executemany("INSERT OR REPLACE INTO folder_trees VALUES (?,?,?)",
+                                [(path, d, tree) for path, (d, tree) in memo.items()])
+
     def transaction(self) -> _Tx:
         return _Tx(self.db)
 
