@@ -353,7 +353,8 @@ def temp_files(*roots: Path) -> list[str]:
     found = []
     for root in roots:
         for dirpath, _dirs, files in os.walk(root):
-            staging = Path(dirpath).name == "staging" and Path(dirpath).parent.name == STATE_DIR
+            here = Path(dirpath)
+            staging = STATE_DIR in here.parts and "staging" in here.parts[-2:]  # or a shard
             for name in files:
                 if name.startswith((".tmp-", ".vaultsync-tmp-")) or staging:
                     found.append(os.path.join(dirpath, name))

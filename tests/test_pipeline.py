@@ -428,3 +428,42 @@ def test_a_clone_reads_every_folder_in_a_few_requests_and_caches_them_in_one_go(
     # stored in the state database by one call, not one per folder
     assert len(reads) <= 3 * 4 * len(set(reads)), reads
     assert 76 in puts and puts.count(1) <= 2
+
+
+def test_staged_files_spread_over_subfolders_that_go_with_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A clone stages its files in subfolders of .vaultsync/staging (one folder of 100k
+    new names slows every create and rename), removed once the files are installed;
+    temporary files a killed run left in them go on the next run, and so do the
+    subfolders."""
+    a = tmp_path / "a"
+    for i in range(300):
+        write(a / f"d{i % 3}" / f"n{i}.md", f"note {i}", OLD + i)
+    oneway.init(str(a), str(tmp_path / "remote"), "a")
+    from vaultsync.engine.sync import sync
+    sync(str(a))
+    shards: set[str] = set()
+    real = apply.VaultWriter.stage
+
+    def stage(self, rel, entry, pieces):  # type: ignore[no-untyped-def]
+        tmp = real(self, rel, entry, pieces)
+        shards.add(os.path.relpath(os.path.dirname(tmp), self.staging))
+        return tmp
+
+    monkeypatch.setattr(apply.VaultWriter, "stage", stage)
+    b = tmp_path / "b"
+    oneway.clone(str(tmp_path / "remote"), str(b), "b")
+    assert tree_state(b) == tree_state(a)
+    assert len(shards) > 50 and all(len(s) == 2 and "/" not in s for s in shards), shards
+    staging = b / ".vaultsync" / "staging"
+    assert list(staging.iterdir()) == []  # every subfolder went with its files
+    # what a killed run leaves: staged files in subfolders, and an empty subfolder
+    for shard, name in [("ab", ".vaultsync-tmp-0123456789ab"), ("cd", None)]:
+        (staging / shard).mkdir()
+        if name:
+            (staging / shard / name).write_text("half a note")
+    (staging / "ab" / "keep.md").write_text("not ours: never removed")
+    write(b / "d0" / "n0.md", "edited", OLD + 999)
+    assert sync(str(b)).uploaded == ["d0/n0.md"]
+    assert sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*")) == \
+        ["ab", "ab/keep.md"]

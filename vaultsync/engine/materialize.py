@@ -114,6 +114,7 @@ class _Stagers:
                 self.idle.wait()
         for tmp in self.made:
             vw.discard(tmp)
+        vw.remove_shards()
 
 
 def stage_all(repo: Repository, vw: VaultWriter, files: list[tuple[str, Entry]],
