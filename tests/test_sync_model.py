@@ -772,6 +772,11 @@ SKEW = st.sampled_from(SKEWS)
 @example(skews=(0, 0, 0), steps=[("edit", 0, "a.md"), ("unreadable", 0, "a.md", "chmod"),
                                  ("rejoin", 0), ("edit", 1, "a.md"), ("edit", 2, "a.md"),
                                  ("race", 1, 2), ("sync", 0)])
+# Found by this test: a push from a device that cannot read a path pushed the base's
+# version there over what another device wrote since (a dead version came back)
+@example(skews=(0, 0, 0), steps=[("edit", 0, "a.md"), ("unreadable", 1, "a.md", "chmod"),
+                                 ("sync", 0), ("sync", 1), ("edit", 0, "a.md"),
+                                 ("force", 0, "sync"), ("push", 1)])
 def test_devices_converge_and_never_lose_a_version(skews: tuple[int, int, int],
                                                    steps: list[tuple[Any, ...]]) -> None:
     with World(), tempfile.TemporaryDirectory() as tmp:

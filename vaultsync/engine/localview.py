@@ -217,6 +217,16 @@ def local_target(target: Flat, rules: IgnoreRules, scan: ScanResult,
     return out
 
 
+def remote_where_frozen(scan: ScanResult, remote: Flat) -> Flat:
+    """The scan's tree with `remote`'s entries in place of its own at and below the
+    paths it could not read (those hold the base's versions, not what the disk has)."""
+    if not scan.frozen:
+        return scan.flat
+    out = {k: e for k, e in scan.flat.items() if not below(k, scan.frozen)}
+    out.update((k, e) for k, e in remote.items() if below(k, scan.frozen))
+    return out
+
+
 def _held_back(target: Flat, out: Flat, scan: ScanResult) -> Flat:
     """Files on disk that `out` drops while their content is in `target` only below a
     frozen path; with their folders. Recorded in `scan.held_back` (a belief keeps them

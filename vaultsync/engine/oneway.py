@@ -160,7 +160,11 @@ def push(root: str, *, max_delete: float | None = None, force: bool = False) -> 
         if unseen or pending:
             remote = remote_flat(s, unseen) if unseen else base_flat
             beliefs = localview.read_beliefs(scan, s.rules)
-            over = overlay(scan.flat, remote, local_base(base_flat, beliefs))
+            # a path this run could not read is no local state to push: the remote's
+            # version stands there (the base's, injected by the scan, would overwrite
+            # what another device wrote since, as a sync never does)
+            over = overlay(localview.remote_where_frozen(scan, remote), remote,
+                           local_base(base_flat, beliefs))
             if unseen or over.copies:
                 root_id, trees = build_trees(over.flat, s.repo.hasher)
                 parents = ((local_sid,) if local_sid else ()) + tuple(unseen)
