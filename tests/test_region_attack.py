@@ -108,7 +108,7 @@ def test_finding_a_folder_deleted_on_b_is_not_resurrected_by_an_ignored_subfolde
 
 def test_a_big_file_streamed_in_pieces_downloads_whole_through_the_lazy_index(
         tmp_path: Path) -> None:
-    """A file over transfer.BATCH_BYTES (32 MiB), written on A, downloaded by B's staging
+    """A file over transfer.BATCH_BYTES (16 MiB), written on A, downloaded by B's staging
     threads, which look blobs up one by one in the lazy index (SQLite shared across
     threads); beside it many small new files, so several threads look up at once."""
     a, b = pair(tmp_path, {"other.md": "o"})

@@ -15,7 +15,7 @@ from vaultsync.model import Entry, ObjectId
 from vaultsync.repository.packs import CHUNK
 from vaultsync.repository.repo import Repository, RepoWriter
 
-BATCH_BYTES = 32 * 1024 * 1024
+BATCH_BYTES = 16 * 1024 * 1024
 TASK_BYTES = 2 * 1024 * 1024  # an upload worker's task: chunks of about this many bytes
 TASK_FILES = 256  # or of this many files
 STREAM_CHUNKS = 16  # chunks fetched at a time for a file larger than BATCH_BYTES
