@@ -469,6 +469,10 @@ def prune(
     return EXIT_OK
 
 
+# commands kept in modules of their own (registered on `app` as they are imported)
+from vaultsync.cli import watchcmd  # noqa: E402, F401
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: typer reports its own usage errors (exit 2); anything else a run
     raises becomes one line on stderr and the code `errors.classify` gives it. SIGTERM

@@ -133,6 +133,14 @@ def emit_json(doc: object) -> None:
     _logged(json.dumps(doc, sort_keys=True, ensure_ascii=False))
 
 
+def emit_json_line(doc: object) -> None:
+    """One JSON document on one line (JSON Lines: `watch --json`), flushed at once."""
+    text = json.dumps(_masked(doc), sort_keys=True, ensure_ascii=False)
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+    _logged(text)
+
+
 def size(n: int) -> str:
     """Bytes for people: 512 B, 12.3 KiB, 4.0 MiB."""
     if n < 1024:

@@ -56,7 +56,7 @@ def open_repository(url: str, options: dict[str, str] | None = None, *,
 
 def transfers_setting() -> int | None:
     """VAULTSYNC_TRANSFERS: parallel pack uploads and downloads (default: what the store
-    says suits it: 8 for S3, 4 for WebDAV and directories, 1 for SFTP)."""
+    says suits it: 8 for S3, 4 for WebDAV, SFTP and directories)."""
     value = os.environ.get("VAULTSYNC_TRANSFERS", "")
     if not value:
         return None
