@@ -194,3 +194,24 @@ def test_max_syncs_ends_it_with_the_syncs_code(tmp_path: Path) -> None:
 ])
 def test_what_counts_as_a_change(tmp_path: Path, rel: str, counted: bool) -> None:
     assert counts(str(tmp_path / rel), str(tmp_path)) is counted
+
+
+def test_a_folder_the_system_cannot_watch_is_one_clear_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """inotify refuses more watches than fs.inotify.max_user_watches (ENOSPC): the watch
+    ends with exit 7 and says what to raise, never a traceback."""
+    import errno
+
+    from watchdog.observers import Observer
+
+    from vaultsync.engine import watch as watch_mod
+    from vaultsync.errors import LocalFailure
+
+    def refuse(self, *a, **k):  # type: ignore[no-untyped-def]
+        raise OSError(errno.ENOSPC, "inotify watch limit reached")
+
+    monkeypatch.setattr(Observer, "start", refuse)
+    with pytest.raises(LocalFailure, match="max_user_watches") as info:
+        watch_mod.watch(str(tmp_path), lambda: pytest.fail("no sync"),  # type: ignore[arg-type,return-value]
+                        dict, lambda r: None)
+    assert info.value.exit_code == 7

@@ -35,6 +35,7 @@ from vaultsync.errors import (
     EXIT_LOCKED,
     EXIT_OK,
     EXIT_REMOTE,
+    LocalFailure,
     MissingDependency,
     VaultsyncError,
 )
@@ -102,9 +103,15 @@ def _observer(root: str, changes: _Changes, clock: Callable[[], float]):  # type
                 changes.saw(clock())
 
     observer = Observer()
-    observer.schedule(Handler(), root, recursive=True)
-    observer.daemon = True
-    observer.start()
+    try:
+        observer.schedule(Handler(), root, recursive=True)
+        observer.daemon = True
+        observer.start()
+    except OSError as exc:  # inotify: ENOSPC for too many folders, EMFILE for instances
+        raise LocalFailure(
+            f"local vault folder {root} cannot be watched ({exc.strerror or exc}): on Linux "
+            "the limit is fs.inotify.max_user_watches (or max_user_instances); raise it, "
+            "or sync from cron or a timer instead") from None
     return observer
 
 
