@@ -160,6 +160,27 @@ def test_a_burst_of_edits_is_one_sync(tmp_path: Path) -> None:
         assert w.stop() == 130
 
 
+def test_edits_that_never_settle_are_synced_after_max_wait(tmp_path: Path) -> None:
+    """An editor that saves every half second never lets the debounce run out: the edits
+    go up --max-wait seconds after the first one, while the saving goes on."""
+    a, _, _ = pair(tmp_path)
+    w = Watcher(a, "--debounce", "2", "--max-wait", "3", "--poll", "3600")
+    try:
+        w.wait_for("the first sync", lambda r: r.get("command") == "sync")
+        start = len(w.reports)
+        end = time.monotonic() + 9
+        i = 0
+        while time.monotonic() < end:  # a save every 0.4 s for 9 s: never 2 s of quiet
+            write(a / "typing.md", f"draft {i}")
+            i += 1
+            time.sleep(0.4)
+            w._read(0)
+        during = [r for r in w.reports[start:] if r.get("uploaded")]
+        assert during, "nothing synced while the edits went on"
+    finally:
+        assert w.stop() == 130
+
+
 def test_an_unreachable_remote_is_retried_with_backoff(tmp_path: Path) -> None:
     a, _, remote = pair(tmp_path)
     away = tmp_path / "remote-unmounted"

@@ -16,6 +16,10 @@ def watch(
     debounce: Annotated[float, typer.Option(
         "--debounce", min=0, metavar="SECONDS",
         help="Sync once local changes have settled for this long.")] = 2.0,
+    max_wait: Annotated[float, typer.Option(
+        "--max-wait", min=0, metavar="SECONDS",
+        help="Sync at the latest this long after the first unsynced edit, even while "
+             "edits go on.")] = 60.0,
     poll: Annotated[float, typer.Option(
         "--poll", min=0.5, metavar="SECONDS",
         help="Ask the remote this often whether another device synced.")] = 60.0,
@@ -55,7 +59,8 @@ def watch(
 
     try:
         return do_watch(root, lambda: do_sync(root), heads, on_sync,
-                        WatchOptions(debounce=debounce, poll=poll, backoff=backoff,
-                                     max_syncs=max_syncs, exit_after=exit_after))
+                        WatchOptions(debounce=debounce, max_wait=max_wait, poll=poll,
+                                     backoff=backoff, max_syncs=max_syncs,
+                                     exit_after=exit_after))
     finally:
         heads.close()

@@ -2,10 +2,12 @@
 
 - Local changes come from the filesystem's own notifications (watchdog: inotify on
   Linux, FSEvents on macOS, ReadDirectoryChangesW on Windows); nothing polls the disk.
-  A sync starts once no change came for `debounce` seconds. Changes inside `.vaultsync/`
-  and vaultsync's own temporary files are not changes. A sync's own writes do notify:
-  after a sync that saw changes arrive meanwhile, one more sync runs (it finds nothing
-  to do when they were its own, and writes nothing, so nothing follows).
+  A sync starts once no change came for `debounce` seconds, or `max_wait` seconds after
+  the first change it has not synced (an editor saving every second never settles).
+  Changes inside `.vaultsync/` and vaultsync's own temporary files are not changes. A
+  sync's own writes do notify: after a sync that saw changes arrive meanwhile, one more
+  sync runs (it finds nothing to do when they were its own, and writes nothing, so
+  nothing follows).
 - The remote is asked every `poll` seconds for its heads (one LIST plus a tiny GET per
   device); a sync starts when they differ from those after the last sync.
 - Syncs never overlap: one loop runs them, each holding the vault lock as any sync does
@@ -51,6 +53,7 @@ GOING_ON = (EXIT_OK, EXIT_ATTENTION)  # keep watching
 @dataclass
 class WatchOptions:
     debounce: float = 2.0
+    max_wait: float = 60.0  # edits that never settle are synced this long after the first
     poll: float = 60.0
     backoff: float = BACKOFF_MIN  # first wait after a failed try (doubles, to BACKOFF_MAX)
     max_syncs: int | None = None  # stop after this many syncs (scripts, tests)
@@ -62,17 +65,26 @@ class _Changes:
     """What the notifier saw, shared with its thread."""
 
     lock: threading.Lock = field(default_factory=threading.Lock)
-    last: float | None = None  # when the newest change came (monotonic)
+    first: float | None = None  # when the oldest change not yet synced came (monotonic)
+    last: float | None = None  # when the newest change came
     count: int = 0
 
     def saw(self, now: float) -> None:
         with self.lock:
+            if self.first is None:
+                self.first = now
             self.last = now
             self.count += 1
 
-    def take(self) -> tuple[float | None, int]:
+    def take(self) -> tuple[float | None, float | None, int]:
         with self.lock:
-            return self.last, self.count
+            return self.first, self.last, self.count
+
+    def syncing(self) -> int:
+        """A sync starts: the changes so far are its to find; returns their count."""
+        with self.lock:
+            self.first = None
+            return self.count
 
 
 def counts(path: str, root: str) -> bool:
@@ -140,9 +152,11 @@ def watch(root: str, sync: Callable[[], Report], heads: Callable[[], dict[str, s
                 return EXIT_OK
             if opts.max_syncs is not None and syncs >= opts.max_syncs:
                 return EXIT_OK
-            last, count = changes.take()
-            if count != seen and last is not None and now - last >= opts.debounce:
-                wanted = True  # local changes, settled
+            first, last, count = changes.take()
+            if count != seen and last is not None and (
+                    now - last >= opts.debounce  # local changes, settled
+                    or (first is not None and now - first >= opts.max_wait)):  # or not
+                wanted = True
             if now >= next_poll and not wanted and now >= retry_at:
                 next_poll = now + opts.poll
                 try:
@@ -157,7 +171,7 @@ def watch(root: str, sync: Callable[[], Report], heads: Callable[[], dict[str, s
             if not wanted or now < retry_at:
                 sleep(TICK)
                 continue
-            seen = changes.take()[1]
+            seen = changes.syncing()
             try:
                 report = sync()
             except VaultsyncError as exc:  # anything else (a disk failure, a bug) ends it
