@@ -236,3 +236,16 @@ def test_a_folder_the_system_cannot_watch_is_one_clear_line(
         watch_mod.watch(str(tmp_path), lambda: pytest.fail("no sync"),  # type: ignore[arg-type,return-value]
                         dict, lambda r: None)
     assert info.value.exit_code == 7
+
+
+def test_a_vault_moved_away_ends_the_watch_at_the_next_poll(tmp_path: Path) -> None:
+    a, _, _ = pair(tmp_path)
+    w = Watcher(a, "--debounce", "0.3", "--poll", "1")
+    try:
+        w.wait_for("the first sync", lambda r: r.get("command") == "sync")
+        a.rename(tmp_path / "a-moved")
+        code = w.proc.wait(timeout=DEADLINE)
+    finally:
+        w.stop()
+    assert code == 2
+    assert any("no longer a vault" in e for e in w.errors), w.errors

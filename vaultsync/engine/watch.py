@@ -16,6 +16,7 @@
   exponential backoff (`backoff`, 5 s by default, doubling to BACKOFF_MAX seconds). A
   safety stop, a damaged repository, a local disk failure or a usage error ends the
   watch with that exit code: a person must look. Conflicts (exit 1) do not.
+- A vault folder moved or deleted under it ends the watch (exit 2) at the next poll.
 - Ctrl-C or SIGTERM interrupts the loop or the sync under way the way it interrupts a
   sync (temporary files removed), and the watch exits 130.
 
@@ -39,6 +40,7 @@ from vaultsync.errors import (
     EXIT_REMOTE,
     LocalFailure,
     MissingDependency,
+    NotAVault,
     VaultsyncError,
 )
 from vaultsync.model import STATE_DIR
@@ -159,6 +161,11 @@ def watch(root: str, sync: Callable[[], Report], heads: Callable[[], dict[str, s
                 wanted = True
             if now >= next_poll and not wanted and now >= retry_at:
                 next_poll = now + opts.poll
+                if not os.path.isdir(os.path.join(root, STATE_DIR)):  # moved, deleted
+                    gone = NotAVault(f"{root} is no longer a vault (moved or deleted?); "
+                                     "the watch ends")
+                    on_sync(gone)
+                    return gone.exit_code
                 try:
                     wanted = heads() != known
                 except VaultsyncError as exc:
