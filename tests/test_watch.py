@@ -212,9 +212,34 @@ def test_max_syncs_ends_it_with_the_syncs_code(tmp_path: Path) -> None:
     ("note.md", True), ("Daily/x.md", True), (".vaultsync/state.db", False),
     (".vaultsync/staging/ab/.vaultsync-tmp-0123456789ab", False),
     ("Daily/.vaultsync-tmp-0123456789ab", False), ("Daily/.vaultsync-tmp-notes.md", True),
+    ("logs/x.log", False), ("logs/deep/y.md", False), ("Daily/z.log", False),
+    (".vaultsyncignore", True), (".vaultsync/ignore", True), ("Daily/.DS_Store", False),
 ])
 def test_what_counts_as_a_change(tmp_path: Path, rel: str, counted: bool) -> None:
-    assert counts(str(tmp_path / rel), str(tmp_path)) is counted
+    from vaultsync.engine.ignore import IgnoreRules
+
+    write(tmp_path / ".vaultsyncignore", "logs/\n*.log\n")
+    rules = IgnoreRules.load(str(tmp_path))
+    assert counts(str(tmp_path / rel), str(tmp_path), rules) is counted
+
+
+def test_edits_of_ignored_files_start_no_sync(tmp_path: Path) -> None:
+    a, _, _ = pair(tmp_path)
+    write(a / ".vaultsyncignore", "cache/\n")
+    assert run_cli("-C", str(a), "sync").code == 0
+    w = Watcher(a, "--debounce", "0.3", "--poll", "3600")
+    try:
+        w.wait_for("the first sync", lambda r: r.get("command") == "sync")
+        start = len(w.reports)
+        for i in range(5):
+            write(a / "cache" / "sub" / f"c{i}.bin", f"scratch {i}")
+        time.sleep(2)
+        w._read(0.5)
+        assert w.reports[start:] == []  # nothing the vault syncs changed
+        write(a / "real.md", "a note")
+        w.wait_for("the upload", uploaded())
+    finally:
+        assert w.stop() == 130
 
 
 def test_a_folder_the_system_cannot_watch_is_one_clear_line(

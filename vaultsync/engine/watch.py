@@ -4,10 +4,10 @@
   Linux, FSEvents on macOS, ReadDirectoryChangesW on Windows); nothing polls the disk.
   A sync starts once no change came for `debounce` seconds, or `max_wait` seconds after
   the first change it has not synced (an editor saving every second never settles).
-  Changes inside `.vaultsync/` and vaultsync's own temporary files are not changes. A
-  sync's own writes do notify: after a sync that saw changes arrive meanwhile, one more
-  sync runs (it finds nothing to do when they were its own, and writes nothing, so
-  nothing follows).
+  Changes inside `.vaultsync/`, vaultsync's own temporary files and paths the ignore
+  rules exclude are not changes (an edit of the rules is). A sync's own writes do
+  notify: after a sync that saw changes arrive meanwhile, one more sync runs (it finds
+  nothing to do when they were its own, and writes nothing, so nothing follows).
 - The remote is asked every `poll` seconds for its heads (one LIST plus a tiny GET per
   device); a sync starts when they differ from those after the last sync.
 - Syncs never overlap: one loop runs them, each holding the vault lock as any sync does
@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from vaultsync.engine.ignore import DEVICE_IGNORE_FILE, IGNORE_FILE, IgnoreRules
 from vaultsync.engine.remote import Remote
 from vaultsync.engine.report import Report
 from vaultsync.errors import (
@@ -43,7 +44,7 @@ from vaultsync.errors import (
     NotAVault,
     VaultsyncError,
 )
-from vaultsync.model import STATE_DIR
+from vaultsync.model import STATE_DIR, nfc
 
 BACKOFF_MIN = 5.0
 BACKOFF_MAX = 300.0
@@ -89,14 +90,27 @@ class _Changes:
             return self.count
 
 
-def counts(path: str, root: str) -> bool:
-    """Whether a change at `path` is a change of the vault (not of vaultsync's own state
-    or temporary files)."""
+def counts(path: str, root: str, rules: IgnoreRules | None = None,
+           is_dir: bool = False) -> bool:
+    """Whether a change at `path` is a change of the vault: not of vaultsync's own state
+    or temporary files, nor (with `rules`) of a path they ignore, or one inside an
+    ignored folder. The rule files themselves count."""
     from vaultsync.engine.scan import is_temp_name
 
-    rel = os.path.relpath(path, root)
-    parts = rel.replace(os.sep, "/").split("/")
-    return parts[0] not in (STATE_DIR, "..") and not is_temp_name(parts[-1])
+    rel = os.path.relpath(path, root).replace(os.sep, "/")
+    parts = rel.split("/")
+    if rel == ".":
+        return False  # the vault folder itself
+    if rel == DEVICE_IGNORE_FILE:
+        return True  # this device's own rules: what syncs changed
+    if parts[0] in (STATE_DIR, "..") or is_temp_name(parts[-1]):
+        return False
+    if rules is None or rel == IGNORE_FILE:
+        return True
+    key = nfc(rel)
+    folders = key.split("/")[:-1]
+    return not any(rules.ignored("/".join(folders[:i + 1]), True)
+                   for i in range(len(folders))) and not rules.ignored(key, is_dir)
 
 
 def _observer(root: str, changes: _Changes, clock: Callable[[], float]):  # type: ignore[no-untyped-def]
@@ -108,12 +122,23 @@ def _observer(root: str, changes: _Changes, clock: Callable[[], float]):  # type
         raise MissingDependency(f"vaultsync watch needs the 'watchdog' package ({exc}); "
                                 "pip install watchdog") from None
 
+    rules = [IgnoreRules.load(root)]  # read again when a rule file changes
+
     class Handler(FileSystemEventHandler):
         def on_any_event(self, event: FileSystemEvent) -> None:
             if event.event_type in ("opened", "closed_no_write"):
                 return  # reads (ours included) change nothing
-            paths = [event.src_path, getattr(event, "dest_path", "") or ""]
-            if any(p and counts(os.fsdecode(p), root) for p in paths):
+            if event.is_directory and event.event_type == "modified":
+                return  # a folder's own times: each entry made or removed in it has its event
+            paths = [os.fsdecode(p) for p in
+                     (event.src_path, getattr(event, "dest_path", "") or "") if p]
+            rel = {os.path.relpath(p, root).replace(os.sep, "/") for p in paths}
+            if rel & {IGNORE_FILE, DEVICE_IGNORE_FILE}:
+                try:
+                    rules[0] = IgnoreRules.load(root)
+                except VaultsyncError:
+                    pass  # the sync reads them too, and says what is wrong
+            if any(counts(p, root, rules[0], event.is_directory) for p in paths):
                 changes.saw(clock())
 
     observer = Observer()
